@@ -110,13 +110,17 @@ class Directory:
         app = self.app(form.get("client_id", ""))
         if app is None:
             return 400, _aad_error(
-                "unauthorized_client", 700016, f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'."
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'.",
             )
         if not hmac.compare_digest(app.secret, form.get("client_secret", "")):
             return 401, _aad_error("invalid_client", 7000215, "Invalid client secret provided.")
         if tenant not in app.consented_tenants:
             return 400, _aad_error(
-                "unauthorized_client", 700016, f"Application with identifier '{app.client_id}' was not found in the directory '{tenant}'."
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{app.client_id}' was not found in the directory '{tenant}'.",
             )
         scope = form.get("scope", "")
         if not scope.endswith("/.default"):

@@ -1,0 +1,39 @@
+# Works on a fresh machine with only Python 3.11 and make: every target builds .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STACK  ?= prod
+
+.PHONY: plan test lint typecheck check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials
+plan: $(VENV)/.runtime
+	$(BIN)/python -m cipp_hardening.plan --stack $(STACK) $(if $(JSON),--json $(JSON))
+
+## test: the whole test suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy .
+
+check: test lint typecheck
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

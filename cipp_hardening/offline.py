@@ -1,0 +1,196 @@
+"""Run the Pulumi program with no engine: a recording mock runtime (the base of `make plan`).
+
+Every RegisterResource is recorded (type, name, parent, resolved inputs); computed ids are
+deterministic placeholders so the rendered Graph bodies can refer to each other. This is not a diff
+against state: it shows what the program declares (pulumi-python-notes.md §1.5).
+"""
+
+from __future__ import annotations
+
+import logging
+import runpy
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime.settings
+from pulumi.runtime.mocks import MockMonitor
+
+# The wire sentinel of a Pulumi secret (pulumi-python-notes.md §1.3), not a credential.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
+_PLACEHOLDER_NS = uuid.UUID("6f1c7f40-32d6-4b8e-9a59-7d0f8a3d6c10")
+
+NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
+CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
+
+
+def placeholder_guid(key: str) -> str:
+    """A stable stand-in for an object id Graph assigns at create time."""
+    return str(uuid.uuid5(_PLACEHOLDER_NS, key))
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    id: str | None
+
+
+@dataclass
+class OfflineRun:
+    resources: list[PlannedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def messages(self, level: str) -> list[str]:
+        return [message for lvl, message in self.logs if lvl == level]
+
+
+class OfflineRunError(RuntimeError):
+    """The program failed; `run` holds what it logged (config problems arrive as error logs)."""
+
+    def __init__(self, run: OfflineRun, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.run = run
+        self.cause = cause
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, outputs_for: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None) -> None:
+        self.outputs_for = outputs_for
+        self.urns: dict[str, str] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        object_id = placeholder_guid(f"{args.typ}::{args.name}")
+        state = dict(args.inputs)
+        if args.typ == NAMED_LOCATION:
+            state["objectId"] = object_id
+            return f"/identity/conditionalAccess/namedLocations/{object_id}", state
+        if args.typ == CA_POLICY:
+            state["objectId"] = object_id
+            return f"/identity/conditionalAccess/policies/{object_id}", state
+        if self.outputs_for is not None:
+            state.update(self.outputs_for(args.typ, args.name, state))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        raise NotImplementedError(f"the offline run has no answer for invoke {args.token}")
+
+
+class _RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.parents: dict[str, str | None] = {}
+        self.custom: dict[str, bool] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.parents[urn] = request.parent or None
+        self.custom[urn] = bool(request.custom)
+        return super().RegisterResource(request)
+
+
+class _ListLogger(logging.Handler):
+    def __init__(self, logs: list[tuple[str, str]]) -> None:
+        super().__init__(level=logging.INFO)
+        self.logs = logs
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logs.append((record.levelname.lower(), record.getMessage()))
+
+
+def stack_file_config(stack_file: Path, project: str, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Pulumi.<stack>.yaml → the {"ns:key": str} map the language host hands the program.
+
+    Objects and lists become JSON text (what `Config.require_object` parses); `secure:` values cannot be
+    decrypted without the CLI, so they are left out unless an override supplies them.
+    """
+    import json
+
+    import yaml
+
+    raw = (yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}).get("config") or {}
+    config: dict[str, str] = {}
+    for key, value in {**raw, **(overrides or {})}.items():
+        if isinstance(value, Mapping) and set(value) == {"secure"}:
+            continue
+        full_key = key if ":" in key else f"{project}:{key}"
+        config[full_key] = value if isinstance(value, str) else json.dumps(value)
+    return config
+
+
+def run_program(
+    program: Path | Callable[[], object],
+    config: Mapping[str, str],
+    *,
+    project: str = "cipp-hardening",
+    stack: str = "prod",
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = True,
+    outputs_for: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None = None,
+) -> OfflineRun:
+    """Run the program under recording mocks; on failure raise OfflineRunError carrying the logs."""
+    run = OfflineRun()
+    logger = logging.getLogger(f"cipp-hardening.offline.{id(run)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(_ListLogger(run.logs))
+    mocks = _Mocks(outputs_for)
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh root stack per run, even in one process
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), secret_keys=list(secret_keys))
+    exported: dict[str, Any] = {}
+
+    def body() -> Any:
+        if callable(program):
+            program()
+        else:
+            runpy.run_path(str(program), run_name="__main__")
+        root = pulumi.runtime.settings.get_root_resource()
+        outputs = getattr(root, "outputs", None) or {}
+        return pulumi.Output.all(**outputs).apply(exported.update) if outputs else None
+
+    try:
+        pulumi.runtime.test(body)()
+    except Exception as exc:
+        raise OfflineRunError(run, exc) from exc
+    run.outputs = exported
+    for urn, registration in monitor.get_registered_resources().items():
+        type_, name = urn.split("::")[-2].split("$")[-1], urn.split("::")[-1]
+        run.resources.append(
+            PlannedResource(
+                urn=urn,
+                type=type_,
+                name=name,
+                parent=monitor.parents.get(urn),
+                custom=monitor.custom.get(urn, True),
+                inputs=dict(registration.state),
+                outputs=dict(registration.state),
+                id=registration.id,
+            )
+        )
+    return run
+
+
+def redact_secrets(value: Any) -> Any:
+    """Replace every Pulumi secret (wire sentinel) with "[secret]", recursively."""
+    if isinstance(value, Mapping):
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
+            return "[secret]"
+        return {k: redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_secrets(v) for v in value]
+    return value

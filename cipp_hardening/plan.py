@@ -1,0 +1,151 @@
+"""`make plan`: the offline plan of a stack — no Pulumi CLI, no credentials, no network.
+
+Runs __main__.py against Pulumi.<stack>.yaml under a recording mock runtime and shows the resource
+tree and, for each Conditional Access resource, the Graph v1.0 body pulumi-azuread will send.
+`--json FILE` writes the same as a machine-readable document. Exit 2 on invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+from cipp_hardening.config import PROJECT
+from cipp_hardening.graph_render import render, with_object_id
+from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class PlanDocument:
+    stack: str
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def graph_objects(self, kind: str) -> list[dict[str, Any]]:
+        """Rendered bodies with their (placeholder) ids: `policy` or `namedLocation`."""
+        suffix = (
+            "conditionalAccessPolicy:ConditionalAccessPolicy" if kind == "policy" else "namedLocation:NamedLocation"
+        )
+        return [r["graph"] for r in self.resources if r["type"].endswith(suffix) and r["graph"] is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": PROJECT,
+            "stack": self.stack,
+            "resources": self.resources,
+            "outputs": self.outputs,
+            "warnings": self.warnings,
+        }
+
+
+def build_plan(stack: str, stack_file: Path | None = None, overrides: dict[str, Any] | None = None) -> PlanDocument:
+    """Run the program for `stack` offline and render every resource. Raises OfflineRunError."""
+    config = stack_file_config(stack_file or ROOT / f"Pulumi.{stack}.yaml", PROJECT, overrides)
+    run = run_program(ROOT / "__main__.py", config, project=PROJECT, stack=stack)
+    return document_from_run(stack, run)
+
+
+def document_from_run(stack: str, run: OfflineRun) -> PlanDocument:
+    document = PlanDocument(stack, outputs=redact_secrets(run.outputs), warnings=run.messages("warning"))
+    for resource in run.resources:
+        body = render(resource.type, resource.inputs)
+        document.resources.append(
+            {
+                "urn": resource.urn,
+                "type": resource.type,
+                "name": resource.name,
+                "parent": resource.parent,
+                "custom": resource.custom,
+                "inputs": redact_secrets({k: v for k, v in resource.inputs.items() if k != "__provider"}),
+                "graph": with_object_id(body, resource.inputs.get("objectId")) if body is not None else None,
+            }
+        )
+    return document
+
+
+def print_plan(document: PlanDocument, console: Console) -> None:
+    console.print(_tree(document))
+    for resource in document.resources:
+        if resource["graph"] is not None:
+            body = {k: v for k, v in resource["graph"].items() if k != "id"}
+            title = f"{resource['name']} → Microsoft Graph v1.0 body ({_short_type(resource['type'])})"
+            console.print(Panel(Syntax(json.dumps(body, indent=2), "json", word_wrap=True), title=title))
+        elif resource["custom"]:
+            title = f"{resource['name']} ({_short_type(resource['type'])}) inputs"
+            console.print(Panel(Syntax(json.dumps(resource["inputs"], indent=2), "json", word_wrap=True), title=title))
+    if document.outputs:
+        console.print(Panel(json.dumps(document.outputs, indent=2), title="stack outputs"))
+    for warning in document.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(
+        "[dim]Object ids are offline placeholders; Graph assigns the real ones on create. "
+        "This shows what the program declares, not a diff against deployed state.[/]"
+    )
+
+
+def _short_type(type_: str) -> str:
+    return type_.split(":")[-1] if type_.startswith("azuread:") else type_
+
+
+def _tree(document: PlanDocument) -> Tree:
+    tree = Tree(f"[bold]{PROJECT}[/] stack [bold]{document.stack}[/]")
+    nodes: dict[str | None, Tree] = {}
+    by_urn = {r["urn"]: r for r in document.resources}
+    for resource in document.resources:
+        _attach(resource, by_urn, nodes, tree)
+    return tree
+
+
+def _attach(resource: dict[str, Any], by_urn: dict[str, Any], nodes: dict[str | None, Tree], root: Tree) -> Tree:
+    if resource["urn"] in nodes:
+        return nodes[resource["urn"]]
+    parent = by_urn.get(resource["parent"])
+    parent_node = _attach(parent, by_urn, nodes, root) if parent else root
+    node = parent_node.add(f"{resource['name']}  [dim]{resource['type']}[/]")
+    nodes[resource["urn"]] = node
+    return node
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="plan", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
+    parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
+    args = parser.parse_args(argv)
+    console = Console(stderr=args.json == "-")
+    try:
+        document = build_plan(args.stack, args.stack_file)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except OfflineRunError as exc:
+        errors = exc.run.messages("error") or [str(exc.cause)]
+        console.print(f"[red]The program failed for stack {args.stack}:[/]")
+        for message in errors:
+            console.print(f"  [red]✗[/] {message}", highlight=False)
+        return 2
+    if args.json == "-":
+        json.dump(document.to_json(), sys.stdout, indent=2)
+        return 0
+    print_plan(document, console)
+    if args.json:
+        Path(args.json).write_text(json.dumps(document.to_json(), indent=2), encoding="utf-8")
+        console.print(f"plan written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

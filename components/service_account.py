@@ -1,0 +1,45 @@
+"""Part B: the CIPP service account must complete MFA at every sign-in, wherever it signs in from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_azuread as azuread
+
+from cipp_hardening.config import ServiceAccount
+
+
+@dataclass(frozen=True)
+class ServiceAccountPolicyArgs:
+    service_account: ServiceAccount
+
+
+class ServiceAccountPolicy(pulumi.ComponentResource):
+    """All cloud apps, MFA, sign-in frequency every time, and deliberately no location condition."""
+
+    policy_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceAccountPolicyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cipp:hardening:ServiceAccountPolicy", name, None, opts)
+        account = args.service_account
+        self.policy = azuread.ConditionalAccessPolicy(
+            f"{name}-policy",
+            display_name=account.display_name,
+            state=account.state,
+            conditions=azuread.ConditionalAccessPolicyConditionsArgs(
+                client_app_types=["all"],
+                applications=azuread.ConditionalAccessPolicyConditionsApplicationsArgs(included_applications=["All"]),
+                users=azuread.ConditionalAccessPolicyConditionsUsersArgs(included_users=[account.user_id]),
+            ),
+            grant_controls=azuread.ConditionalAccessPolicyGrantControlsArgs(operator="OR", built_in_controls=["mfa"]),
+            # everyTime alone: no period/value; the provider then omits applicationEnforcedRestrictions and
+            # disableResilienceDefaults, which Graph rejects together with everyTime (graph-ca.md §2.6, §4.3).
+            session_controls=azuread.ConditionalAccessPolicySessionControlsArgs(
+                sign_in_frequency_interval="everyTime",
+                sign_in_frequency_authentication_type="primaryAndSecondaryAuthentication",
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.policy_id = self.policy.object_id
+        self.register_outputs({"policyId": self.policy_id, "state": account.state})
