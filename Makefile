@@ -20,7 +20,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 
 ## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials
 plan: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.plan --stack $(STACK) $(if $(JSON),--json $(JSON))
+	$(BIN)/python -m cipp_hardening.plan --stack $(STACK) $(if $(JSON),--json $(JSON)) \
+	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies))
 
 ## test: the whole test suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
 test: $(VENV)/.dev

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pulumi
 
 from cipp_hardening.config import ClientStack, MspStack
-from cipp_hardening.stack_config import load_stack_config
+from cipp_hardening.inventory import client_policies, snapshot_path
+from cipp_hardening.stack_config import load_stack_config, secret_value
+from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
 from components.trusted_location import TrustedLocation, TrustedLocationArgs
@@ -25,7 +27,22 @@ def compose_msp(config: MspStack) -> None:
 
 
 def compose_client(config: ClientStack) -> None:
-    raise NotImplementedError("client stacks (Part D) are not implemented yet")
+    if snapshot_path():
+        pulumi.log.warn(f"offline plan: policies read from the snapshot {snapshot_path()}, not the live tenant")
+    policies = client_policies(config, secret_value("graphClientSecret"))
+    exclusions = ClientTenantExclusions("msp-exclusions", ClientTenantExclusionsArgs(config, policies))
+    for skipped in exclusions.skipped:
+        pulumi.log.info(f"skipped client policy {skipped['displayName']!r} ({skipped['id']}): {skipped['reason']}")
+    for conflict in exclusions.conflicts:
+        pulumi.log.warn(
+            f"client policy {conflict['displayName']!r} ({conflict['id']}): {conflict['action']}: {conflict['detail']}"
+        )
+    pulumi.export("clientTenantId", config.client_tenant.tenant_id)
+    pulumi.export("managedPolicyIds", sorted(exclusions.exclusions))
+    pulumi.export("skippedPolicies", exclusions.skipped)
+    pulumi.export("exclusionPlan", exclusions.planned)
+    pulumi.export("exclusionConflicts", exclusions.conflicts)
+    pulumi.export("exclusionStatuses", exclusions.statuses)
 
 
 config = load_stack_config()

@@ -128,6 +128,7 @@ class ClientTenant:
 class ClientStack:
     client_tenant: ClientTenant
     graph_url: str = DEFAULT_GRAPH_URL
+    graph_client_id: str | None = None  # with the secret key graphClientSecret; else env / OIDC / CLI
     warnings: tuple[str, ...] = ()
     mode: Literal["client"] = "client"
 
@@ -143,7 +144,7 @@ _MSP_KEYS = {
     "cippApiManagerSecret",
     "graphUrl",
 }
-_CLIENT_KEYS = {"mode", "clientTenant", "graphUrl"}
+_CLIENT_KEYS = {"mode", "clientTenant", "graphUrl", "graphClientId", "graphClientSecret"}
 _FOREIGN_ALLOWED = {"azuread:tenantId", "azuread:clientId", "azuread:useOidc", "azuread:useCli", "azuread:environment"}
 
 
@@ -245,11 +246,7 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
         hint = _closest(key, allowed)
         reader.fail(key, where + (f" (did you mean {hint}?)" if hint and key not in _MSP_KEYS | _CLIENT_KEYS else ""))
     graph_url = _graph_url(reader, raw)
-    stack: StackConfig
-    if mode == "msp":
-        stack = _msp_stack(reader, raw, graph_url)
-    else:
-        stack = ClientStack(_client_tenant(reader, raw.get("clientTenant")), graph_url, tuple(reader.warnings))
+    stack: StackConfig = _msp_stack(reader, raw, graph_url) if mode == "msp" else _client_stack(reader, raw, graph_url)
     if reader.problems:
         raise ConfigError(reader.problems)
     return stack
@@ -420,6 +417,14 @@ def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> Cip
             "must be true to manage the manager client's own ranges: a wrong range locks this stack out of CIPP",
         )
     return client
+
+
+def _client_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> ClientStack:
+    tenant = _client_tenant(reader, raw.get("clientTenant"))
+    client_id = reader.guid(raw["graphClientId"], "graphClientId") if "graphClientId" in raw else None
+    if bool(client_id) != ("graphClientSecret" in raw):
+        reader.fail("graphClientSecret", "graphClientId and the secret graphClientSecret go together")
+    return ClientStack(tenant, graph_url, client_id, tuple(reader.warnings))
 
 
 _CLIENT_TENANT_KEYS = {

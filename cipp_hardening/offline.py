@@ -7,6 +7,7 @@ against state: it shows what the program declares (pulumi-python-notes.md §1.5)
 
 from __future__ import annotations
 
+import functools
 import logging
 import runpy
 import uuid
@@ -24,6 +25,7 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
 _PLACEHOLDER_NS = uuid.UUID("6f1c7f40-32d6-4b8e-9a59-7d0f8a3d6c10")
 
+KNOWN_AFTER_APPLY = "(known after apply)"
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
 
@@ -160,14 +162,19 @@ def run_program(
         else:
             runpy.run_path(str(program), run_name="__main__")
         root = pulumi.runtime.settings.get_root_resource()
-        outputs = getattr(root, "outputs", None) or {}
-        return pulumi.Output.all(**outputs).apply(exported.update) if outputs else None
+        outputs: dict[str, Any] = getattr(root, "outputs", None) or {}
+        # One apply per export: an unknown one (computed at apply time) must not hide the others.
+        resolved = [
+            pulumi.Output.from_input(v).apply(functools.partial(exported.__setitem__, k)) for k, v in outputs.items()
+        ]
+        return pulumi.Output.all(*resolved) if resolved else None
 
     try:
         pulumi.runtime.test(body)()
     except Exception as exc:
         raise OfflineRunError(run, exc) from exc
-    run.outputs = exported
+    exports = getattr(pulumi.runtime.settings.get_root_resource(), "outputs", None) or {}
+    run.outputs = {k: exported.get(k, KNOWN_AFTER_APPLY) for k in exports}
     for urn, registration in monitor.get_registered_resources().items():
         type_, name = urn.split("::")[-2].split("$")[-1], urn.split("::")[-1]
         run.resources.append(

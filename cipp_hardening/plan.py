@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.tree import Tree
 
 from cipp_hardening.config import PROJECT
 from cipp_hardening.graph_render import render, with_object_id
+from cipp_hardening.inventory import SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,9 +86,10 @@ def print_plan(document: PlanDocument, console: Console) -> None:
             body = {k: v for k, v in resource["graph"].items() if k != "id"}
             title = f"{resource['name']} → Microsoft Graph v1.0 body ({_short_type(resource['type'])})"
             console.print(Panel(Syntax(json.dumps(body, indent=2), "json", word_wrap=True), title=title))
-        elif resource["custom"]:
+        elif resource["custom"] and not resource["type"].endswith(":CaExclusion"):
             title = f"{resource['name']} ({_short_type(resource['type'])}) inputs"
             console.print(Panel(Syntax(json.dumps(resource["inputs"], indent=2), "json", word_wrap=True), title=title))
+    _print_client_tables(document.outputs, console)
     if document.outputs:
         console.print(Panel(json.dumps(document.outputs, indent=2), title="stack outputs"))
     for warning in document.warnings:
@@ -94,6 +98,26 @@ def print_plan(document: PlanDocument, console: Console) -> None:
         "[dim]Object ids are offline placeholders; Graph assigns the real ones on create. "
         "This shows what the program declares, not a diff against deployed state.[/]"
     )
+
+
+def _print_client_tables(outputs: dict[str, Any], console: Console) -> None:
+    planned = outputs.get("exclusionPlan")
+    if isinstance(planned, list) and planned:
+        table = Table(title="Part D: what apply will do to each client policy (from its current content)")
+        for column in ("policy", "id", "action"):
+            table.add_column(column)
+        for row in planned:
+            style = "yellow" if row["action"].startswith(("conflict", "widen")) else None
+            table.add_row(row["displayName"], row["id"], row["action"], style=style)
+        console.print(table)
+    skipped = outputs.get("skippedPolicies")
+    if isinstance(skipped, list) and skipped:
+        table = Table(title="client policies left alone")
+        for column in ("policy", "id", "reason"):
+            table.add_column(column)
+        for row in skipped:
+            table.add_row(row["displayName"], row["id"], row["reason"])
+        console.print(table)
 
 
 def _short_type(type_: str) -> str:
@@ -123,9 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plan", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument(
+        "--policies",
+        type=Path,
+        help="client stacks: read the tenant's policies from this folder/file of exports instead of Graph",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json == "-")
+    if args.policies:
+        os.environ[SNAPSHOT_ENV] = str(args.policies.resolve())
     try:
         document = build_plan(args.stack, args.stack_file)
     except FileNotFoundError as exc:

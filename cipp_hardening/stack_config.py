@@ -10,7 +10,7 @@ import pulumi.runtime.config
 
 from cipp_hardening.config import PROJECT, ConfigError, StackConfig, parse_stack_config
 
-SECRET_KEYS = frozenset({"cippApiManagerSecret"})
+SECRET_KEYS = frozenset({"cippApiManagerSecret", "graphClientSecret"})
 _FOREIGN_NAMESPACES = ("azuread:",)
 
 
@@ -27,6 +27,15 @@ def raw_stack_config() -> dict[str, Any]:
         elif full_key.startswith(_FOREIGN_NAMESPACES):
             raw[full_key] = value
     return raw
+
+
+def secret_value(key: str) -> str | None:
+    """The plain value of a secret config key, for acquiring a token in this process only.
+
+    Never export it or pass it as a resource input: resources get credentials from the provider host.
+    """
+    value = pulumi.runtime.config.CONFIG.get().get(f"{PROJECT}:{key}")
+    return value if isinstance(value, str) and value else None
 
 
 def _decode(value: Any) -> Any:

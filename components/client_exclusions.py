@@ -1,0 +1,99 @@
+"""Part D: in one client tenant, every in-scope CA policy excludes the MSP (one stack per client)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from cipp_hardening.config import ClientStack
+from cipp_hardening.exclusion import Merge, exclude_msp, exclude_user, select_policies
+from dynamic_providers.ca_exclusion import CaExclusion
+
+
+@dataclass(frozen=True)
+class ClientTenantExclusionsArgs:
+    stack: ClientStack
+    policies: Sequence[Mapping[str, Any]]  # the tenant's policies as Graph v1.0 lists them now
+
+
+class ClientTenantExclusions(pulumi.ComponentResource):
+    """One CaExclusion per policy in scope, named by policy id so names survive renames and reorders."""
+
+    skipped: list[dict[str, str]]
+    planned: list[dict[str, str]]
+    conflicts: list[dict[str, str]]
+
+    def __init__(self, name: str, args: ClientTenantExclusionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cipp:hardening:ClientTenantExclusions", name, None, opts)
+        tenant = args.stack.client_tenant
+        selected, skipped = select_policies(args.policies, tenant.include_states, tenant.skip_policy_ids)
+        self.skipped = [{"id": s.policy_id, "displayName": s.display_name, "reason": s.reason} for s in skipped]
+        self.planned = self._predict(args.stack, selected)
+        self.conflicts = [p for p in self.planned if p["action"].startswith(("conflict", "widen"))]
+        self.exclusions = {
+            str(policy["id"]): CaExclusion(
+                f"{name}-{policy['id']}",
+                {
+                    "tenantId": tenant.tenant_id,
+                    "graphUrl": args.stack.graph_url,
+                    "policyId": str(policy["id"]),
+                    "displayName": str(policy.get("displayName", "")),
+                    "accessMode": tenant.access_mode,
+                    "mspTenantId": tenant.msp_tenant_id,
+                    "serviceAccountUserId": tenant.service_account_user_id,
+                    "onConflict": tenant.on_conflict,
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for policy in selected
+        }
+        self.statuses = pulumi.Output.all(
+            **{policy_id: resource.status for policy_id, resource in self.exclusions.items()}
+        )
+        self.register_outputs(
+            {
+                "managedPolicyIds": sorted(self.exclusions),
+                "skippedPolicies": self.skipped,
+                "exclusionPlan": self.planned,
+            }
+        )
+
+    @staticmethod
+    def _predict(stack: ClientStack, policies: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+        """What apply will do to each policy as it stands now; the provider decides again on a fresh read."""
+        tenant = stack.client_tenant
+        planned = []
+        for policy in policies:
+            users = (policy.get("conditions") or {}).get("users")
+            if tenant.access_mode == "direct":
+                merge = exclude_user(users, str(tenant.service_account_user_id))
+            else:
+                merge = exclude_msp(users, tenant.msp_tenant_id, tenant.on_conflict)
+            planned.append(
+                {
+                    "id": str(policy["id"]),
+                    "displayName": str(policy.get("displayName", "")),
+                    "action": _ACTIONS[merge.status](merge),
+                    "detail": merge.detail,
+                }
+            )
+        return planned
+
+
+def _describe_exclusion(merge: Merge) -> str:
+    if merge.addition.exclude_users:
+        return "add the CIPP service account to excludeUsers"
+    if merge.addition.guest_types:
+        return "add a service-provider exclusion for the MSP tenant"
+    return "add the MSP tenant to the service-provider exclusion"
+
+
+_ACTIONS: dict[str, Callable[[Merge], str]] = {
+    "excluded": _describe_exclusion,
+    "already-excluded": lambda _: "none: the MSP is already excluded",
+    "conflict": lambda _: "conflict: not written (onConflict=report)",
+    "widened": lambda _: "widen: written (onConflict=widen)",
+}

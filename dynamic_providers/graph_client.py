@@ -1,0 +1,197 @@
+"""The one HTTP client for Microsoft Graph: paging, pacing, retries and the error envelope.
+
+Conditional Access allows 1 request per second per tenant for all apps together, and its 429s carry
+no Retry-After (graph-ca.md §1.5). So every request first waits its turn on a per-tenant pacer shared
+by all threads of the process (the provider host applies resources concurrently); 429, 5xx (not 501),
+timeouts and dropped connections are retried with exponential backoff and jitter, honouring
+Retry-After when Graph sends one; other 4xx are never retried.
+
+A client is created per provider call and closed after it: no session outlives the call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+API_VERSION = "v1.0"  # writes through beta make a policy unreadable on v1.0 (graph-ca.md §1.3)
+DEFAULT_INTERVAL_S = 1.0
+TIMEOUT = (10.0, 60.0)
+
+
+class GraphError(RuntimeError):
+    """Graph answered with an error; carries the envelope's code and message."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.method, self.path, self.status, self.code = method, path, status, code
+        self.graph_message, self.request_id, self.retry_after = message, request_id, retry_after
+        suffix = f" (request-id {request_id})" if request_id else ""
+        super().__init__(f"Graph {method} {path} → HTTP {status} {code}: {message}{suffix}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 429 or (self.status >= 500 and self.status != 501)
+
+
+class TenantPacer:
+    """At most one request per `interval` seconds; callers queue in arrival order."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+_pacers: dict[tuple[str, str], TenantPacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(base_url: str, tenant_id: str) -> TenantPacer:
+    interval = float(os.environ.get("CIPP_HARDENING_GRAPH_INTERVAL", DEFAULT_INTERVAL_S))
+    with _pacers_lock:
+        key = (base_url, tenant_id.lower())
+        if key not in _pacers or _pacers[key].interval != interval:
+            _pacers[key] = TenantPacer(interval)
+        return _pacers[key]
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, GraphError):
+        return exc.retryable
+    return isinstance(exc, requests.Timeout | requests.ConnectionError)
+
+
+_backoff = wait_exponential_jitter(initial=1, max=30, jitter=1)
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, GraphError) and exc.retry_after is not None:
+        return exc.retry_after
+    return float(_backoff(state))
+
+
+class GraphClient:
+    """Graph v1.0 for one tenant. Use as a context manager; `sent` counts HTTP requests made."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tenant_id: str,
+        token: Callable[[], str],
+        *,
+        max_attempts: int = 8,
+        pacer: TenantPacer | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tenant_id = tenant_id
+        self._token = token
+        self._max_attempts = max_attempts
+        self._pacer = pacer or pacer_for(self.base_url, tenant_id)
+        self._session = requests.Session()
+        self.sent = 0
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._session.close()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") else f"{self.base_url}/{API_VERSION}/{path.lstrip('/')}"
+
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> requests.Response:
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            wait=_wait,
+            stop=stop_after_attempt(self._max_attempts),
+            reraise=True,
+        )
+        return retrying(self._attempt, method, path, body, params)
+
+    def _attempt(self, method: str, path: str, body: Any, params: dict[str, str] | None) -> requests.Response:
+        self._pacer.wait_turn()
+        self.sent += 1
+        response = self._session.request(
+            method,
+            self.url(path),
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
+            timeout=TIMEOUT,
+        )
+        if response.status_code >= 400:
+            raise _error_from(method, path, response)
+        return response
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = self.request("GET", path, params=params).json()
+        return payload
+
+    def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a collection, following @odata.nextLink (graph-ca.md §1.4)."""
+        page = self.get(path, params)
+        yield page.get("value", [])
+        while page.get("@odata.nextLink"):
+            page = self.get(page["@odata.nextLink"])
+            yield page.get("value", [])
+
+    def list_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return [item for page in self.pages(path, params) for item in page]
+
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        self.request("PATCH", path, body)
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.request("POST", path, body)
+        created: dict[str, Any] = response.json() if response.content else {}
+        return created
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
+
+
+def _error_from(method: str, path: str, response: requests.Response) -> GraphError:
+    retry_after = response.headers.get("Retry-After")
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    inner = error.get("innerError") or error.get("innererror") or {}
+    message = error.get("message") or response.text[:200] or response.reason
+    if inner.get("message") and inner["message"] not in message:
+        message = f"{message} ({inner['message']})"
+    return GraphError(
+        method,
+        path if not path.startswith("https://") else path.split("?", 1)[0],
+        response.status_code,
+        error.get("code") or response.reason or "Error",
+        message,
+        inner.get("request-id", ""),
+        float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+    )
