@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
 
-.PHONY: plan test lint typecheck check clean
+.PHONY: plan test lint typecheck check clean onboard-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ plan: $(VENV)/.runtime
 ## test: the whole test suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
+
+## onboard-client: NAME=contoso TENANT=<guid> [MODE=direct SERVICE_ACCOUNT=<guid>] writes Pulumi.client-NAME.yaml
+onboard-client: $(VENV)/.runtime
+	$(BIN)/python -m cipp_hardening.onboard --name "$(NAME)" --tenant "$(TENANT)" --mode "$(or $(MODE),gdap)" \
+	  $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)")
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
