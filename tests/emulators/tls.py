@@ -12,6 +12,8 @@ import trustme
 
 @dataclass(frozen=True)
 class TestTLS:
+    __test__ = False  # not a pytest test class despite its name
+
     ca: trustme.CA
     ca_bundle: Path  # PEM file to hand to clients (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, verify=)
 
