@@ -1,0 +1,82 @@
+"""Shared setup for Part D tests: an MSP app consented in a client tenant of the Graph emulator."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from dynamic_providers import credentials
+from tests.emulators.fixtures import GRAPH_ROLES
+from tests.emulators.graph import GraphEmulator
+from tests.helpers import to_runtime_config
+
+MSP = "00000000-0000-0000-0000-00000000a001"
+
+
+@dataclass(frozen=True)
+class ClientTenantSetup:
+    emulator: GraphEmulator
+    tenant: str
+    client_id: str
+    secret: str
+    env: dict[str, str]  # what the provider host (and the program) need to reach the emulator
+
+    def props(self, policy_id: str, **overrides: Any) -> dict[str, Any]:
+        return {
+            "tenantId": self.tenant,
+            "graphUrl": self.emulator.url,
+            "policyId": policy_id,
+            "displayName": "",
+            "accessMode": "gdap",
+            "mspTenantId": MSP,
+            "serviceAccountUserId": None,
+            "onConflict": "report",
+            **overrides,
+        }
+
+    def stack_config(self, **client_tenant: Any) -> dict[str, str]:
+        raw = {
+            "mode": "client",
+            "graphUrl": self.emulator.url,
+            "clientTenant": {"tenantId": self.tenant, "mspTenantId": MSP, "accessMode": "gdap", **client_tenant},
+        }
+        return to_runtime_config(raw)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {p["id"]: copy.deepcopy(p) for p in self.emulator.policies(self.tenant)}
+
+
+def client_tenant_setup(emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> ClientTenantSetup:
+    """A client tenant, an MSP-home app consented in it, and the environment pointing at the emulator."""
+    tenant = str(uuid.uuid4())
+    client_id, secret = str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
+    emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
+    env = {
+        "AZURE_AUTHORITY_HOST": emulator.url,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": secret,
+        "REQUESTS_CA_BUNDLE": str(emulator.ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    credentials.reset_cache()
+    return ClientTenantSetup(emulator, tenant, client_id, secret, env)
+
+
+def policy(display_name: str, **users: Any) -> dict[str, Any]:
+    """A minimal valid v1.0 policy whose users object carries `users` on top of includeUsers All."""
+    return {
+        "displayName": display_name,
+        "state": "enabled",
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["All"], "excludeUsers": ["00000000-0000-0000-0000-0000000000b1"], **users},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+    }
