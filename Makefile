@@ -19,9 +19,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	touch $@
 
 ## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials
+##       (POLICIES=dir for client stacks, CIPP_CLIENTS=file for the CIPP-API clients; examples/ used by default)
 plan: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.plan --stack $(STACK) $(if $(JSON),--json $(JSON)) \
-	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies))
+	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies)) \
+	  $(if $(CIPP_CLIENTS),--cipp-clients $(CIPP_CLIENTS),$(if $(wildcard examples/$(STACK)-cipp-clients.json),--cipp-clients examples/$(STACK)-cipp-clients.json))
 
 ## test: the whole test suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
 test: $(VENV)/.dev

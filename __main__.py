@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 
 from cipp_hardening.config import ClientStack, MspStack
-from cipp_hardening.inventory import client_policies, snapshot_path
+from cipp_hardening.inventory import cipp_api_clients, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
+from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
 from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
@@ -24,11 +25,14 @@ def compose_msp(config: MspStack) -> None:
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)
     pulumi.export("serviceAccountPolicyId", service_account.policy_id)
+    if config.cipp_api is not None:
+        clients_now = cipp_api_clients(config.cipp_api, secret_value("cippApiManagerSecret"))
+        allowlists = CippApiAllowlists("cipp-api", CippApiAllowlistsArgs(config.cipp_api, clients_now))
+        pulumi.export("cippApiManagedClientIds", allowlists.managed_client_ids)
+        pulumi.export("unrestrictedApiClients", allowlists.unrestricted)
 
 
 def compose_client(config: ClientStack) -> None:
-    if snapshot_path():
-        pulumi.log.warn(f"offline plan: policies read from the snapshot {snapshot_path()}, not the live tenant")
     policies = client_policies(config, secret_value("graphClientSecret"))
     exclusions = ClientTenantExclusions("msp-exclusions", ClientTenantExclusionsArgs(config, policies))
     for skipped in exclusions.skipped:

@@ -2,6 +2,9 @@
 
 Live: Graph v1.0 through the shared client (paging followed). Offline (`make plan` of a client stack,
 never a real deployment): CIPP_HARDENING_POLICY_SNAPSHOT names a folder or file of exported policies.
+
+Part C (MSP stack): every CIPP-API client, listed through CIPP's API to find clients open to any IP;
+offline from CIPP_HARDENING_CIPP_SNAPSHOT (a saved List body), or not at all.
 """
 
 from __future__ import annotations
@@ -10,13 +13,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cipp_hardening.config import ClientStack
+import pulumi
+import pulumi.runtime.settings
+import requests
+from pulumi.runtime.mocks import MockMonitor
+
+from cipp_hardening.cipp_api import parse_list_body
+from cipp_hardening.config import CippApi, ClientStack
 from cipp_hardening.policy_files import load_policy_file, load_policy_folder
 from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient
+from dynamic_providers.cipp_client import CippClient, CippError
+from dynamic_providers.graph_client import GraphClient, GraphError
 
 SNAPSHOT_ENV = "CIPP_HARDENING_POLICY_SNAPSHOT"
 POLICIES = "identity/conditionalAccess/policies"
+
+
+def _offline_run() -> bool:
+    """The recording mock runtime (`make plan`, unit tests): no engine, and no network either."""
+    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
 
 
 def snapshot_path() -> Path | None:
@@ -26,8 +41,11 @@ def snapshot_path() -> Path | None:
 
 def client_policies(stack: ClientStack, client_secret: str | None = None) -> list[dict[str, Any]]:
     snapshot = snapshot_path()
-    if snapshot is not None:
+    if snapshot is not None and _offline_run():
+        pulumi.log.warn(f"offline plan: policies read from the snapshot {snapshot}, not the live tenant")
         return load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
+    if snapshot is not None:
+        pulumi.log.warn(f"{SNAPSHOT_ENV} is ignored outside offline plans: listing the policies from Graph")
     tenant = stack.client_tenant.tenant_id
 
     def token() -> str:
@@ -35,5 +53,58 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
             tenant, f"{stack.graph_url}/.default", client_id=stack.graph_client_id, client_secret=client_secret
         )
 
-    with GraphClient(stack.graph_url, tenant, token) as graph:
-        return graph.list_all(POLICIES)
+    try:
+        with GraphClient(stack.graph_url, tenant, token) as graph:
+            return graph.list_all(POLICIES)
+    except (GraphError, credentials.CredentialError, requests.RequestException) as error:
+        raise pulumi.RunError(
+            f"clientTenant: could not list the Conditional Access policies of tenant {tenant} "
+            f"at {stack.graph_url}: {error}"
+        ) from None
+
+
+# -- Part C: every CIPP-API client, for the unrestricted-clients check ------------------------------
+CIPP_SNAPSHOT_ENV = "CIPP_HARDENING_CIPP_SNAPSHOT"
+CIPP_SECRET_ENV = "CIPP_API_MANAGER_SECRET"  # noqa: S105 - an environment variable name
+
+
+def cipp_snapshot_path() -> Path | None:
+    value = os.environ.get(CIPP_SNAPSHOT_ENV)
+    return Path(value) if value else None
+
+
+def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[dict[str, Any]] | None:
+    """CIPP's List of API clients now, for the unrestricted-clients check.
+
+    Offline runs read CIPP_HARDENING_CIPP_SNAPSHOT (a saved List body) or, without one, return None:
+    the check is skipped with a warning. A real preview or up always asks CIPP (a snapshot is ignored)
+    and fails the run when it cannot.
+    """
+    snapshot = cipp_snapshot_path()
+    if _offline_run() and snapshot is not None:
+        pulumi.log.warn(f"offline plan: CIPP-API clients read from the snapshot {snapshot}, not from CIPP")
+        return parse_list_body(snapshot.read_text(encoding="utf-8"))
+    if _offline_run():
+        pulumi.log.warn(
+            "offline plan: CIPP-API clients not read (no CIPP snapshot), so the unrestricted-clients check is "
+            f"skipped; pass --cipp-clients FILE or set {CIPP_SNAPSHOT_ENV}. `pulumi preview`/`up` always check"
+        )
+        return None
+    if snapshot is not None:
+        pulumi.log.warn(f"{CIPP_SNAPSHOT_ENV} is ignored outside offline plans: reading the clients from CIPP")
+    secret = client_secret or os.environ.get(CIPP_SECRET_ENV)
+    if not secret:
+        raise pulumi.RunError(
+            f"cippApi: no secret for the manager client {cipp.manager_client_id}; set it with "
+            f"`pulumi config set --secret cippApiManagerSecret` or the {CIPP_SECRET_ENV} variable"
+        )
+
+    def token() -> str:
+        scope = f"api://{cipp.manager_client_id}/.default"
+        return credentials.access_token(cipp.tenant_id, scope, client_id=cipp.manager_client_id, client_secret=secret)
+
+    try:
+        with CippClient(cipp.url, token, manager_client_id=cipp.manager_client_id) as client:
+            return client.list_clients()
+    except (CippError, credentials.CredentialError) as error:
+        raise pulumi.RunError(f"cippApi: could not list the CIPP-API clients at {cipp.url}: {error}") from None

@@ -24,7 +24,7 @@ from rich.tree import Tree
 
 from cipp_hardening.config import PROJECT
 from cipp_hardening.graph_render import render, with_object_id
-from cipp_hardening.inventory import SNAPSHOT_ENV
+from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,11 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="client stacks: read the tenant's policies from this folder/file of exports instead of Graph",
     )
+    parser.add_argument(
+        "--cipp-clients",
+        type=Path,
+        help="MSP stacks: read CIPP's API clients from this saved List body (JSON) for the unrestricted-clients check",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json == "-")
     if args.policies:
         os.environ[SNAPSHOT_ENV] = str(args.policies.resolve())
+    if args.cipp_clients:
+        os.environ[CIPP_SNAPSHOT_ENV] = str(args.cipp_clients.resolve())
     try:
         document = build_plan(args.stack, args.stack_file)
     except FileNotFoundError as exc:

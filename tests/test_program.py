@@ -18,6 +18,7 @@ from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT, TECH_GR
 
 POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
 LOCATION = "azuread:index/namedLocation:NamedLocation"
+CIPP_RANGES = "pulumi-python:dynamic/cipp:CippApiClientRanges"
 
 
 def msp_config() -> MspStack:
@@ -86,9 +87,12 @@ def test_whole_program_with_the_prod_stack() -> None:
             "cipp:hardening:TrustedLocation",
             "cipp:hardening:TechnicianAccessPolicy",
             "cipp:hardening:ServiceAccountPolicy",
+            "cipp:hardening:CippApiAllowlists",
             LOCATION,
             POLICY,
             POLICY,
+            CIPP_RANGES,
+            CIPP_RANGES,
         ]
     )
     [location] = run.of_type(LOCATION)

@@ -1,0 +1,212 @@
+"""Part C: a dynamic resource that holds one CIPP-API client's allowed IP ranges at the declared list.
+
+The client itself (app registration, role, secret, enabled) belongs to CIPP; this resource changes only
+its `IPRange`, through CIPP's own API as the configured *manager* client (cipp-api.md §8, §13).
+Each write reads the client first and sends the complete AddUpdate body with the current Role,
+Enabled and MCPAllowed (cipp_hardening.cipp_api.add_update_body), then re-reads to confirm.
+CIPP enforces the ranges on every request from its table, so no SaveToAzure is needed (§1, §6).
+
+The provider object holds no session, lock or token: it is pickled into state by module and class
+name (pulumi-python-notes.md §2.2). The manager's secret comes from `configure()` (stack secret
+cippApiManagerSecret) or CIPP_API_MANAGER_SECRET, and the token is fetched per call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+from pulumi.runtime.rpc import UNKNOWN
+
+from cipp_hardening.cipp_api import (
+    INPUT_KEYS,
+    Client,
+    add_update_body,
+    delete_plan,
+    describe_ranges,
+    find_client,
+    is_self_update,
+    ranges_of,
+    self_update_refusal,
+    validate_inputs,
+)
+from dynamic_providers import credentials
+from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY = "cipp-hardening:cippApiManagerSecret"  # noqa: S105 - a config key name
+SECRET_ENV = "CIPP_API_MANAGER_SECRET"  # noqa: S105 - an environment variable name
+OUTPUT_KEYS = ("appName", "adoptedRanges", "currentRanges")
+IDENTITY_KEYS = ("url", "clientId")  # another CIPP instance or another client is another object
+
+
+class CippApiClientRangesError(RuntimeError):
+    """A readable failure naming the CIPP-API client."""
+
+
+def _client(props: dict[str, Any]) -> CippClient:
+    manager, tenant = props["managerClientId"], props["tenantId"]
+
+    def token() -> str:
+        secret = credentials.secret(SECRET_KEY, SECRET_ENV)
+        if not secret:
+            raise CippApiClientRangesError(
+                f"no secret for the CIPP-API manager client {manager}: set it with "
+                "`pulumi config set --secret cippApiManagerSecret` or the CIPP_API_MANAGER_SECRET variable"
+            )
+        return credentials.access_token(tenant, f"api://{manager}/.default", client_id=manager, client_secret=secret)
+
+    return CippClient(props["url"], token, manager_client_id=manager)
+
+
+def _label(props: dict[str, Any]) -> str:
+    return f"CIPP-API client {props.get('clientId')} at {props.get('url')}"
+
+
+def _require_client(cipp: CippClient, props: dict[str, Any]) -> Client:
+    clients = cipp.list_clients()
+    client = find_client(clients, props["clientId"])
+    if client is None:
+        known = ", ".join(str(c["ClientId"]) for c in clients) or "none"
+        raise CippApiClientRangesError(
+            f"{_label(props)} does not exist in CIPP (Integrations > CIPP-API lists: {known}); "
+            "check cippApi.clients[].clientId (the application id of the API client)"
+        )
+    return client
+
+
+def _write_ranges(cipp: CippClient, props: dict[str, Any], client: Client, ranges: list[str]) -> Client:
+    """AddUpdate with everything but the ranges kept, then re-read and compare (§13)."""
+    refusal = self_update_refusal(props)
+    if refusal:
+        raise CippApiClientRangesError(f"{_label(props)}: {refusal}")
+    cipp.add_update(add_update_body(client, ranges))
+    try:
+        stored = _require_client(cipp, props)
+    except CippAccessDenied as denied:
+        if is_self_update(props):
+            raise CippApiClientRangesError(
+                f"{_label(props)}: the manager client's own ranges are now {describe_ranges(ranges)} and CIPP "
+                f"refuses it from this machine: it locked itself out. Fix its ranges in the CIPP UI. ({denied})"
+            ) from None
+        raise
+    if ranges_of(stored) != ranges:
+        raise CippApiClientRangesError(
+            f"{_label(props)}: CIPP accepted the change but shows {describe_ranges(ranges_of(stored))} "
+            f"instead of {describe_ranges(ranges)}"
+        )
+    return stored
+
+
+def _apply(props: dict[str, Any], adopted: list[str] | None) -> dict[str, Any]:
+    """Read, write only when the ranges differ, confirm. Returns the full outputs."""
+    wanted = list(props["allowedRanges"])
+    with _client(props) as cipp:
+        try:
+            client = _require_client(cipp, props)
+            found = ranges_of(client)
+            if found != wanted:
+                client = _write_ranges(cipp, props, client, wanted)
+        except CippError as error:
+            raise CippApiClientRangesError(f"{_label(props)}: {error}") from None
+    return _outputs(props, client, found if adopted is None else adopted)
+
+
+def _outputs(props: dict[str, Any], client: Client, adopted: list[str]) -> dict[str, Any]:
+    return {
+        **{key: props.get(key) for key in INPUT_KEYS},
+        "appName": str(client.get("AppName") or ""),
+        "adoptedRanges": list(adopted),
+        "currentRanges": ranges_of(client),
+    }
+
+
+def _warn_about_delete(outputs: dict[str, Any]) -> None:
+    plan = delete_plan(outputs)
+    if plan.action == "refuse":
+        log.warning("%s: the ranges found at adoption were Any; destroy will refuse to restore them", _label(outputs))
+
+
+class CippApiClientRangesProvider(ResourceProvider):
+    """Create/update set the ranges, read reports drift, delete leaves or restores (never widens by default)."""
+
+    def configure(self, req: ConfigureRequest) -> None:
+        credentials.remember_secret(SECRET_KEY, req.config.get(SECRET_KEY))
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        # State inputs can come from elsewhere (import, hand edits): canonicalise like the config does.
+        inputs, failures = validate_inputs(news, unknown=UNKNOWN)
+        return CheckResult(inputs, [CheckFailure(key, reason) for key, reason in failures])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in INPUT_KEYS if olds.get(key) != news.get(key)]
+        # Local only: refresh stored what CIPP shows in currentRanges; a UI edit shows up here.
+        drifted = "currentRanges" in olds and olds["currentRanges"] != olds.get("allowedRanges")
+        replaces = [key for key in IDENTITY_KEYS if key in changed]
+        return DiffResult(changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outputs = _apply(props, adopted=None)
+        _warn_about_delete(outputs)
+        return CreateResult(props["clientId"], outputs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        adopted = olds.get("adoptedRanges")
+        outputs = _apply(news, adopted=list(adopted) if isinstance(adopted, list) else None)
+        _warn_about_delete(outputs)
+        return UpdateResult(outputs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with _client(props) as cipp:
+            try:
+                client = find_client(cipp.list_clients(), props["clientId"])
+            except CippError as error:
+                raise CippApiClientRangesError(f"{_label(props)}: {error}") from None
+        if client is None:
+            return ReadResult(None, {})  # the client was deleted in CIPP
+        adopted = props.get("adoptedRanges")
+        return ReadResult(id_, _outputs(props, client, list(adopted) if isinstance(adopted, list) else []))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        plan = delete_plan(props)
+        if plan.action == "refuse":
+            raise CippApiClientRangesError(plan.reason)
+        if plan.action == "leave":
+            log.warning("%s", plan.reason)
+            return
+        with _client(props) as cipp:
+            try:
+                client = find_client(cipp.list_clients(), props["clientId"])
+                if client is None:
+                    log.warning("%s: gone from CIPP; nothing to restore", _label(props))
+                    return
+                if ranges_of(client) != list(plan.ranges):
+                    _write_ranges(cipp, props, client, list(plan.ranges))
+            except CippError as error:
+                raise CippApiClientRangesError(f"{_label(props)}: {error}") from None
+        log.warning("%s", plan.reason)
+
+
+class CippApiClientRanges(Resource, module="cipp", name="CippApiClientRanges"):
+    """Holds one CIPP-API client's allowed IP ranges (Part C)."""
+
+    appName: pulumi.Output[str]
+    adoptedRanges: pulumi.Output[list[str]]
+    currentRanges: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        outputs: dict[str, Any] = dict.fromkeys(OUTPUT_KEYS)
+        super().__init__(CippApiClientRangesProvider(), name, {**props, **outputs}, opts)

@@ -1,0 +1,568 @@
+"""Part C provider against the CIPP-API emulator over real HTTPS: methods called directly, then the real host.
+
+The emulator runs in this process. The provider reaches it as CIPP would be reached: a token for
+`api://<manager>/.default` from the emulator's token endpoint (azure-identity, AZURE_AUTHORITY_HOST),
+TLS trusted through REQUESTS_CA_BUNDLE, and App Service's front end adding this machine's egress IP as
+X-Forwarded-For (`egress_from`), which CIPP checks against the *manager's* own allow-list.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.dynamic import Config, ConfigureRequest, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic.dynamic import serialize_provider
+from tenacity import wait_none
+
+from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
+from cipp_hardening.offline import OfflineRun, OfflineRunError, run_program
+from dynamic_providers import credentials
+from dynamic_providers.cipp_api_client_ranges import (
+    SECRET_ENV,
+    SECRET_KEY,
+    CippApiClientRanges,
+    CippApiClientRangesError,
+    CippApiClientRangesProvider,
+)
+from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippHttpError
+from tests.emulators import cipp_fixtures
+from tests.emulators.cipp import API_CLIENT_DENIED, CippEmulator, HttpRequest, HttpResponse, RequestRecord
+from tests.emulators.cipp_fixtures import CallerFactory, CippCaller
+from tests.emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
+from tests.emulators.tls import TestTLS as Tls
+from tests.helpers import ROOT, msp_raw, to_runtime_config
+
+cipp_tls = cipp_fixtures.cipp_tls
+cipp_emulator = cipp_fixtures.cipp_emulator
+cipp_caller = cipp_fixtures.cipp_caller
+
+RUNNER_IP = "203.0.113.10"  # this machine's public egress address, as CIPP sees it
+OFFICE = "203.0.113.0/24"
+IPV6 = "2001:0db8:0000:0000:0000:0000:0000:0000/48"
+RANGES_TYPE = "pulumi-python:dynamic/cipp:CippApiClientRanges"
+ENV_VARS = ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", SECRET_ENV)
+
+
+def egress_from(emulator: CippEmulator, ip: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """App Service always sets X-Forwarded-For to the caller's address:port; the emulator leaves that to us."""
+    original = emulator.handle
+
+    def handle(request: HttpRequest) -> HttpResponse:
+        if "x-forwarded-for" not in request.headers:
+            request = dataclasses.replace(request, headers={**request.headers, "x-forwarded-for": f"{ip}:50123"})
+        return original(request)
+
+    monkeypatch.setattr(emulator, "handle", handle)
+
+
+@dataclass
+class Cipp:
+    emulator: CippEmulator
+    tls: Tls
+    manager: CippCaller
+    rmm: CippCaller  # the client whose ranges the tests manage
+    provider: CippApiClientRangesProvider
+
+    def props(self, client: CippCaller | None = None, ranges: list[str] | None = None, **flags: Any) -> dict[str, Any]:
+        """Resource inputs after the provider's check (canonical), as the engine hands them to create."""
+        news = {
+            "url": self.emulator.url,
+            "tenantId": self.emulator.tenant_id,
+            "managerClientId": self.manager.client_id,
+            "clientId": (client or self.rmm).client_id,
+            "allowedRanges": [OFFICE, "2001:db8::/48"] if ranges is None else ranges,
+            "allowSelfUpdate": flags.pop("allowSelfUpdate", False),
+            "restoreOnDelete": flags.pop("restoreOnDelete", False),
+            "allowAnyOnDelete": flags.pop("allowAnyOnDelete", False),
+        }
+        checked = self.provider.check({}, news)
+        return {**checked.inputs, **flags}
+
+    def add_updates(self) -> list[RequestRecord]:
+        return [r for r in self.emulator.request_log if r.method == "POST" and '"AddUpdate"' in r.body]
+
+    def stored(self, client: CippCaller | None = None) -> dict[str, Any]:
+        row = self.emulator.client_row((client or self.rmm).client_id)
+        assert row is not None
+        return row
+
+    def ui_edit(self, ranges: list[str]) -> None:
+        """What CIPP > Integrations > CIPP-API > Edit sends (cipp-api.md §2.2), by another administrator."""
+        body = {
+            "Action": "AddUpdate",
+            "ClientId": self.rmm.client_id,
+            "Role": {"label": "readonly", "value": "readonly"},
+            "IPRange": [{"label": r, "value": r} for r in ranges],
+            "Enabled": True,
+            "MCPAllowed": True,
+        }
+        assert self.manager.exec_api_client(body, xff=RUNNER_IP).json() == ["API client updated", MCP_NOTE]
+
+
+MCP_NOTE = (
+    "MCP resource URIs, v2 tokens, and callbacks for known MCP clients (Claude, ChatGPT, VS Code, Copilot) "
+    "configured on the app registration. Run Save to Azure to apply the changes."
+)
+
+
+def outs_of(result: CreateResult | UpdateResult | ReadResult) -> dict[str, Any]:
+    assert result.outs is not None
+    return result.outs
+
+
+def configured(secret: str | None) -> CippApiClientRangesProvider:
+    provider = CippApiClientRangesProvider()
+    provider.configure(ConfigureRequest(Config({SECRET_KEY: secret} if secret else {}, "cipp-hardening")))
+    return provider
+
+
+@pytest.fixture
+def cipp_env(cipp_emulator: CippEmulator, cipp_tls: Tls, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", cipp_emulator.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cipp_tls.ca_bundle))
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(credentials, "_secrets", {})
+    egress_from(cipp_emulator, RUNNER_IP, monkeypatch)
+    credentials.reset_cache()
+    yield
+    credentials.reset_cache()
+
+
+@pytest.fixture
+def cipp(cipp_env: None, cipp_emulator: CippEmulator, cipp_tls: Tls, cipp_caller: CallerFactory) -> Cipp:
+    manager = cipp_caller(role="editor", ip_ranges=[OFFICE], app_name="Pulumi manager")
+    rmm = cipp_caller(role="readonly", ip_ranges=["198.51.100.7"], mcp_allowed=True, app_name="RMM")
+    return Cipp(cipp_emulator, cipp_tls, manager, rmm, configured(manager.secret))
+
+
+# -- create / update / read -------------------------------------------------------------------------
+def test_create_sets_the_ranges_and_keeps_everything_else(cipp: Cipp) -> None:
+    props = cipp.props()
+    result = cipp.provider.create(props)
+    assert result.id == cipp.rmm.client_id
+    assert result.outs == {
+        **props,
+        "appName": "RMM",
+        "adoptedRanges": ["198.51.100.7"],
+        "currentRanges": [OFFICE, IPV6],
+    }
+    row = cipp.stored()
+    assert row["IPRange"] == json.dumps([OFFICE, IPV6], separators=(",", ":"))
+    assert (row["Role"], row["Enabled"], row["MCPAllowed"], row["AppName"]) == ("readonly", True, True, "RMM")
+    assert cipp.emulator.secrets_reset_count(cipp.rmm.client_id) == 0
+    [write] = cipp.add_updates()
+    assert json.loads(write.body) == {
+        "Action": "AddUpdate",
+        "ClientId": cipp.rmm.client_id,
+        "Role": {"value": "readonly"},
+        "IPRange": [{"label": OFFICE, "value": OFFICE}, {"label": IPV6, "value": IPV6}],
+        "Enabled": True,
+        "MCPAllowed": True,
+    }
+
+
+def test_the_effect_a_caller_inside_the_range_gets_in_and_one_outside_gets_the_403(cipp: Cipp) -> None:
+    cipp.provider.create(cipp.props())
+    assert cipp.rmm.request("GET", "/api/ListTenants", xff="203.0.113.77:40000").status_code == 200
+    assert cipp.rmm.request("GET", "/api/ListTenants", xff="[2001:db8:0:1::5]:443").status_code == 200
+    outside = cipp.rmm.request("GET", "/api/ListTenants", xff="198.51.100.7")  # the old range no longer works
+    assert (outside.status_code, outside.text) == (403, API_CLIENT_DENIED)
+
+
+def test_a_converged_client_costs_one_list_and_no_write(cipp: Cipp) -> None:
+    props = cipp.props()
+    outs = outs_of(cipp.provider.create(props))
+    assert cipp.provider.diff(cipp.rmm.client_id, outs, props).changes is False
+    again = outs_of(cipp.provider.update(cipp.rmm.client_id, outs, props))
+    assert again == outs  # adoptedRanges are those of the first adoption
+    assert len(cipp.add_updates()) == 1
+    assert outs_of(cipp.provider.read(cipp.rmm.client_id, outs)) == outs
+
+
+def test_create_on_a_client_already_at_the_ranges_writes_nothing(cipp: Cipp) -> None:
+    outs = outs_of(cipp.provider.create(cipp.props(ranges=["198.51.100.7"])))
+    assert outs["adoptedRanges"] == outs["currentRanges"] == ["198.51.100.7"]
+    assert cipp.add_updates() == []
+
+
+def test_refresh_sees_an_edit_in_the_cipp_ui_and_update_repairs_it(cipp: Cipp) -> None:
+    props = cipp.props()
+    outs = outs_of(cipp.provider.create(props))
+    cipp.ui_edit(["198.51.100.0/24"])
+    refreshed = cipp.provider.read(cipp.rmm.client_id, outs)
+    assert refreshed.id == cipp.rmm.client_id
+    assert outs_of(refreshed)["currentRanges"] == ["198.51.100.0/24"]
+    diff = cipp.provider.diff(cipp.rmm.client_id, outs_of(refreshed), props)
+    assert (diff.changes, diff.replaces) == (True, [])
+    repaired = outs_of(cipp.provider.update(cipp.rmm.client_id, outs_of(refreshed), props))
+    assert repaired["currentRanges"] == [OFFICE, IPV6]
+    assert repaired["adoptedRanges"] == ["198.51.100.7"]
+    assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
+
+
+def test_changing_the_declared_ranges_updates_and_another_client_replaces(cipp: Cipp) -> None:
+    props = cipp.props()
+    outs = outs_of(cipp.provider.create(props))
+    narrower = cipp.props(ranges=["203.0.113.10"])
+    assert cipp.provider.diff(cipp.rmm.client_id, outs, narrower).changes is True
+    assert outs_of(cipp.provider.update(cipp.rmm.client_id, outs, narrower))["currentRanges"] == ["203.0.113.10"]
+    assert cipp.stored()["IPRange"] == '"203.0.113.10"'  # one entry is stored as a JSON string (§3)
+    other = cipp.props(cipp.manager, allowSelfUpdate=True)
+    diff = cipp.provider.diff(cipp.rmm.client_id, outs, other)
+    assert (diff.changes, diff.replaces, diff.delete_before_replace) == (True, ["clientId"], True)
+
+
+def test_read_reports_a_client_deleted_in_cipp_as_gone(cipp: Cipp) -> None:
+    outs = outs_of(cipp.provider.create(cipp.props()))
+    assert cipp.manager.exec_api_client({"Action": "Delete", "ClientId": cipp.rmm.client_id}, xff=RUNNER_IP).ok
+    gone = cipp.provider.read(cipp.rmm.client_id, outs)
+    assert (gone.id, gone.outs) == (None, {})
+
+
+def test_check_canonicalises_and_refuses_what_cipp_would_drop(cipp: Cipp) -> None:
+    news = {**cipp.props(), "allowedRanges": ["2001:db8::/48", "203.0.113.0/24", "2001:DB8::/48"]}
+    assert cipp.provider.check({}, news).inputs["allowedRanges"] == [IPV6, OFFICE]
+    failures = cipp.provider.check({}, {**news, "allowedRanges": ["0.0.0.0/0", "203.0.113.7/24"]}).failures
+    assert [f.property for f in failures] == ["allowedRanges", "allowedRanges"]
+    assert "/0" in failures[0].reason
+    assert "host bits" in failures[1].reason
+
+
+# -- delete -----------------------------------------------------------------------------------------
+def test_delete_leaves_the_ranges_by_default_and_says_so(cipp: Cipp, caplog: pytest.LogCaptureFixture) -> None:
+    outs = outs_of(cipp.provider.create(cipp.props()))
+    writes = len(cipp.add_updates())
+    with caplog.at_level(logging.INFO):
+        cipp.provider.delete(cipp.rmm.client_id, outs)
+    assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
+    assert len(cipp.add_updates()) == writes
+    assert "no longer managed; its ranges stay as they are" in caplog.text
+
+
+def test_restore_on_delete_puts_back_the_adopted_ranges(cipp: Cipp) -> None:
+    outs = outs_of(cipp.provider.create(cipp.props(restoreOnDelete=True)))
+    cipp.provider.delete(cipp.rmm.client_id, outs)
+    row = cipp.stored()
+    assert (row["IPRange"], row["Role"], row["MCPAllowed"]) == ('"198.51.100.7"', "readonly", True)
+
+
+def test_restore_refuses_to_reopen_a_client_that_was_any(cipp: Cipp, cipp_caller: CallerFactory) -> None:
+    open_client = cipp_caller(role="readonly", app_name="PSA")
+    outs = outs_of(cipp.provider.create(cipp.props(open_client, restoreOnDelete=True)))
+    assert outs["adoptedRanges"] == []
+    with pytest.raises(CippApiClientRangesError, match="allowAnyOnDelete: true"):
+        cipp.provider.delete(open_client.client_id, outs)
+    assert json.loads(cipp.stored(open_client)["IPRange"]) == [OFFICE, IPV6]
+    cipp.provider.delete(open_client.client_id, {**outs, "allowAnyOnDelete": True})
+    assert cipp.stored(open_client)["IPRange"] == ""  # no ranges: Any again, as found
+
+
+# -- the manager client -----------------------------------------------------------------------------
+def test_the_manager_client_is_refused_without_allow_self_update(cipp: Cipp) -> None:
+    news = cipp.props(cipp.manager, ranges=[OFFICE, "198.51.100.0/24"], allowSelfUpdate=True)
+    news["allowSelfUpdate"] = False
+    [failure] = cipp.provider.check({}, news).failures
+    assert failure.property == "allowSelfUpdate"
+    with pytest.raises(CippApiClientRangesError, match="Set allowSelfUpdate: true"):
+        cipp.provider.create(news)  # state inputs can skip check: the provider refuses too
+    assert cipp.add_updates() == []
+
+
+def test_the_manager_may_change_its_own_ranges_when_allowed(cipp: Cipp) -> None:
+    props = cipp.props(cipp.manager, ranges=[OFFICE, "198.51.100.0/24"], allowSelfUpdate=True)
+    assert outs_of(cipp.provider.create(props))["currentRanges"] == [OFFICE, "198.51.100.0/24"]
+
+
+def test_a_manager_locking_itself_out_is_named(cipp: Cipp) -> None:
+    props = cipp.props(cipp.manager, ranges=["198.51.100.0/24"], allowSelfUpdate=True)
+    with pytest.raises(CippApiClientRangesError, match="locked itself out"):
+        cipp.provider.create(props)
+
+
+# -- errors -----------------------------------------------------------------------------------------
+def test_an_unknown_client_is_named(cipp: Cipp) -> None:
+    missing = str(uuid.uuid4())
+    props = {**cipp.props(), "clientId": missing}
+    with pytest.raises(CippApiClientRangesError, match=f"CIPP-API client {missing} at .* does not exist in CIPP"):
+        cipp.provider.create(props)
+
+
+def test_a_403_explains_the_manager_role_or_its_own_ip_list(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    egress_from(cipp.emulator, "192.0.2.55", monkeypatch)  # run from outside the manager's office range
+    with pytest.raises(CippApiClientRangesError) as outside:
+        cipp.provider.create(cipp.props())
+    message = str(outside.value)
+    assert "HTTP 403: " + API_CLIENT_DENIED in message
+    assert "lacks CIPP.Extension.ReadWrite" in message
+    assert "exclude this machine's public IP" in message
+    readonly = cipp_caller(role="readonly", app_name="read-only manager")
+    with pytest.raises(CippApiClientRangesError, match=r"'readonly' base role .* lacks CIPP\.Extension\.ReadWrite"):
+        configured(readonly.secret).create({**cipp.props(), "managerClientId": readonly.client_id})
+
+
+def test_a_401_points_at_save_azure_configuration(cipp: Cipp, cipp_caller: CallerFactory) -> None:
+    unsaved = cipp_caller(role="editor", ip_ranges=[OFFICE], save=False)  # enabled, but EasyAuth not told
+    with pytest.raises(CippApiClientRangesError, match=r"HTTP 401.*'Save Azure Configuration'"):
+        configured(unsaved.secret).create({**cipp.props(), "managerClientId": unsaved.client_id})
+
+
+def test_a_warning_in_the_answer_is_a_failure(cipp: Cipp) -> None:
+    cipp.emulator.mcp_failure_next("Graph said no")  # AddUpdate saves, then warns (§2.2 step 5)
+    with pytest.raises(CippApiClientRangesError, match="warning: Client saved, but MCP app configuration failed"):
+        cipp.provider.create(cipp.props())
+
+
+def test_the_results_wrapper_is_a_failure(cipp: Cipp) -> None:
+    cipp.emulator.graph_failure_next_addupdate()
+    with pytest.raises(CippApiClientRangesError, match="failure: Could not modify App Registrations"):
+        cipp.provider.create(cipp.props())
+    assert cipp.stored()["IPRange"] == '"198.51.100.7"'
+
+
+def test_a_client_above_the_managers_role_is_refused_by_cipp(cipp: Cipp, cipp_caller: CallerFactory) -> None:
+    admin = cipp_caller(role="admin", app_name="admin integration")
+    with pytest.raises(CippApiClientRangesError, match="error: You do not have sufficient permissions"):
+        cipp.provider.create(cipp.props(admin))
+
+
+def test_no_secret_is_a_clear_error(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(credentials, "_secrets", {})
+    with pytest.raises(CippApiClientRangesError, match="cippApiManagerSecret` or the CIPP_API_MANAGER_SECRET"):
+        configured(None).create(cipp.props())
+
+
+def test_the_secret_may_come_from_the_environment(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(credentials, "_secrets", {})
+    monkeypatch.setenv(SECRET_ENV, cipp.manager.secret)
+    assert outs_of(configured(None).create(cipp.props()))["currentRanges"] == [OFFICE, IPV6]
+
+
+def test_the_provider_pickles_by_reference_without_secrets(cipp: Cipp) -> None:
+    blob = base64.b64decode(serialize_provider(cipp.provider))
+    assert b"dynamic_providers.cipp_api_client_ranges" in blob
+    assert cipp.manager.secret.encode() not in blob
+    assert b"Bearer" not in blob
+
+
+# -- the HTTP client --------------------------------------------------------------------------------
+def token_for(cipp: Cipp) -> str:
+    return credentials.access_token(
+        cipp.emulator.tenant_id,
+        f"api://{cipp.manager.client_id}/.default",
+        client_id=cipp.manager.client_id,
+        client_secret=cipp.manager.secret,
+    )
+
+
+def test_the_client_retries_5xx_but_never_4xx(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A number where CIPP calls .Trim() throws: HTTP 500 text/plain (§2.2 step 3).
+    body = {"Action": "AddUpdate", "ClientId": cipp.rmm.client_id, "IPRange": [{"value": 5}]}
+    with CippClient(cipp.emulator.url, lambda: token_for(cipp), max_attempts=3, wait=wait_none()) as client:
+        with pytest.raises(CippHttpError, match="HTTP 500"):
+            client.add_update(body)
+        assert client.sent == 3
+    egress_from(cipp.emulator, "192.0.2.55", monkeypatch)
+    with CippClient(cipp.emulator.url, lambda: token_for(cipp), max_attempts=3, wait=wait_none()) as client:
+        with pytest.raises(CippAccessDenied):
+            client.list_clients()
+        assert client.sent == 1
+
+
+def test_an_empty_table_is_an_empty_list(
+    cipp_env: None, cipp_emulator: CippEmulator, cipp_caller: CallerFactory
+) -> None:
+    # A manager known to EasyAuth but not in the table gets the fallback role cipp-api (§5.4).
+    cipp_emulator.add_custom_role("cipp-api", ["CIPP.Extension.ReadWrite"])
+    outsider = cipp_caller(in_table=False)
+
+    def token() -> str:
+        scope = f"api://{outsider.client_id}/.default"
+        return credentials.access_token(
+            cipp_emulator.tenant_id, scope, client_id=outsider.client_id, client_secret=outsider.secret
+        )
+
+    with CippClient(cipp_emulator.url, token) as client:
+        assert client.list_clients() == []
+    assert cipp_emulator.request_log[-1].response_body == ""
+
+
+# -- end to end through the real provider host ------------------------------------------------------
+def stack_config(cipp: Cipp, clients: list[dict[str, Any]]) -> dict[str, str]:
+    raw = msp_raw()
+    raw["cippApi"] = {
+        "url": cipp.emulator.url,
+        "tenantId": cipp.emulator.tenant_id,
+        "managerClientId": cipp.manager.client_id,
+        "unrestrictedClients": "warn",
+        "clients": clients,
+    }
+    return {**to_runtime_config(raw), SECRET_KEY: cipp.manager.secret}
+
+
+def host_env(cipp: Cipp) -> dict[str, str | None]:
+    return {
+        "AZURE_AUTHORITY_HOST": cipp.emulator.url,
+        "REQUESTS_CA_BUNDLE": str(cipp.tls.ca_bundle),
+        **dict.fromkeys(ENV_VARS),
+    }
+
+
+@pytest.mark.e2e
+def test_the_program_through_the_provider_host(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_client = cipp_caller(role="readonly", app_name="PSA")
+    cipp_caller(role="readonly", enabled=False, app_name="old script")
+    monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)  # list the emulator like `up` would
+    config = stack_config(
+        cipp,
+        [
+            {"clientId": cipp.manager.client_id, "allowedRanges": [OFFICE], "allowSelfUpdate": True},
+            {"clientId": cipp.rmm.client_id, "allowedRanges": [OFFICE, "2001:db8::/48"], "restoreOnDelete": True},
+        ],
+    )
+    declared = collect_dynamic_resources(ROOT / "__main__.py", config=config, secret_keys=[SECRET_KEY])
+    assert {r.type for r in declared} == {RANGES_TYPE}
+    assert declared.outputs["unrestrictedApiClients"] == [
+        {"clientId": open_client.client_id, "appName": "PSA", "role": "readonly"}
+    ]
+    assert sorted(declared.outputs["cippApiManagedClientIds"]) == sorted([cipp.manager.client_id, cipp.rmm.client_id])
+    rmm_name = f"cipp-api-{cipp.rmm.client_id}"
+
+    with ProviderHost(ROOT, env=host_env(cipp)) as host:
+        host.configure(config, secret_keys=[SECRET_KEY])
+        engine = MiniEngine(host)
+        assert engine.up(declared).counts == {"create": 2}
+        assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
+        assert cipp.rmm.request("GET", "/api/ListTenants", xff="203.0.113.200").status_code == 200
+        assert cipp.rmm.request("GET", "/api/ListTenants", xff="198.51.100.7").text == API_CLIENT_DENIED
+        writes = len(cipp.add_updates())
+        assert writes == 1  # the manager was already at its ranges
+
+        assert engine.up(declared).counts == {}
+        assert len(cipp.add_updates()) == writes
+
+        cipp.ui_edit(["198.51.100.0/24"])
+        refreshed = engine.refresh()
+        assert refreshed[rmm_name].op == "update"
+        assert "currentRanges" in refreshed[rmm_name].changed
+        assert engine.up(declared).counts == {"update": 1}
+        assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
+
+        state = engine.dump_state()
+        blobs = [base64.b64decode(_plain(e.inputs["__provider"])) for e in engine.state.values()]
+        assert engine.destroy().counts == {"delete": 2}
+        stderr = host.stderr
+
+    assert cipp.stored()["IPRange"] == '"198.51.100.7"'  # restoreOnDelete
+    assert cipp.stored(cipp.manager)["IPRange"] == f'"{OFFICE}"'  # default: left as it was
+    assert "no longer managed" in stderr
+    secret = cipp.manager.secret
+    assert secret not in state
+    assert secret not in json.dumps([r.inputs for r in declared.registrations]) + json.dumps(declared.outputs)
+    assert all(secret.encode() not in blob for blob in blobs)
+    assert secret not in stderr
+    assert "eyJ" not in state  # no bearer token (a JWT) either
+
+
+def _plain(value: Any) -> str:
+    return str(value["value"] if isinstance(value, dict) else value)
+
+
+@pytest.mark.e2e
+def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = str(uuid.uuid4())
+
+    def program() -> None:
+        CippApiClientRanges("missing", {**cipp.props(), "clientId": missing})
+        CippApiClientRanges("rmm", cipp.props())
+
+    config = stack_config(cipp, [])
+    declared = collect_dynamic_resources(program, config=config, secret_keys=[SECRET_KEY])
+    with ProviderHost(ROOT, env=host_env(cipp)) as host:
+        host.configure(config, secret_keys=[SECRET_KEY])
+        engine = MiniEngine(host)
+        with pytest.raises(ProviderError) as unknown:
+            engine.up([declared.by_name("missing")])
+        assert f"CIPP-API client {missing}" in unknown.value.summary
+        assert "does not exist in CIPP" in unknown.value.summary
+        egress_from(cipp.emulator, "192.0.2.55", monkeypatch)
+        with pytest.raises(ProviderError) as denied:
+            engine.up([declared.by_name("rmm")])
+        assert "lacks CIPP.Extension.ReadWrite" in denied.value.summary
+        assert cipp.manager.secret not in host.stderr + denied.value.details
+
+
+# -- the program's open-clients check, listing the emulator as a real `pulumi up` does ---------------
+def run_live(cipp: Cipp, monkeypatch: pytest.MonkeyPatch, mode: str = "warn", **secret: str) -> OfflineRun:
+    monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)
+    config = stack_config(cipp, [{"clientId": cipp.rmm.client_id, "allowedRanges": [OFFICE]}])
+    config["cipp-hardening:cippApi"] = config["cipp-hardening:cippApi"].replace('"warn"', f'"{mode}"')
+    config.update(secret)
+    return run_program(ROOT / "__main__.py", config, secret_keys=tuple(k for k in (SECRET_KEY,) if k in config))
+
+
+def test_the_program_warns_about_open_clients_it_does_not_manage(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_client = cipp_caller(role="readonly", app_name="PSA")
+    run = run_live(cipp, monkeypatch)
+    # The manager is restricted, RMM is managed (and still Any-free), PSA is open.
+    assert run.outputs["unrestrictedApiClients"] == [
+        {"clientId": open_client.client_id, "appName": "PSA", "role": "readonly"}
+    ]
+    [warning] = [w for w in run.messages("warning") if "accepts requests from any IP" in w]
+    assert open_client.client_id in warning
+    assert len(run.of_type(RANGES_TYPE)) == 1
+
+
+def test_the_program_fails_on_open_clients_when_told_to(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_client = cipp_caller(role="readonly", app_name="PSA")
+    with pytest.raises(OfflineRunError) as failed:
+        run_live(cipp, monkeypatch, mode="fail")
+    assert isinstance(failed.value.cause, pulumi.RunError)
+    assert f"{open_client.client_id} (PSA, role readonly)" in str(failed.value.cause)
+    types = {r.type for r in failed.value.run.resources}
+    assert RANGES_TYPE not in types
+    assert "cipp:hardening:CippApiAllowlists" not in types
+
+
+def test_a_real_run_ignores_the_snapshot_and_needs_the_secret(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "clients.json"
+    snapshot.write_text('{"Results": []}')
+    monkeypatch.setenv(CIPP_SNAPSHOT_ENV, str(snapshot))
+    cipp_caller(role="readonly", app_name="PSA")
+    run = run_live(cipp, monkeypatch)
+    assert len(run.outputs["unrestrictedApiClients"]) == 1  # read from CIPP, not from the empty snapshot
+    assert any("ignored outside offline plans" in w for w in run.messages("warning"))
+    config_without_secret = stack_config(cipp, [])
+    del config_without_secret[SECRET_KEY]
+    with pytest.raises(OfflineRunError, match="no secret for the manager client"):
+        run_program(ROOT / "__main__.py", config_without_secret)
+
+
+def test_a_real_run_that_cannot_list_fails_readably(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    egress_from(cipp.emulator, "192.0.2.55", monkeypatch)
+    with pytest.raises(OfflineRunError) as failed:
+        run_live(cipp, monkeypatch)
+    message = str(failed.value.cause)
+    assert message.startswith(f"cippApi: could not list the CIPP-API clients at {cipp.emulator.url}")
+    assert "lacks CIPP.Extension.ReadWrite" in message
+    assert RANGES_TYPE not in {r.type for r in failed.value.run.resources}

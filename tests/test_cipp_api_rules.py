@@ -1,0 +1,290 @@
+"""Part C pure rules (cipp_hardening.cipp_api): List bodies, the AddUpdate body, CIPP's answers, open clients."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cipp_hardening.cipp_api import (
+    CippResponseError,
+    add_update_body,
+    add_update_problems,
+    canonical_ranges,
+    delete_plan,
+    find_client,
+    is_enabled,
+    parse_list_body,
+    ranges_of,
+    unrestricted_clients,
+    unrestricted_message,
+    validate_inputs,
+)
+from tests.emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
+
+MANAGER = "00000000-0000-0000-0000-0000000e0001"
+RMM = "00000000-0000-0000-0000-0000000e0002"
+PSA = "00000000-0000-0000-0000-0000000e0003"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def item(client_id: str, ranges: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+    """A List item as cipp-api.md §3 shows it."""
+    return {
+        "ClientId": client_id,
+        "AppName": fields.pop("AppName", "app"),
+        "Role": fields.pop("Role", "readonly"),
+        "IPRange": ranges or ["Any"],
+        "Enabled": fields.pop("Enabled", True),
+        "MCPAllowed": fields.pop("MCPAllowed", False),
+        **fields,
+    }
+
+
+def inputs(**changes: Any) -> dict[str, Any]:
+    base = {
+        "url": "https://cipp-api-example.azurewebsites.net",
+        "tenantId": "00000000-0000-0000-0000-00000000a001",
+        "managerClientId": MANAGER,
+        "clientId": RMM,
+        "allowedRanges": ["203.0.113.0/24"],
+        "allowSelfUpdate": False,
+        "restoreOnDelete": False,
+        "allowAnyOnDelete": False,
+    }
+    return {**base, **changes}
+
+
+# -- List -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body", ["", "  \n"])
+def test_an_empty_list_body_means_no_clients(body: str) -> None:
+    assert parse_list_body(body) == []
+
+
+def test_list_keeps_only_client_objects() -> None:
+    # cipp-api.md §10.1: the pre-#472 bug puts a bare "Any" string next to a client stored as "[]".
+    body = json.dumps({"Results": ["Any", item(RMM, ["198.51.100.7"]), {"no": "id"}]})
+    assert [c["ClientId"] for c in parse_list_body(body)] == [RMM]
+
+
+@pytest.mark.parametrize(
+    "body", ['{"Results":"Invalid action"}', '["API client updated"]', "<html>login</html>", '{"value":[]}']
+)
+def test_other_list_shapes_are_errors(body: str) -> None:
+    with pytest.raises(CippResponseError):
+        parse_list_body(body)
+
+
+def test_find_client_ignores_case() -> None:
+    clients = [item(RMM.upper()), item(PSA)]
+    assert find_client(clients, RMM) == clients[0]
+    assert find_client(clients, MANAGER) is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (["Any"], []),
+        (["any"], []),
+        ([], []),
+        (None, []),
+        (["203.0.113.0/24", "198.51.100.7"], ["203.0.113.0/24", "198.51.100.7"]),
+        ("198.51.100.7", ["198.51.100.7"]),
+    ],
+)
+def test_ranges_of(stored: Any, expected: list[str]) -> None:
+    assert ranges_of({"IPRange": stored}) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [(True, True), (False, False), ("true", True), ("True", True), ("false", False), (None, False)],
+)
+def test_is_enabled(value: Any, enabled: bool) -> None:
+    assert is_enabled({"Enabled": value}) is enabled
+
+
+# -- AddUpdate --------------------------------------------------------------------------------------
+def test_add_update_body_keeps_role_enabled_and_mcp_and_sends_value_objects() -> None:
+    client = item(RMM, ["198.51.100.7"], Role="custom-rmm", Enabled=False, MCPAllowed=True, AppName="RMM")
+    body = add_update_body(client, ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/48"])
+    assert body == {
+        "Action": "AddUpdate",
+        "ClientId": RMM,
+        "Role": {"value": "custom-rmm"},
+        "IPRange": [
+            {"label": "203.0.113.0/24", "value": "203.0.113.0/24"},
+            {
+                "label": "2001:0db8:0000:0000:0000:0000:0000:0000/48",
+                "value": "2001:0db8:0000:0000:0000:0000:0000:0000/48",
+            },
+        ],
+        "Enabled": False,
+        "MCPAllowed": True,
+    }
+    assert "AppName" not in body
+    assert "CIPPAPI" not in body
+
+
+def test_add_update_body_for_a_roleless_client_and_no_ranges() -> None:
+    body = add_update_body(item(RMM, Role=None), [])
+    assert body["Role"] == {"value": ""}
+    assert body["IPRange"] == []
+
+
+def test_a_legacy_string_enabled_goes_back_verbatim() -> None:
+    assert add_update_body(item(RMM, Enabled="true"), [])["Enabled"] == "true"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["API client updated"],
+        [
+            "API client updated",
+            "MCP resource URIs, v2 tokens, and callbacks for known MCP clients (Claude, ChatGPT, VS Code, Copilot) "
+            "configured on the app registration. Run Save to Azure to apply the changes.",
+        ],
+        [{"resultText": "API Client created with the name 'x'.", "copyField": None, "state": "success"}],
+    ],
+)
+def test_bare_arrays_without_errors_or_warnings_succeed(payload: Any) -> None:
+    assert add_update_problems(payload) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (
+            ["API client updated", {"resultText": "'2001:db8::/32' is not a valid IP address", "state": "warning"}],
+            "warning: '2001:db8::/32'",
+        ),
+        ([{"resultText": "You do not have sufficient permissions", "state": "error"}], "error: You do not have"),
+        (
+            {"Results": [{"resultText": "Could not modify App Registrations.", "state": "error"}]},
+            "failure: Could not modify",
+        ),
+        ({"Results": []}, "nothing was saved"),
+        ({"Results": "Invalid action"}, "failure: Invalid action"),
+        ("API client updated", "unexpected AddUpdate answer"),
+    ],
+)
+def test_failure_shapes(payload: Any, fragment: str) -> None:
+    problems = add_update_problems(payload)
+    assert problems
+    assert any(fragment in p for p in problems), problems
+
+
+# -- ranges -----------------------------------------------------------------------------------------
+def test_canonical_ranges_expand_ipv6_drop_duplicates_and_keep_order() -> None:
+    kept, problems = canonical_ranges(["2001:db8::/48", "203.0.113.0/24", "203.0.113.7/32", "2001:DB8:0::/48"])
+    assert kept == ["2001:0db8:0000:0000:0000:0000:0000:0000/48", "203.0.113.0/24", "203.0.113.7"]
+    assert problems == []
+
+
+@pytest.mark.parametrize("entry", ["0.0.0.0/0", "203.0.113.7/24", "Any", "1.2.3.4-1.2.3.9", "::ffff:1.2.3.4", 42])
+def test_canonical_ranges_refuse_what_cipp_would_mishandle(entry: Any) -> None:
+    kept, problems = canonical_ranges([entry])
+    assert kept == []
+    assert problems
+    assert problems[0].startswith("allowedRanges[0]")
+
+
+@pytest.mark.parametrize(
+    ("entry", "inside", "outside"),
+    [
+        ("203.0.113.0/24", "203.0.113.200", "198.51.100.1"),
+        ("198.51.100.7", "198.51.100.7", "198.51.100.8"),
+        ("2001:db8::/48", "2001:db8:0:ffff::1", "2001:db8:1::1"),
+        ("2001:db8::1", "2001:db8::1", "2001:db8::2"),
+        ("128.0.0.0/1", "200.1.2.3", "10.1.2.3"),
+    ],
+)
+def test_canonical_spelling_passes_cipps_regex_and_matches_like_cipp(entry: str, inside: str, outside: str) -> None:
+    """The emulator ports CIPP's validation regex and Test-IpInRange (cipp-api.md §2.2, §5.3)."""
+    [canonical], _ = canonical_ranges([entry])
+    assert VALID_RANGE_ENTRY.search(canonical)
+    assert ip_in_range(inside, canonical)
+    assert not ip_in_range(outside, canonical)
+
+
+# -- resource inputs (the provider's check) ---------------------------------------------------------
+def test_validate_inputs_canonicalises() -> None:
+    checked, failures = validate_inputs(
+        inputs(url="https://cipp.example.net/", clientId=RMM.upper(), allowedRanges=["2001:db8::/48", "2001:db8::/48"])
+    )
+    assert failures == []
+    assert checked["url"] == "https://cipp.example.net"
+    assert checked["clientId"] == RMM
+    assert checked["allowedRanges"] == ["2001:0db8:0000:0000:0000:0000:0000:0000/48"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"url": "http://cipp.example.net"}, "url", "https://"),
+        ({"clientId": "rmm"}, "clientId", "GUID"),
+        ({"allowedRanges": ["203.0.113.7/24"]}, "allowedRanges", "host bits"),
+        ({"allowedRanges": "203.0.113.0/24"}, "allowedRanges", "list"),
+        ({"restoreOnDelete": "yes"}, "restoreOnDelete", "true or false"),
+        ({"clientId": MANAGER}, "allowSelfUpdate", "manager client itself"),
+        ({"tenantId": None}, "tenantId", "required"),
+    ],
+)
+def test_validate_inputs_failures(changes: dict[str, Any], key: str, fragment: str) -> None:
+    _, failures = validate_inputs(inputs(**changes))
+    assert any(k == key and fragment in reason for k, reason in failures), failures
+
+
+def test_the_manager_may_manage_itself_when_allowed() -> None:
+    assert validate_inputs(inputs(clientId=MANAGER, allowSelfUpdate=True))[1] == []
+
+
+def test_unknown_values_are_left_for_later() -> None:
+    checked, failures = validate_inputs(inputs(allowedRanges=UNKNOWN, clientId=UNKNOWN), unknown=UNKNOWN)
+    assert failures == []
+    assert checked["allowedRanges"] == UNKNOWN
+
+
+# -- open clients -----------------------------------------------------------------------------------
+def test_unrestricted_clients_are_enabled_any_and_unmanaged() -> None:
+    clients = [
+        item(MANAGER),  # Any, enabled, but managed
+        item(RMM, ["198.51.100.7"]),  # restricted
+        item(PSA, AppName="PSA"),  # open
+        item("00000000-0000-0000-0000-0000000e0004", Enabled=False),  # disabled
+        item("00000000-0000-0000-0000-0000000e0005", Enabled="true", Role=None),  # legacy string flag: enabled
+    ]
+    found = unrestricted_clients(clients, [MANAGER.upper()])
+    assert [c.to_json() for c in found] == [
+        {"clientId": PSA, "appName": "PSA", "role": "readonly"},
+        {"clientId": "00000000-0000-0000-0000-0000000e0005", "appName": "app", "role": ""},
+    ]
+    message = unrestricted_message(found, "fail")
+    assert message.startswith("2 enabled CIPP-API client(s) accept requests from any IP address")
+    assert f"{PSA} (PSA, role readonly)" in message
+    assert "role none" in message
+    assert "unrestrictedClients: fail" in message
+    assert "warning only" in unrestricted_message(found, "warn")
+
+
+# -- delete -----------------------------------------------------------------------------------------
+def test_delete_leaves_the_ranges_by_default() -> None:
+    plan = delete_plan({**inputs(), "adoptedRanges": []})
+    assert plan.action == "leave"
+    assert "no longer managed" in plan.reason
+
+
+def test_delete_restores_the_adopted_ranges() -> None:
+    plan = delete_plan({**inputs(restoreOnDelete=True), "adoptedRanges": ["198.51.100.7"]})
+    assert (plan.action, plan.ranges) == ("restore", ("198.51.100.7",))
+
+
+def test_delete_refuses_to_restore_any_unless_allowed() -> None:
+    refused = delete_plan({**inputs(restoreOnDelete=True), "adoptedRanges": []})
+    assert refused.action == "refuse"
+    assert "allowAnyOnDelete: true" in refused.reason
+    allowed = delete_plan({**inputs(restoreOnDelete=True, allowAnyOnDelete=True), "adoptedRanges": []})
+    assert (allowed.action, allowed.ranges) == ("restore", ())
+    assert "Any (no restriction)" in allowed.reason
