@@ -8,6 +8,7 @@ onboarding command and the program all share it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class TechnicianAccess:
     target: Literal["allCloudApps", "cippApp"]
     cipp_app_id: str | None
     state: str  # Graph spelling
+    operator_check_ip: str | None = None  # the public address operators use now (lockout guard)
+    promoted_after: Mapping[str, Any] | None = None  # evidence recorded by `make promote`
 
     @property
     def applications(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ class MspStack:
     graph_url: str = DEFAULT_GRAPH_URL
     warnings: tuple[str, ...] = ()
     mode: Literal["msp"] = "msp"
+    scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class ClientStack:
     graph_client_id: str | None = None  # with the secret key graphClientSecret; else env / OIDC / CLI
     warnings: tuple[str, ...] = ()
     mode: Literal["client"] = "client"
+    scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
 
 
 StackConfig = MspStack | ClientStack
@@ -143,8 +148,9 @@ _MSP_KEYS = {
     "cippApi",
     "cippApiManagerSecret",
     "graphUrl",
+    "scenariosFile",
 }
-_CLIENT_KEYS = {"mode", "clientTenant", "graphUrl", "graphClientId", "graphClientSecret"}
+_CLIENT_KEYS = {"mode", "clientTenant", "graphUrl", "graphClientId", "graphClientSecret", "scenariosFile"}
 _FOREIGN_ALLOWED = {"azuread:tenantId", "azuread:clientId", "azuread:useOidc", "azuread:useCli", "azuread:environment"}
 
 
@@ -270,7 +276,16 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
     service_account = _service_account(reader, raw.get("serviceAccount"))
     technicians = _technician_access(reader, raw.get("technicianAccess"), service_account.user_id)
     cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id) if raw.get("cippApi") is not None else None
-    return MspStack(tenant_id, location, technicians, service_account, cipp_api, graph_url, tuple(reader.warnings))
+    return MspStack(
+        tenant_id,
+        location,
+        technicians,
+        service_account,
+        cipp_api,
+        graph_url,
+        tuple(reader.warnings),
+        scenarios_file=_scenarios_file(reader, raw),
+    )
 
 
 def _trusted_location(reader: _Reader, value: Any) -> TrustedLocation:
@@ -329,6 +344,8 @@ _TECHNICIAN_KEYS = {
     "target",
     "cippAppId",
     "state",
+    "operatorCheckIp",
+    "promotedAfter",
 }
 
 
@@ -348,9 +365,38 @@ def _technician_access(reader: _Reader, value: Any, service_account_id: str) -> 
         target=target,  # type: ignore[arg-type]
         cipp_app_id=reader.guid_field(obj, "cippAppId", path, required=target == "cippApp"),
         state=_state(reader, obj, path, "reportOnly"),
+        operator_check_ip=_ip_address(reader, obj, "operatorCheckIp", path),
+        promoted_after=_optional_object(reader, obj, "promotedAfter", path),
     )
     _check_technician_rules(reader, access, service_account_id)
     return access
+
+
+def _ip_address(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        reader.fail(f"{path}.{key}", f"must be one IP address (IPv4 or IPv6), got {value!r}")
+        return None
+
+
+def _optional_object(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, Mapping):
+        reader.fail(f"{path}.{key}", f"must be an object, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _scenarios_file(reader: _Reader, raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("scenariosFile")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        reader.fail("scenariosFile", "must be the path of a YAML file of scenarios")
+        return None
+    return value
 
 
 def _check_technician_rules(reader: _Reader, access: TechnicianAccess, service_account_id: str) -> None:
@@ -424,7 +470,9 @@ def _client_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> Cl
     client_id = reader.guid(raw["graphClientId"], "graphClientId") if "graphClientId" in raw else None
     if bool(client_id) != ("graphClientSecret" in raw):
         reader.fail("graphClientSecret", "graphClientId and the secret graphClientSecret go together")
-    return ClientStack(tenant, graph_url, client_id, tuple(reader.warnings))
+    return ClientStack(
+        tenant, graph_url, client_id, tuple(reader.warnings), scenarios_file=_scenarios_file(reader, raw)
+    )
 
 
 _CLIENT_TENANT_KEYS = {

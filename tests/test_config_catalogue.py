@@ -124,6 +124,14 @@ CATALOGUE: list[tuple[str, Mutation, str, str]] = [
     ),
     ("technicianAccess not an object", _set(TECH, ["x"]), TECH, "must be an object"),
     ("graphUrl not https", _set("graphUrl", "http://graph.microsoft.com"), "graphUrl", "https://"),
+    (
+        "operator ip not an ip",
+        _set(f"{TECH}.operatorCheckIp", "203.0.113.0/24"),
+        f"{TECH}.operatorCheckIp",
+        "one IP address",
+    ),
+    ("promotedAfter not an object", _set(f"{TECH}.promotedAfter", "yes"), f"{TECH}.promotedAfter", "must be an object"),
+    ("scenariosFile empty", _set("scenariosFile", ""), "scenariosFile", "YAML file"),
 ]
 
 
