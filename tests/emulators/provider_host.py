@@ -164,13 +164,7 @@ def _from_value(value: struct_pb2.Value) -> Any:
 
 def _strip_secrets(value: Any) -> Any:
     # MarshalProperties(KeepSecrets: false): what the engine sends to a provider without acceptSecrets.
-    if is_secret(value):
-        return _strip_secrets(value["value"])
-    if isinstance(value, Mapping):
-        return {k: _strip_secrets(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strip_secrets(v) for v in value]
-    return value
+    return reveal(value)
 
 
 def _without_nulls(props: Mapping[str, Any]) -> dict[str, Any]:
