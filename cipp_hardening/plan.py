@@ -2,7 +2,9 @@
 
 Runs __main__.py against Pulumi.<stack>.yaml under a recording mock runtime and shows the resource
 tree and, for each Conditional Access resource, the Graph v1.0 body pulumi-azuread will send.
-`--json FILE` writes the same as a machine-readable document. Exit 2 on invalid configuration.
+`--json FILE` writes the same as a machine-readable document. The scenario matrix (cipp_hardening/scenarios.py)
+shows what the policies do to the sign-ins that matter. Exit 2 on invalid configuration, 3 when the matrix
+finds a broken invariant.
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
-from cipp_hardening.config import PROJECT
+from cipp_hardening.config import PROJECT, ConfigError, MspStack
 from cipp_hardening.graph_render import render, with_object_id
-from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV
+from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV, snapshot_path
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
+from cipp_hardening.policy_files import load_named_location_folder, load_policy_file, load_policy_folder
+from cipp_hardening.scenarios import (
+    MatrixResult,
+    ScenarioFileError,
+    config_from_stack_file,
+    policies_after_apply,
+    run_matrix,
+    user_scenarios,
+)
+from cipp_hardening.verify import print_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +48,7 @@ class PlanDocument:
     resources: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    matrix: MatrixResult | None = None  # the scenario matrix over what the plan leaves in the tenant
 
     def graph_objects(self, kind: str) -> list[dict[str, Any]]:
         """Rendered bodies with their (placeholder) ids: `policy` or `namedLocation`."""
@@ -51,6 +64,7 @@ class PlanDocument:
             "resources": self.resources,
             "outputs": self.outputs,
             "warnings": self.warnings,
+            **({"matrix": self.matrix.to_json()} if self.matrix is not None else {}),
         }
 
 
@@ -59,6 +73,21 @@ def build_plan(stack: str, stack_file: Path | None = None, overrides: dict[str, 
     config = stack_file_config(stack_file or ROOT / f"Pulumi.{stack}.yaml", PROJECT, overrides)
     run = run_program(ROOT / "__main__.py", config, project=PROJECT, stack=stack)
     return document_from_run(stack, run)
+
+
+def plan_matrix(document: PlanDocument, stack_file: Path) -> MatrixResult | None:
+    """The scenario matrix over the planned Graph bodies (MSP), or over the client's snapshot policies as
+    `pulumi up` will leave them (client; None without a snapshot). Raises ConfigError, ScenarioFileError."""
+    config = config_from_stack_file(stack_file)
+    extra = user_scenarios(config, ROOT)
+    if isinstance(config, MspStack):
+        return run_matrix(config, document.graph_objects("policy"), document.graph_objects("namedLocation"), extra)
+    snapshot = snapshot_path()
+    if snapshot is None:
+        return None
+    policies = load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
+    locations = load_named_location_folder(snapshot) if snapshot.is_dir() else []
+    return run_matrix(config, policies_after_apply(config, policies), locations, extra)
 
 
 def document_from_run(stack: str, run: OfflineRun) -> PlanDocument:
@@ -90,6 +119,9 @@ def print_plan(document: PlanDocument, console: Console) -> None:
             title = f"{resource['name']} ({_short_type(resource['type'])}) inputs"
             console.print(Panel(Syntax(json.dumps(resource["inputs"], indent=2), "json", word_wrap=True), title=title))
     _print_client_tables(document.outputs, console)
+    if document.matrix is not None:
+        title = "scenario matrix: what the policies do to the sign-ins that matter, after `pulumi up`"
+        print_matrix(document.matrix, console, title)
     if document.outputs:
         console.print(Panel(json.dumps(document.outputs, indent=2), title="stack outputs"))
     for warning in document.warnings:
@@ -175,14 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for message in errors:
             console.print(f"  [red]✗[/] {message}", highlight=False)
         return 2
+    try:
+        document.matrix = plan_matrix(document, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
+    except (ConfigError, ScenarioFileError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    # Exit 3: an invariant of the scenario matrix is broken (uncertain rows do not count).
+    status = 3 if document.matrix is not None and not document.matrix.ok else 0
     if args.json == "-":
         json.dump(document.to_json(), sys.stdout, indent=2)
-        return 0
+        return status
     print_plan(document, console)
     if args.json:
         Path(args.json).write_text(json.dumps(document.to_json(), indent=2), encoding="utf-8")
         console.print(f"plan written to {args.json}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":
