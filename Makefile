@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
 
-.PHONY: plan test lint typecheck check clean onboard-client
+.PHONY: plan test lint typecheck check clean onboard-client verify demo fleet bench promote
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+$(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -33,6 +33,36 @@ test: $(VENV)/.dev
 onboard-client: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.onboard --name "$(NAME)" --tenant "$(TENANT)" --mode "$(or $(MODE),gdap)" \
 	  $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)")
+
+## verify: read-only check of a deployed stack (STACK=prod): the scenario matrix against the tenant's live policies
+##         (Policy.Read.All; exit 3 on a broken invariant, 4 when a client policy still lacks the MSP exclusion)
+verify: $(VENV)/.runtime
+	$(BIN)/python -m cipp_hardening.verify --stack $(STACK) $(if $(JSON),--json $(JSON))
+
+## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure, no Pulumi CLI)
+demo: $(VENV)/.dev
+	$(BIN)/python -m cipp_hardening.demo
+
+## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] runs the action over many stacks
+##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed
+fleet: $(VENV)/.runtime
+	$(BIN)/python -m cipp_hardening.fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
+	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume)
+
+## bench: the benchmarks of BENCHMARKS.md (QUICK=1: scaled rates, a few minutes; without it the Part D bench
+##        runs at the real 1 request/s per tenant, about half an hour in all)
+bench: $(VENV)/.dev
+	$(BIN)/python bench/bench_plan.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/bench_evaluator.py
+	$(BIN)/python bench/bench_part_d.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
+
+## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
+##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when
+##          none would (or ACCEPT=1 after reading them); exit 1 when it refused, 2 on an error (README "Rolling out safely")
+promote: $(VENV)/.runtime
+	$(BIN)/python -m cipp_hardening.promote --stack $(STACK) --days "$(or $(DAYS),14)" $(if $(ACCEPT),--accept) \
+	  $(if $(POLICY_ID),--policy-id "$(POLICY_ID)")
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, cipp_range, dedupe, entra_range
@@ -72,7 +73,8 @@ class TechnicianAccess:
     cipp_app_id: str | None
     state: str  # Graph spelling
     operator_check_ip: str | None = None  # the public address operators use now (lockout guard)
-    promoted_after: Mapping[str, Any] | None = None  # evidence recorded by `make promote`
+    promoted_after: Mapping[str, Any] | None = None  # evidence recorded by `make promote` (_promotion_record)
+    lockout_guard_override: str | None = None  # why the lockout guard is waived for this change
 
     @property
     def applications(self) -> tuple[str, ...]:
@@ -275,6 +277,7 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
     location = _trusted_location(reader, raw.get("trustedLocation"))
     service_account = _service_account(reader, raw.get("serviceAccount"))
     technicians = _technician_access(reader, raw.get("technicianAccess"), service_account.user_id)
+    _check_lockout_guard(reader, technicians, location)
     cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id) if raw.get("cippApi") is not None else None
     return MspStack(
         tenant_id,
@@ -346,6 +349,7 @@ _TECHNICIAN_KEYS = {
     "state",
     "operatorCheckIp",
     "promotedAfter",
+    "lockoutGuardOverride",
 }
 
 
@@ -366,7 +370,8 @@ def _technician_access(reader: _Reader, value: Any, service_account_id: str) -> 
         cipp_app_id=reader.guid_field(obj, "cippAppId", path, required=target == "cippApp"),
         state=_state(reader, obj, path, "reportOnly"),
         operator_check_ip=_ip_address(reader, obj, "operatorCheckIp", path),
-        promoted_after=_optional_object(reader, obj, "promotedAfter", path),
+        promoted_after=_promotion_record(reader, obj, path),
+        lockout_guard_override=_override_reason(reader, obj, path),
     )
     _check_technician_rules(reader, access, service_account_id)
     return access
@@ -415,6 +420,120 @@ def _check_technician_rules(reader: _Reader, access: TechnicianAccess, service_a
         reader.fail(f"{path}.breakGlassUserIds", "lists the CIPP service account; it is not a break-glass account")
     for user in sorted(set(access.include_user_ids) & set(access.break_glass_user_ids)):
         reader.fail(f"{path}.includeUserIds", f"{user} is also a break-glass account")
+    for group in sorted(set(access.include_group_ids) & set(access.break_glass_group_ids)):
+        reader.fail(f"{path}.includeGroupIds", f"{group} is also a break-glass group")
+
+
+_GUARD_OVERRIDE_HINT = (
+    "for a deliberate change (moving offices, a new egress address) set technicianAccess.lockoutGuardOverride "
+    "to the reason, reviewed like any change"
+)
+
+
+def _check_lockout_guard(reader: _Reader, access: TechnicianAccess, location: TrustedLocation) -> None:
+    """Part A enforced: the operators' current public address must be trusted (README "Rolling out safely")."""
+    path = "technicianAccess"
+    inside = access.operator_check_ip is not None and _address_in(access.operator_check_ip, location.cidrs)
+    if access.state != "enabled":
+        if access.operator_check_ip is not None and location.cidrs and not inside:
+            reader.warnings.append(
+                f"{PROJECT}:{path}.operatorCheckIp: {access.operator_check_ip} is outside trustedLocation.cidrs; "
+                "setting the policy to enabled will be refused"
+            )
+        return
+    if access.lockout_guard_override is not None:
+        reader.warnings.append(
+            f"{PROJECT}:{path}.lockoutGuardOverride: lockout guard waived: {access.lockout_guard_override}"
+        )
+        return
+    if access.operator_check_ip is None:
+        reader.fail(
+            f"{path}.operatorCheckIp",
+            "is required while the policy is enabled: the public address the operators use now "
+            "(e.g. from `curl -s https://ifconfig.me`) must be inside trustedLocation.cidrs, or enforcing "
+            f"the block locks them out of the MSP tenant; {_GUARD_OVERRIDE_HINT}",
+        )
+    elif not inside and location.cidrs:
+        reader.fail(
+            f"{path}.operatorCheckIp",
+            f"{access.operator_check_ip} is outside trustedLocation.cidrs: enforcing the block would lock "
+            f"the operators out from where they sign in now; add their range or {_GUARD_OVERRIDE_HINT}",
+        )
+
+
+def _address_in(address: str, cidrs: Sequence[str]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+def _override_reason(reader: _Reader, obj: Mapping[str, Any], path: str) -> str | None:
+    if obj.get("lockoutGuardOverride") is None:
+        return None
+    reason = reader.text(obj, "lockoutGuardOverride", path)
+    return reason or None
+
+
+# promotedAfter, written by `make promote` (cipp_hardening/promote.py): the evidence Part A was enabled on.
+_PROMOTION_KEYS = {
+    "policyId",
+    "policyDisplayName",
+    "window",
+    "signInsEvaluated",
+    "wouldBlock",
+    "breakGlass",
+    "serviceAccount",
+    "accepted",
+    "acceptedUsers",
+    "recordedAt",
+}
+_PROMOTION_COUNTS = ("signInsEvaluated", "wouldBlock", "breakGlass", "serviceAccount")
+
+
+def _promotion_record(reader: _Reader, obj: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    value = _optional_object(reader, obj, "promotedAfter", path)
+    if value is None:
+        return None
+    key = f"{path}.promotedAfter"
+    record = reader.obj(value, key, _PROMOTION_KEYS)
+    reader.guid_field(record, "policyId", key)
+    reader.text(record, "policyDisplayName", key)
+    _timestamp(reader, record, "recordedAt", key)
+    window = reader.obj(record.get("window"), f"{key}.window", {"from", "to"})
+    start, end = _timestamp(reader, window, "from", f"{key}.window"), _timestamp(reader, window, "to", f"{key}.window")
+    if start and end and start >= end:
+        reader.fail(f"{key}.window", "from must be before to")
+    counts = {name: _count(reader, record, name, key) for name in _PROMOTION_COUNTS}
+    accepted = reader.flag(record, "accepted", key)
+    affected = counts["wouldBlock"] + counts["breakGlass"] + counts["serviceAccount"]
+    if not accepted and (affected or not counts["signInsEvaluated"]):
+        reader.fail(
+            f"{key}.accepted",
+            f"must be true: the record shows {affected} affected sign-in(s) out of {counts['signInsEvaluated']} "
+            "evaluated, so a human must have read them (`make promote ... ACCEPT=1`)",
+        )
+    if not all(isinstance(user, str) for user in reader.items(record, "acceptedUsers", key)):
+        reader.fail(f"{key}.acceptedUsers", "must be a list of user principal names")
+    return value
+
+
+def _timestamp(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> datetime | None:
+    text = reader.text(obj, key, path)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        moment = None
+    if text and (moment is None or moment.tzinfo is None):
+        reader.fail(f"{path}.{key}", f"must be an ISO 8601 time with a zone, like 2026-05-01T00:00:00Z; got {text!r}")
+        return None
+    return moment
+
+
+def _count(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        reader.fail(f"{path}.{key}", f"must be a count (0 or more), got {value!r}")
+        return 0
+    return value
 
 
 def _cipp_api(reader: _Reader, value: Any, default_tenant: str) -> CippApi:

@@ -37,8 +37,36 @@ def _delete(path: str) -> Mutation:
     return mutate
 
 
+def _all(*mutations: Mutation) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(raw)
+
+    return mutate
+
+
 CIDRS = "trustedLocation.cidrs"
 TECH = "technicianAccess"
+PROMOTED = f"{TECH}.promotedAfter"
+ENABLED = _set(f"{TECH}.state", "enabled")
+
+
+def _record(**changes: Any) -> dict[str, Any]:
+    """A valid promotion record (as `make promote` writes it), with changes; None removes a key."""
+    record: dict[str, Any] = {
+        "policyId": "00000000-0000-0000-0000-0000000000a1",
+        "policyDisplayName": "Block CIPP Access - Outside Trusted IPs",
+        "window": {"from": "2026-05-01T00:00:00Z", "to": "2026-05-15T00:00:00Z"},
+        "signInsEvaluated": 10,
+        "wouldBlock": 0,
+        "breakGlass": 0,
+        "serviceAccount": 0,
+        "accepted": False,
+        "recordedAt": "2026-05-15T00:00:00Z",
+    }
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
 
 # (id, mutation, key named in the error, fragment of the message)
 CATALOGUE: list[tuple[str, Mutation, str, str]] = [
@@ -132,6 +160,49 @@ CATALOGUE: list[tuple[str, Mutation, str, str]] = [
     ),
     ("promotedAfter not an object", _set(f"{TECH}.promotedAfter", "yes"), f"{TECH}.promotedAfter", "must be an object"),
     ("scenariosFile empty", _set("scenariosFile", ""), "scenariosFile", "YAML file"),
+    # The lockout guard: Part A enforced needs the operators' current address inside the trusted ranges.
+    ("enabled without operator ip", ENABLED, f"{TECH}.operatorCheckIp", "is required while the policy is enabled"),
+    (
+        "operator ip outside trusted",
+        _all(ENABLED, _set(f"{TECH}.operatorCheckIp", "198.51.100.7")),
+        f"{TECH}.operatorCheckIp",
+        "outside trustedLocation.cidrs",
+    ),
+    ("empty guard override", _set(f"{TECH}.lockoutGuardOverride", " "), f"{TECH}.lockoutGuardOverride", "non-empty"),
+    (
+        "break-glass group is technician group",
+        _set(f"{TECH}.breakGlassGroupIds", [TECH_GROUP]),
+        f"{TECH}.includeGroupIds",
+        "also a break-glass group",
+    ),
+    # technicianAccess.promotedAfter: the record `make promote` writes.
+    ("promotion without policy id", _set(PROMOTED, _record(policyId=None)), f"{PROMOTED}.policyId", "is required"),
+    (
+        "promotion window backwards",
+        _set(PROMOTED, _record(window={"from": "2026-05-15T00:00:00Z", "to": "2026-05-01T00:00:00Z"})),
+        f"{PROMOTED}.window",
+        "from must be before to",
+    ),
+    (
+        "promotion with unaccepted blocks",
+        _set(PROMOTED, _record(wouldBlock=3)),
+        f"{PROMOTED}.accepted",
+        "3 affected sign-in(s)",
+    ),
+    (
+        "promotion without evidence",
+        _set(PROMOTED, _record(signInsEvaluated=0)),
+        f"{PROMOTED}.accepted",
+        "out of 0 evaluated",
+    ),
+    (
+        "promotion time without zone",
+        _set(PROMOTED, _record(recordedAt="2026-05-15T00:00:00")),
+        f"{PROMOTED}.recordedAt",
+        "with a zone",
+    ),
+    ("promotion negative count", _set(PROMOTED, _record(breakGlass=-1)), f"{PROMOTED}.breakGlass", "a count"),
+    ("promotion unknown key", _set(PROMOTED, _record(who="me")), f"{PROMOTED}.who", "unknown key"),
 ]
 
 
