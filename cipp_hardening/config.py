@@ -9,8 +9,9 @@ onboarding command and the program all share it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -33,6 +34,8 @@ POLICY_STATES = {
 GRAPH_STATES = frozenset(POLICY_STATES.values())
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+SECRET_KEYS = frozenset({"cippApiManagerSecret", "graphClientSecret"})
 
 Mode = Literal["msp", "client"]
 T = TypeVar("T")
@@ -238,6 +241,32 @@ def _closest(word: str, options: set[str]) -> str | None:
 
     matches = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def raw_from_flat_config(flat: Mapping[str, Any], secret_keys: Iterable[str] = SECRET_KEYS) -> dict[str, Any]:
+    """The engine's {"ns:key": text} config map → what parse_stack_config takes.
+
+    Our namespace stripped, structured values decoded from JSON text (pulumi-python-notes.md §4.3), the
+    azuread keys kept, and secret values replaced by a marker: they are never validated or shown.
+    """
+    secrets = set(secret_keys)
+    raw: dict[str, Any] = {}
+    for full_key, value in flat.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace == PROJECT:
+            raw[key] = "[secret]" if key in secrets else _decode_json_text(value)
+        elif namespace == "azuread":
+            raw[full_key] = value
+    return raw
+
+
+def _decode_json_text(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
 def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:

@@ -12,13 +12,12 @@ for a while: a `failure` is a real block and counts as affected too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cipp_hardening.config import POLICY_STATES, PROJECT, MspStack
+from cipp_hardening.config import POLICY_STATES, MspStack
 
 AFFECTED_RESULTS = frozenset({"reportOnlyFailure", "reportOnlyInterrupted", "failure"})
 UNAFFECTED_RESULTS = frozenset({"reportOnlySuccess", "reportOnlyNotApplied", "success", "notApplied"})
@@ -155,32 +154,6 @@ def promotion_record(
 
 
 # --- what the policy pack reads --------------------------------------------------------------------
-
-
-def raw_from_engine_config(flat: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
-    """The engine's {"ns:key": text} map (PULUMI_CONFIG) → what parse_stack_config takes.
-
-    Mirrors cipp_hardening/stack_config.py: our namespace stripped, JSON objects decoded, the azuread
-    keys kept, secret values replaced by a marker (the engine hands policy packs decrypted secrets).
-    """
-    secrets = set(secret_keys)
-    raw: dict[str, Any] = {}
-    for full_key, value in flat.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace == PROJECT:
-            raw[key] = "[secret]" if key in secrets else _decode(value)
-        elif namespace == "azuread":
-            raw[full_key] = value
-    return raw
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pulumi
 import pulumi.runtime.config
 
-from cipp_hardening.config import PROJECT, ConfigError, StackConfig, parse_stack_config
-
-SECRET_KEYS = frozenset({"cippApiManagerSecret", "graphClientSecret"})
-_FOREIGN_NAMESPACES = ("azuread:",)
+from cipp_hardening.config import (
+    PROJECT,
+    ConfigError,
+    StackConfig,
+    parse_stack_config,
+    raw_from_flat_config,
+)
 
 
 def raw_stack_config() -> dict[str, Any]:
@@ -19,14 +21,7 @@ def raw_stack_config() -> dict[str, Any]:
 
     Secret values never enter the result: only a marker that the key is set.
     """
-    raw: dict[str, Any] = {}
-    for full_key, value in pulumi.runtime.config.CONFIG.get().items():
-        namespace, _, key = full_key.partition(":")
-        if namespace == PROJECT:
-            raw[key] = "[secret]" if key in SECRET_KEYS else _decode(value)
-        elif full_key.startswith(_FOREIGN_NAMESPACES):
-            raw[full_key] = value
-    return raw
+    return raw_from_flat_config(pulumi.runtime.config.CONFIG.get())
 
 
 def secret_value(key: str) -> str | None:
@@ -36,16 +31,6 @@ def secret_value(key: str) -> str | None:
     """
     value = pulumi.runtime.config.CONFIG.get().get(f"{PROJECT}:{key}")
     return value if isinstance(value, str) and value else None
-
-
-def _decode(value: Any) -> Any:
-    # Structured config reaches the program as JSON text (pulumi-python-notes.md §4.3).
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def load_stack_config() -> StackConfig:

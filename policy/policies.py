@@ -40,7 +40,15 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, entra_range
-from cipp_hardening.config import PROJECT, ConfigError, MspStack, StackConfig, parse_stack_config
+from cipp_hardening.config import (
+    PROJECT,
+    SECRET_KEYS,
+    ConfigError,
+    MspStack,
+    StackConfig,
+    parse_stack_config,
+    raw_from_flat_config,
+)
 from cipp_hardening.graph_render import UnsupportedInput, render, with_object_id
 from cipp_hardening.offline import placeholder_guid, stack_file_config
 from cipp_hardening.rollout import (
@@ -48,10 +56,8 @@ from cipp_hardening.rollout import (
     describe_transition,
     parse_time,
     prior_policies,
-    raw_from_engine_config,
 )
 from cipp_hardening.scenarios import run_matrix, user_scenarios
-from cipp_hardening.stack_config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
@@ -88,12 +94,12 @@ def load_stack_config(policy_config: Mapping[str, Any], environ: Mapping[str, st
 
 def _raw_stack_config(policy_config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     if policy_config.get("stackFile"):
-        return raw_from_engine_config(stack_file_config(_existing(str(policy_config["stackFile"])), PROJECT))
+        return raw_from_flat_config(stack_file_config(_existing(str(policy_config["stackFile"])), PROJECT))
     if environ.get("PULUMI_CONFIG"):
-        return raw_from_engine_config(json.loads(environ["PULUMI_CONFIG"]), SECRET_KEYS)
+        return raw_from_flat_config(json.loads(environ["PULUMI_CONFIG"]), SECRET_KEYS)
     stack = environ.get("PULUMI_STACK", "").rsplit("/", 1)[-1]
     if stack:
-        return raw_from_engine_config(stack_file_config(_existing(f"Pulumi.{stack}.yaml"), PROJECT))
+        return raw_from_flat_config(stack_file_config(_existing(f"Pulumi.{stack}.yaml"), PROJECT))
     raise PackConfigError(
         "no stack config: run the pack through `pulumi preview --policy-pack policy` (the engine passes the "
         "config in PULUMI_CONFIG) or set the policy config stackFile"

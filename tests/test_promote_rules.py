@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
-from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
+from cipp_hardening.config import ConfigError, MspStack, parse_stack_config, raw_from_flat_config
 from cipp_hardening.promote import PromoteError, promoted_stack_text
 from cipp_hardening.rollout import (
     analyse_sign_ins,
     describe_transition,
     prior_policies,
     promotion_record,
-    raw_from_engine_config,
 )
 from tests.helpers import BREAK_GLASS_1, SERVICE_ACCOUNT, msp_raw
 
@@ -158,7 +157,7 @@ def test_engine_config_is_decoded_and_secrets_masked() -> None:
         "azuread:tenantId": "t",
         "aws:region": "x",
     }
-    raw = raw_from_engine_config(flat, {"cippApiManagerSecret"})
+    raw = raw_from_flat_config(flat, {"cippApiManagerSecret"})
     assert raw == {
         "mode": "msp",
         "technicianAccess": {"state": "reportOnly"},
