@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,23 +133,27 @@ def print_plan(document: PlanDocument, console: Console) -> None:
 
 
 def _print_client_tables(outputs: dict[str, Any], console: Console) -> None:
-    planned = outputs.get("exclusionPlan")
-    if isinstance(planned, list) and planned:
-        table = Table(title="Part D: what apply will do to each client policy (from its current content)")
-        for column in ("policy", "id", "action"):
-            table.add_column(column)
-        for row in planned:
-            style = "yellow" if row["action"].startswith(("conflict", "widen")) else None
-            table.add_row(row["displayName"], row["id"], row["action"], style=style)
-        console.print(table)
-    skipped = outputs.get("skippedPolicies")
-    if isinstance(skipped, list) and skipped:
-        table = Table(title="client policies left alone")
-        for column in ("policy", "id", "reason"):
-            table.add_column(column)
-        for row in skipped:
-            table.add_row(row["displayName"], row["id"], row["reason"])
-        console.print(table)
+    _policy_table(
+        console,
+        outputs.get("exclusionPlan"),
+        "Part D: what apply will do to each client policy (from its current content)",
+        "action",
+        warn=lambda row: row["action"].startswith(("conflict", "widen")),
+    )
+    _policy_table(console, outputs.get("skippedPolicies"), "client policies left alone", "reason")
+
+
+def _policy_table(
+    console: Console, rows: Any, title: str, last: str, warn: Callable[[dict[str, str]], bool] = lambda _: False
+) -> None:
+    if not isinstance(rows, list) or not rows:
+        return
+    table = Table(title=title)
+    for column in ("policy", "id", last):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["displayName"], row["id"], row[last], style="yellow" if warn(row) else None)
+    console.print(table)
 
 
 def _short_type(type_: str) -> str:
