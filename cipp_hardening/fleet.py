@@ -1,0 +1,431 @@
+"""`make fleet ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1]`.
+
+Runs one Pulumi action over many stacks of this project (one per client tenant) with bounded
+concurrency, a live progress display, one log file per stack under `.fleet/logs/`, continue-on-error,
+a final table and a non-zero exit when any stack failed. `--resume` skips the stacks that succeeded in
+the last run of the same action (recorded in `.fleet/last-run.json`).
+
+The Pulumi engine does the work: each stack runs through the Automation API (`pulumi.automation`,
+LocalWorkspace over this directory), which drives the Pulumi CLI. Everything else here (stack
+discovery, filtering, scheduling, resume, reporting) is plain Python behind the `StackRunner`
+interface, so it is tested with an in-process stand-in.
+
+Concurrency: Conditional Access allows 1 request/s per tenant, so a client stack cannot go faster
+by itself; parallelism across tenants is the lever. Each running stack costs a CLI, a language host
+and provider processes, so memory bounds PARALLEL more than CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+ROOT = Path(__file__).resolve().parents[1]
+ACTIONS = ("preview", "up", "refresh")
+SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+STATE_FILE = "last-run.json"
+CLI_MISSING = (
+    "the fleet runner drives the Pulumi CLI through the Automation API, and no `pulumi` executable was found "
+    "on PATH. Install the Pulumi CLI (https://www.pulumi.com/docs/install/) and log in to the state backend "
+    "(`pulumi login azblob://...`), then run again."
+)
+
+LogFn = Callable[[str], None]
+
+
+class FleetSetupError(RuntimeError):
+    """The fleet cannot start at all (no CLI, no matching stacks...): one clear message, exit 2."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one stack operation reported: resource operation counts from the engine's summary."""
+
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> int:
+        return sum(count for op, count in self.changes.items() if op != "same")
+
+
+@dataclass(frozen=True)
+class StackResult:
+    stack: str
+    result: str  # succeeded | failed | skipped
+    changed: int | None = None
+    duration_s: float = 0.0
+    error: str = ""
+    log_path: str = ""
+
+
+class StackRunner(Protocol):
+    """Runs one action on one stack; raises on failure. `log` receives the engine's output lines."""
+
+    def run(self, stack: str, action: str, log: LogFn) -> Outcome: ...
+
+
+class FleetReporter(Protocol):
+    def started(self, stack: str) -> None: ...
+
+    def finished(self, result: StackResult) -> None: ...
+
+
+class SilentReporter:
+    def started(self, stack: str) -> None:
+        pass
+
+    def finished(self, result: StackResult) -> None:
+        pass
+
+
+# -- stacks and filters ------------------------------------------------------------------------------
+def discover_stacks(project_dir: Path) -> list[str]:
+    """Stack names from the `Pulumi.<stack>.yaml` files next to Pulumi.yaml, sorted."""
+    names = {p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml")}
+    return sorted(n for n in names if n)
+
+
+def parse_patterns(text: str) -> list[str]:
+    """`'client-*, prod'` → ['client-*', 'prod'] (commas and/or whitespace separate patterns)."""
+    return [p for p in re.split(r"[\s,]+", text.strip()) if p]
+
+
+def select_stacks(stacks: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """Stacks matching any shell-style pattern, in the given order, each once."""
+    return [s for s in dict.fromkeys(stacks) if any(fnmatch.fnmatchcase(s, p) for p in patterns)]
+
+
+# -- resume ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LastRun:
+    action: str
+    results: Mapping[str, str]  # stack -> succeeded | failed
+
+    def succeeded(self) -> set[str]:
+        return {stack for stack, result in self.results.items() if result == SUCCEEDED}
+
+
+def load_last_run(path: Path) -> LastRun | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return LastRun(str(raw["action"]), {str(k): str(v["result"]) for k, v in raw["stacks"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def stacks_to_skip(last: LastRun | None, action: str, stacks: Sequence[str]) -> set[str]:
+    """With --resume: the stacks that succeeded in the last run, if that run was the same action."""
+    if last is None or last.action != action:
+        return set()
+    return last.succeeded() & set(stacks)
+
+
+def run_record(action: str, results: Sequence[StackResult], carried: LastRun | None) -> dict[str, Any]:
+    """The state `--resume` reads next time. Stacks skipped now keep their earlier success."""
+    stacks: dict[str, dict[str, Any]] = {}
+    if carried is not None and carried.action == action:
+        stacks = {s: {"result": r} for s, r in carried.results.items()}
+    for result in results:
+        if result.result == SKIPPED:
+            stacks[result.stack] = {"result": SUCCEEDED, "carried": True}
+        else:
+            stacks[result.stack] = {k: v for k, v in asdict(result).items() if k != "stack"}
+    return {"action": action, "finished": datetime.now(UTC).isoformat(timespec="seconds"), "stacks": stacks}
+
+
+# -- scheduling --------------------------------------------------------------------------------------
+def short_error(text: str, limit: int = 160) -> str:
+    """The part of an engine error worth a table cell: from the first `error:` on, else the last line.
+
+    Automation API errors read `code: 255 / stdout: ... / stderr: error: ...`; the CLI's own message
+    starts at `error:`."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "failed"
+    marked = next((line for line in lines if "error:" in line.lower()), None)
+    chosen = marked[marked.lower().index("error:") :] if marked else lines[-1]
+    return chosen if len(chosen) <= limit else chosen[: limit - 1] + "…"
+
+
+def run_one(
+    stack: str, action: str, runner: StackRunner, log_dir: Path, clock: Callable[[], float] = time.monotonic
+) -> StackResult:
+    """Run one stack, logging to `log_dir/<stack>.log`; any exception becomes a failed result."""
+    log_path = log_dir / f"{stack}.log"
+    started = clock()
+    with log_path.open("w", encoding="utf-8") as log_file:
+        lock = threading.Lock()
+
+        def log(line: str) -> None:
+            with lock:
+                log_file.write(line if line.endswith("\n") else line + "\n")
+                log_file.flush()
+
+        log(f"# {action} {stack} started {datetime.now(UTC).isoformat(timespec='seconds')}")
+        try:
+            outcome = runner.run(stack, action, log)
+        except Exception as exc:  # continue-on-error: one stack's failure never stops the fleet
+            log(f"# FAILED: {type(exc).__name__}: {exc}")
+            return StackResult(stack, FAILED, None, clock() - started, short_error(str(exc)), str(log_path))
+        log(f"# succeeded: {dict(outcome.changes)}")
+    return StackResult(stack, SUCCEEDED, outcome.changed, clock() - started, "", str(log_path))
+
+
+def run_fleet(
+    stacks: Sequence[str],
+    action: str,
+    runner: StackRunner,
+    *,
+    parallel: int,
+    log_dir: Path,
+    skip: Iterable[str] = (),
+    reporter: FleetReporter | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[StackResult]:
+    """Run `action` over `stacks`, at most `parallel` at a time. Results in the order of `stacks`."""
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    reporter = reporter or SilentReporter()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    skipped = set(skip)
+    results: dict[str, StackResult] = {
+        s: StackResult(s, SKIPPED, error="succeeded in the last run") for s in stacks if s in skipped
+    }
+
+    def task(stack: str) -> StackResult:
+        reporter.started(stack)
+        result = run_one(stack, action, runner, log_dir, clock)
+        reporter.finished(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="fleet") as pool:
+        futures: dict[Future[StackResult], str] = {pool.submit(task, s): s for s in stacks if s not in skipped}
+        try:
+            wait(futures)
+        except KeyboardInterrupt:  # stop scheduling; stacks already running finish (the CLI gets the signal too)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    for future, stack in futures.items():
+        results[stack] = future.result()
+    return [results[s] for s in stacks]
+
+
+def exit_code(results: Sequence[StackResult]) -> int:
+    return 1 if any(r.result == FAILED for r in results) else 0
+
+
+# -- reporting ---------------------------------------------------------------------------------------
+def summary_rows(results: Sequence[StackResult]) -> list[tuple[str, str, str, str, str]]:
+    """(stack, result, resources changed, duration, error) per stack, as the final table shows them."""
+    return [
+        (
+            r.stack,
+            r.result,
+            "-" if r.changed is None else str(r.changed),
+            "-" if r.result == SKIPPED else f"{r.duration_s:.1f}s",
+            r.error,
+        )
+        for r in results
+    ]
+
+
+def summary_table(action: str, results: Sequence[StackResult]) -> Table:
+    counts = {kind: sum(r.result == kind for r in results) for kind in (SUCCEEDED, FAILED, SKIPPED)}
+    title = f"fleet {action}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+    table = Table(title=title)
+    for column in ("stack", "result", "changed", "duration", "error"):
+        table.add_column(column, overflow="fold")
+    styles = {SUCCEEDED: "green", FAILED: "red", SKIPPED: "dim"}
+    for row, result in zip(summary_rows(results), results, strict=True):
+        table.add_row(*(Text(cell) for cell in row), style=styles[result.result])  # no markup in errors
+    return table
+
+
+class RichReporter:
+    """Live progress: an overall bar, a spinner per running stack, one line per finished stack."""
+
+    def __init__(self, console: Console, action: str, total: int) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.overall = self.progress.add_task(f"[bold]{action}[/]", total=total)
+        self._running: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def started(self, stack: str) -> None:
+        with self._lock:
+            self._running[stack] = self.progress.add_task(f"  {stack}", total=None)
+
+    def finished(self, result: StackResult) -> None:
+        with self._lock:
+            task = self._running.pop(result.stack, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.overall)
+        if result.result == SUCCEEDED:
+            self.progress.console.print(
+                f"[green]✓[/] {escape(result.stack)}: {result.changed} changed, {result.duration_s:.1f}s"
+            )
+        else:
+            self.progress.console.print(
+                f"[red]✗[/] {escape(result.stack)}: {escape(result.error)} (log: {escape(result.log_path)})",
+                highlight=False,
+            )
+
+
+# -- the Automation API adapter (needs the Pulumi CLI; not exercised on the development machines) ----
+def _op_counts(summary: Mapping[Any, int] | None) -> dict[str, int]:
+    return {str(getattr(op, "value", op)): int(n) for op, n in (summary or {}).items()}
+
+
+class AutomationApiRunner:
+    """The real runner: `pulumi.automation` over this project directory (a local program)."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        policy_packs: Sequence[str] = (),
+        expect_no_changes: bool = False,
+        preview_only: bool = False,
+        secrets_provider: str | None = None,
+    ) -> None:
+        self.work_dir = work_dir
+        self.policy_packs = list(policy_packs)
+        self.expect_no_changes = expect_no_changes
+        self.preview_only = preview_only
+        self.secrets_provider = secrets_provider
+
+    def check(self) -> None:
+        """Fail once, clearly, when the CLI is missing (LocalWorkspace raises FileNotFoundError)."""
+        from pulumi import automation as auto
+
+        try:
+            auto.LocalWorkspace(work_dir=str(self.work_dir))
+        except FileNotFoundError as exc:
+            raise FleetSetupError(CLI_MISSING) from exc
+
+    def run(self, stack: str, action: str, log: LogFn) -> Outcome:
+        from pulumi import automation as auto
+
+        if self.secrets_provider:  # missing stacks are created with the given secrets provider
+            opts = auto.LocalWorkspaceOptions(secrets_provider=self.secrets_provider)
+            selected = auto.create_or_select_stack(stack, work_dir=str(self.work_dir), opts=opts)
+        else:
+            selected = auto.select_stack(stack, work_dir=str(self.work_dir))
+        common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
+        if action == "preview":
+            preview = selected.preview(policy_packs=self.policy_packs or None, **common)
+            return Outcome(_op_counts(preview.change_summary))
+        if action == "up":
+            up = selected.up(policy_packs=self.policy_packs or None, **common)
+            return Outcome(_op_counts(up.summary.resource_changes))
+        if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
+            drift = selected.preview_refresh(**common)
+            return Outcome(_op_counts(drift.change_summary))
+        refresh = selected.refresh(**common)
+        return Outcome(_op_counts(refresh.summary.resource_changes))
+
+
+# -- command line ------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--action", choices=ACTIONS, required=True)
+    parser.add_argument("--stacks", default="client-*", help="shell patterns, comma/space separated (default client-*)")
+    parser.add_argument("--parallel", type=int, default=8, help="stacks at a time (default 8)")
+    parser.add_argument("--resume", action="store_true", help="skip stacks that succeeded in the last run")
+    parser.add_argument("--expect-no-changes", action="store_true", help="fail a stack that would change (drift)")
+    parser.add_argument("--preview-only", action="store_true", help="refresh: report drift, do not write the state")
+    parser.add_argument("--policy-pack", action="append", default=[], help="policy pack folder (repeatable)")
+    parser.add_argument("--secrets-provider", help="create missing stacks with this secrets provider")
+    parser.add_argument("--project-dir", type=Path, default=ROOT)
+    parser.add_argument("--fleet-dir", type=Path, help="logs and resume state (default <project>/.fleet)")
+    return parser
+
+
+def plan_run(args: argparse.Namespace, state: Path) -> tuple[list[str], set[str], LastRun | None]:
+    """Stacks to run, stacks to skip and the previous run, from the command line and the state file."""
+    stacks = select_stacks(discover_stacks(args.project_dir), parse_patterns(args.stacks))
+    if not stacks:
+        raise FleetSetupError(f"no stack file Pulumi.<stack>.yaml in {args.project_dir} matches {args.stacks!r}")
+    last = load_last_run(state) if args.resume else None
+    return stacks, stacks_to_skip(last, args.action, stacks), last
+
+
+def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, console: Console | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = console or Console()
+    fleet_dir = args.fleet_dir or args.project_dir / ".fleet"
+    state = fleet_dir / STATE_FILE
+    try:
+        if args.parallel < 1:
+            raise FleetSetupError("--parallel must be at least 1")
+        if args.preview_only and args.action != "refresh":
+            raise FleetSetupError("--preview-only goes with --action refresh (`pulumi refresh --preview-only`)")
+        stacks, skip, last = plan_run(args, state)
+        if runner is None:
+            real = AutomationApiRunner(
+                args.project_dir,
+                policy_packs=args.policy_pack,
+                expect_no_changes=args.expect_no_changes,
+                preview_only=args.preview_only,
+                secrets_provider=args.secrets_provider,
+            )
+            real.check()
+            runner = real
+    except FleetSetupError as exc:
+        console.print(f"[red]fleet:[/] {exc}", highlight=False)
+        return 2
+    if args.resume and last is not None and last.action != args.action:
+        console.print(f"[yellow]the last run was `{last.action}`: nothing to resume for `{args.action}`[/]")
+    console.print(
+        f"fleet {args.action}: {len(stacks) - len(skip)} stacks, {len(skip)} skipped, parallel {args.parallel}"
+    )
+    with RichReporter(console, args.action, len(stacks) - len(skip)) as reporter:
+        results = run_fleet(
+            stacks,
+            args.action,
+            runner,
+            parallel=args.parallel,
+            log_dir=fleet_dir / "logs",
+            skip=skip,
+            reporter=reporter,
+        )
+    state.write_text(json.dumps(run_record(args.action, results, last), indent=2), encoding="utf-8")
+    console.print(summary_table(args.action, results))
+    return exit_code(results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

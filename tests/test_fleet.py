@@ -1,0 +1,319 @@
+"""The fleet runner's scheduling, filtering, resume and reporting, with an in-process stand-in for the
+Automation API (the Pulumi CLI it drives cannot be installed here)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pulumi.automation import OpType
+from rich.console import Console
+
+from cipp_hardening import fleet
+from cipp_hardening.fleet import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    AutomationApiRunner,
+    LastRun,
+    Outcome,
+    StackResult,
+    discover_stacks,
+    exit_code,
+    load_last_run,
+    parse_patterns,
+    run_fleet,
+    run_record,
+    select_stacks,
+    short_error,
+    stacks_to_skip,
+    summary_rows,
+)
+
+
+class StandIn:
+    """Plays `pulumi <action>` for each stack: logs, sleeps a little, returns or raises what it was told."""
+
+    def __init__(self, outcomes: dict[str, Outcome | Exception] | None = None, delay: float = 0.02) -> None:
+        self.outcomes = outcomes or {}
+        self.delay = delay
+        self.calls: list[tuple[str, str]] = []
+        self.active = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def run(self, stack: str, action: str, log: fleet.LogFn) -> Outcome:
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.calls.append((stack, action))
+        try:
+            log(f"Previewing {action} ({stack})")
+            time.sleep(self.delay)
+            outcome = self.outcomes.get(stack, Outcome({"same": 3}))
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, stack: str) -> None:
+        self.events.append(("started", stack))
+
+    def finished(self, result: StackResult) -> None:
+        self.events.append(("finished", result.stack))
+
+
+def project(tmp_path: Path, *stacks: str) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text("name: cipp-hardening\nruntime: python\n", encoding="utf-8")
+    for stack in stacks:
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text("config: {}\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_discover_and_select_stacks(tmp_path: Path) -> None:
+    root = project(tmp_path, "prod", "client-b", "client-a", "staging")
+    (tmp_path / "Pulumi.yml").write_text("", encoding="utf-8")
+    assert discover_stacks(root) == ["client-a", "client-b", "prod", "staging"]
+    assert select_stacks(discover_stacks(root), ["client-*"]) == ["client-a", "client-b"]
+    assert select_stacks(["a", "b", "a"], parse_patterns(" b, a  b ")) == ["a", "b"]
+    assert select_stacks(["Client-A"], ["client-*"]) == [], "stack names match case-sensitively"
+    assert parse_patterns("client-*,prod  staging") == ["client-*", "prod", "staging"]
+
+
+def test_the_repository_stack_files_are_discovered() -> None:
+    stacks = discover_stacks(fleet.ROOT)
+    assert "prod" in stacks
+    assert "client-contoso" in stacks
+
+
+def test_concurrency_is_bounded_and_results_keep_the_stack_order(tmp_path: Path) -> None:
+    stacks = [f"client-{i:02d}" for i in range(12)]
+    runner = StandIn(delay=0.05)
+    recorder = Recorder()
+    results = run_fleet(stacks, "preview", runner, parallel=3, log_dir=tmp_path, reporter=recorder)
+    assert [r.stack for r in results] == stacks
+    assert runner.peak == 3
+    assert sorted(s for s, _ in runner.calls) == stacks
+    assert all(r.result == SUCCEEDED and r.changed == 0 for r in results)
+    assert sorted(recorder.events) == sorted([("started", s) for s in stacks] + [("finished", s) for s in stacks])
+
+
+def test_a_failure_does_not_stop_the_fleet_and_fails_the_exit_code(tmp_path: Path) -> None:
+    runner = StandIn(
+        {
+            "client-b": RuntimeError("code: 255\nstdout: \nstderr: error: update failed\n  more detail"),
+            "client-c": Outcome({"create": 2, "update": 1, "same": 4}),
+        }
+    )
+    results = run_fleet(["client-a", "client-b", "client-c"], "up", runner, parallel=1, log_dir=tmp_path)
+    assert [r.result for r in results] == [SUCCEEDED, FAILED, SUCCEEDED]
+    assert results[1].error == "error: update failed"
+    assert results[2].changed == 3
+    assert exit_code(results) == 1
+    assert exit_code([results[0], results[2]]) == 0
+    log = (tmp_path / "client-b.log").read_text(encoding="utf-8")
+    assert "Previewing up (client-b)" in log
+    assert "FAILED: RuntimeError" in log
+    assert "more detail" in log, "the whole error is in the stack's log"
+    assert results[1].log_path == str(tmp_path / "client-b.log")
+
+
+def test_run_fleet_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="action"):
+        run_fleet(["a"], "destroy", StandIn(), parallel=1, log_dir=tmp_path)
+    with pytest.raises(ValueError, match="parallel"):
+        run_fleet(["a"], "up", StandIn(), parallel=0, log_dir=tmp_path)
+
+
+def test_skipped_stacks_are_not_run(tmp_path: Path) -> None:
+    runner = StandIn()
+    results = run_fleet(["a", "b", "c"], "up", runner, parallel=2, log_dir=tmp_path, skip={"b"})
+    assert [r.result for r in results] == [SUCCEEDED, SKIPPED, SUCCEEDED]
+    assert sorted(s for s, _ in runner.calls) == ["a", "c"]
+    assert not (tmp_path / "b.log").exists()
+
+
+def test_resume_skips_only_successes_of_the_same_action(tmp_path: Path) -> None:
+    results = [
+        StackResult("a", SUCCEEDED, 1, 1.0),
+        StackResult("b", FAILED, None, 2.0, "boom"),
+    ]
+    record = run_record("up", results, None)
+    state = tmp_path / "last-run.json"
+    state.write_text(json.dumps(record), encoding="utf-8")
+    last = load_last_run(state)
+    assert last == LastRun("up", {"a": SUCCEEDED, "b": FAILED})
+    assert stacks_to_skip(last, "up", ["a", "b", "c"]) == {"a"}
+    assert stacks_to_skip(last, "preview", ["a", "b"]) == set(), "a different action resumes nothing"
+    assert stacks_to_skip(None, "up", ["a"]) == set()
+    # Resuming: `a` is skipped now and must stay a success for the next resume.
+    again = run_record("up", [StackResult("a", SKIPPED), StackResult("b", SUCCEEDED, 0, 1.0)], last)
+    assert LastRun("up", {k: v["result"] for k, v in again["stacks"].items()}).succeeded() == {"a", "b"}
+
+
+def test_a_corrupt_or_missing_state_file_means_no_resume(tmp_path: Path) -> None:
+    assert load_last_run(tmp_path / "absent.json") is None
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    assert load_last_run(tmp_path / "bad.json") is None
+    (tmp_path / "odd.json").write_text('{"action": "up", "stacks": []}', encoding="utf-8")
+    assert load_last_run(tmp_path / "odd.json") is None
+
+
+def test_summary_rows_and_short_errors() -> None:
+    rows = summary_rows(
+        [
+            StackResult("a", SUCCEEDED, 2, 3.14159),
+            StackResult("b", FAILED, None, 0.5, "error: boom"),
+            StackResult("c", SKIPPED, error="succeeded in the last run"),
+        ]
+    )
+    assert rows == [
+        ("a", SUCCEEDED, "2", "3.1s", ""),
+        ("b", FAILED, "-", "0.5s", "error: boom"),
+        ("c", SKIPPED, "-", "-", "succeeded in the last run"),
+    ]
+    assert short_error("") == "failed"
+    assert short_error("\n  last line  \n") == "last line"
+    assert short_error("x\nError: first\nerror: second") == "Error: first"
+    assert short_error(" code: 255\n stdout: \n stderr: warning: x\nerror: y") == "error: y"
+    assert len(short_error("error: " + "x" * 500)) == 160
+
+
+def run_main(tmp_path: Path, runner: StandIn, *args: str) -> tuple[int, str]:
+    output = io.StringIO()
+    console = Console(file=output, width=200, force_terminal=False)
+    argv = ["--project-dir", str(tmp_path), "--fleet-dir", str(tmp_path / ".fleet"), *args]
+    return fleet.main(argv, runner=runner, console=console), output.getvalue()
+
+
+def test_main_runs_reports_and_resumes(tmp_path: Path) -> None:
+    project(tmp_path, "prod", "client-a", "client-b", "client-c")
+    failing = StandIn({"client-b": RuntimeError("error: 429 forever [bold]not markup[/bold]")})
+    code, out = run_main(tmp_path, failing, "--action", "preview", "--parallel", "2")
+    assert code == 1
+    assert sorted(s for s, _ in failing.calls) == ["client-a", "client-b", "client-c"], "prod is not a client-*"
+    assert "fleet preview: 2 succeeded, 1 failed" in out
+    assert "error: 429 forever [bold]not markup[/bold]" in out, "engine text is shown as is, never as markup"
+    assert (tmp_path / ".fleet" / "logs" / "client-a.log").is_file()
+
+    fixed = StandIn()
+    code, out = run_main(tmp_path, fixed, "--action", "preview", "--resume")
+    assert code == 0
+    assert fixed.calls == [("client-b", "preview")]
+    assert "2 skipped" in out
+
+    nothing_left = StandIn()
+    code, _ = run_main(tmp_path, nothing_left, "--action", "preview", "--resume")
+    assert code == 0
+    assert nothing_left.calls == []
+
+    other_action = StandIn()
+    code, out = run_main(tmp_path, other_action, "--action", "up", "--resume", "--stacks", "client-a,prod")
+    assert code == 0
+    assert sorted(s for s, _ in other_action.calls) == ["client-a", "prod"]
+    assert "nothing to resume" in out
+
+
+def test_main_setup_errors_exit_2(tmp_path: Path) -> None:
+    project(tmp_path, "prod")
+    code, out = run_main(tmp_path, StandIn(), "--action", "up")
+    assert code == 2
+    assert "matches 'client-*'" in out
+    code, out = run_main(tmp_path, StandIn(), "--action", "up", "--stacks", "prod", "--parallel", "0")
+    assert code == 2
+    code, out = run_main(tmp_path, StandIn(), "--action", "up", "--stacks", "prod", "--preview-only")
+    assert code == 2
+    assert "--preview-only goes with --action refresh" in out
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is not None, reason="a Pulumi CLI is installed here")
+def test_without_the_cli_the_real_runner_says_so(tmp_path: Path) -> None:
+    project(tmp_path, "client-a")
+    output = io.StringIO()
+    argv = ["--action", "preview", "--project-dir", str(tmp_path), "--fleet-dir", str(tmp_path / ".fleet")]
+    code = fleet.main(argv, console=Console(file=output, width=200))
+    assert code == 2
+    assert "no `pulumi` executable was found" in " ".join(output.getvalue().split())
+
+
+class FakeStack:
+    """What `auto.select_stack` returns, with the result shapes of pulumi.automation."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def preview(self, **kwargs: Any) -> Any:
+        self.calls.append(("preview", kwargs))
+        kwargs["on_output"]("+ 1 to create")
+        return SimpleNamespace(change_summary={OpType.CREATE: 1, OpType.SAME: 5})
+
+    def up(self, **kwargs: Any) -> Any:
+        self.calls.append(("up", kwargs))
+        return SimpleNamespace(summary=SimpleNamespace(resource_changes={"update": 2, "same": 1}))
+
+    def refresh(self, **kwargs: Any) -> Any:
+        self.calls.append(("refresh", kwargs))
+        return SimpleNamespace(summary=SimpleNamespace(resource_changes=None))
+
+    def preview_refresh(self, **kwargs: Any) -> Any:
+        self.calls.append(("preview_refresh", kwargs))
+        return SimpleNamespace(change_summary={OpType.UPDATE: 1, OpType.SAME: 2})
+
+
+def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pulumi import automation as auto
+
+    stack = FakeStack()
+    selected: list[tuple[str, str]] = []
+
+    def select_stack(name: str, work_dir: str) -> FakeStack:
+        selected.append((name, work_dir))
+        return stack
+
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    runner = AutomationApiRunner(tmp_path, policy_packs=["policy"], expect_no_changes=True)
+    lines: list[str] = []
+    assert runner.run("client-a", "preview", lines.append) == Outcome({"create": 1, "same": 5})
+    assert runner.run("client-a", "up", lines.append).changed == 2
+    assert runner.run("client-a", "refresh", lines.append) == Outcome({})
+    assert selected == [("client-a", str(tmp_path))] * 3
+    assert lines == ["+ 1 to create"]
+    preview_kwargs = stack.calls[0][1]
+    assert preview_kwargs["policy_packs"] == ["policy"]
+    assert preview_kwargs["expect_no_changes"] is True
+    assert "policy_packs" not in stack.calls[2][1], "refresh takes no policy packs"
+    drift = AutomationApiRunner(tmp_path, expect_no_changes=True, preview_only=True)
+    assert drift.run("client-a", "refresh", lines.append) == Outcome({"update": 1, "same": 2})
+    assert stack.calls[-1][0] == "preview_refresh", "refresh --preview-only never writes the state"
+    assert stack.calls[-1][1]["expect_no_changes"] is True
+
+
+def test_missing_stacks_are_created_only_with_a_secrets_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pulumi import automation as auto
+
+    created: list[Any] = []
+
+    def create_or_select_stack(name: str, work_dir: str, opts: Any) -> FakeStack:
+        created.append((name, opts.secrets_provider))
+        return FakeStack()
+
+    monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
+    url = "azurekeyvault://vault.vault.azure.net/keys/pulumi"
+    AutomationApiRunner(tmp_path, secrets_provider=url).run("client-new", "up", print)
+    assert created == [("client-new", url)]
