@@ -51,11 +51,11 @@ class Rate:
 
     @classmethod
     def real(cls) -> Rate:
-        return cls(1.0, 1.0)
+        return cls(1.05, 1.0)  # graph_client.DEFAULT_INTERVAL_S against the real limit
 
     @classmethod
     def quick(cls) -> Rate:
-        return cls(0.1, 10.0)
+        return cls(0.105, 10.0)
 
 
 @dataclass
@@ -84,8 +84,8 @@ class TenantRun:
         return max(self.list_pages, 1) + 3 * self.changed
 
     def bound_s(self, rate: Rate) -> float:
-        """The throttle bound: every request (429s included) takes one slot of the tenant's limit."""
-        return self.requests * rate.interval_s
+        """The issue's throttle bound: every request (429s included) × 1 / the tenant's limit (1 s at 1 req/s)."""
+        return self.requests / rate.rate_per_s
 
 
 @dataclass

@@ -21,7 +21,9 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 API_VERSION = "v1.0"  # writes through beta make a policy unreadable on v1.0 (graph-ca.md §1.3)
-DEFAULT_INTERVAL_S = 1.0
+# 1 request/s is the limit, not a target: requests spaced exactly 1.0 s apart arrive a few ms early
+# often enough to draw 429s (BENCHMARKS.md: 20 policies took 91 requests at 1.00 s, 65 at 1.05 s).
+DEFAULT_INTERVAL_S = 1.05
 TIMEOUT = (10.0, 60.0)
 
 
@@ -84,14 +86,18 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, requests.Timeout | requests.ConnectionError)
 
 
-_backoff = wait_exponential_jitter(initial=1, max=30, jitter=1)
+def _backoff_for(interval: float) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with jitter in units of the pacing interval (1 s against real Graph)."""
+    unit = max(interval, 0.01)
+    backoff = wait_exponential_jitter(multiplier=unit, max=30 * unit, jitter=unit)
 
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, GraphError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(backoff(state))
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, GraphError) and exc.retry_after is not None:
-        return exc.retry_after
-    return float(_backoff(state))
+    return wait
 
 
 class GraphClient:
@@ -128,7 +134,7 @@ class GraphClient:
     ) -> requests.Response:
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
-            wait=_wait,
+            wait=_backoff_for(self._pacer.interval),
             stop=stop_after_attempt(self._max_attempts),
             reraise=True,
         )
