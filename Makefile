@@ -49,8 +49,8 @@ fleet: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
 	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume)
 
-## bench: the benchmarks of BENCHMARKS.md, about half an hour (the Part D benches run at the real 1 request/s
-##        per tenant); QUICK=1: 10x scaled rates, about 6 minutes (request ratios only, see BENCHMARKS.md)
+## bench: the benchmarks of BENCHMARKS.md, about twenty minutes (the Part D benches run at the real 1 request/s
+##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_plan.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_evaluator.py
