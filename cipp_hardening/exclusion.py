@@ -184,6 +184,28 @@ def exclude_user(users: Mapping[str, Any] | None, user_id: str) -> Merge:
     return Merge(complete, "excluded", Addition(exclude_users=(user_id,)))
 
 
+def exclude_cipp(
+    users: Mapping[str, Any] | None,
+    access_mode: str,
+    msp_tenant_id: str,
+    service_account_user_id: str | None,
+    on_conflict: str = "report",
+) -> Merge:
+    """The merge for the tenant's access mode: the MSP's service providers (GDAP) or the CIPP account (direct)."""
+    if access_mode == "direct":
+        return exclude_user(users, str(service_account_user_id))
+    return exclude_msp(users, msp_tenant_id, on_conflict)
+
+
+def cipp_is_excluded(
+    users: Mapping[str, Any] | None, access_mode: str, msp_tenant_id: str, service_account_user_id: str | None
+) -> bool:
+    """Whether CIPP is out of this policy's scope in the tenant's access mode."""
+    if access_mode == "direct":
+        return user_is_excluded(users, str(service_account_user_id))
+    return msp_is_excluded(users, msp_tenant_id)
+
+
 def remove_addition(users: Mapping[str, Any] | None, addition: Addition) -> tuple[Users, bool]:
     """The users object without what `addition` added; everything else is kept as it is now."""
     complete = full_users(users)

@@ -79,7 +79,7 @@ from cipp_hardening.evaluator import (
     SignIn,
     Verdict,
 )
-from cipp_hardening.exclusion import exclude_msp, exclude_user, select_policies
+from cipp_hardening.exclusion import exclude_cipp, select_policies
 
 
 class Expectation(StrEnum):
@@ -216,10 +216,9 @@ def policies_after_apply(config: ClientStack, policies: Sequence[Mapping[str, An
         updated = json.loads(json.dumps(policy))  # a deep copy that never shares state with the input
         if id(policy) in in_scope:
             users = (policy.get("conditions") or {}).get("users")
-            if tenant.access_mode == "direct":
-                merge = exclude_user(users, str(tenant.service_account_user_id))
-            else:
-                merge = exclude_msp(users, tenant.msp_tenant_id, tenant.on_conflict)
+            merge = exclude_cipp(
+                users, tenant.access_mode, tenant.msp_tenant_id, tenant.service_account_user_id, tenant.on_conflict
+            )
             if merge.write:
                 updated["conditions"]["users"] = merge.users
         after.append(updated)

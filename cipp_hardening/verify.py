@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfig
-from cipp_hardening.exclusion import msp_is_excluded, select_policies, user_is_excluded
+from cipp_hardening.exclusion import cipp_is_excluded, select_policies
 from cipp_hardening.scenarios import (
     MatrixResult,
     Scenario,
@@ -111,11 +111,7 @@ def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) 
     missing = []
     for policy in selected:
         users = (policy.get("conditions") or {}).get("users")
-        if tenant.access_mode == "direct":
-            excluded = user_is_excluded(users, str(tenant.service_account_user_id))
-        else:
-            excluded = msp_is_excluded(users, tenant.msp_tenant_id)
-        if not excluded:
+        if not cipp_is_excluded(users, tenant.access_mode, tenant.msp_tenant_id, tenant.service_account_user_id):
             missing.append(
                 {
                     "id": str(policy.get("id", "")),

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 
 from cipp_hardening.config import ClientStack
-from cipp_hardening.exclusion import Merge, exclude_msp, exclude_user, select_policies
+from cipp_hardening.exclusion import Merge, exclude_cipp, select_policies
 from dynamic_providers.ca_exclusion import CaExclusion
 
 
@@ -68,10 +68,9 @@ class ClientTenantExclusions(pulumi.ComponentResource):
         planned = []
         for policy in policies:
             users = (policy.get("conditions") or {}).get("users")
-            if tenant.access_mode == "direct":
-                merge = exclude_user(users, str(tenant.service_account_user_id))
-            else:
-                merge = exclude_msp(users, tenant.msp_tenant_id, tenant.on_conflict)
+            merge = exclude_cipp(
+                users, tenant.access_mode, tenant.msp_tenant_id, tenant.service_account_user_id, tenant.on_conflict
+            )
             planned.append(
                 {
                     "id": str(policy["id"]),

@@ -31,11 +31,9 @@ from pulumi.dynamic import (
 from cipp_hardening.exclusion import (
     Addition,
     Merge,
-    exclude_msp,
-    exclude_user,
-    msp_is_excluded,
+    cipp_is_excluded,
+    exclude_cipp,
     remove_addition,
-    user_is_excluded,
 )
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
@@ -70,15 +68,17 @@ def _policy_label(props: dict[str, Any]) -> str:
 
 
 def _merge(users: dict[str, Any] | None, props: dict[str, Any]) -> Merge:
-    if props["accessMode"] == "direct":
-        return exclude_user(users, props["serviceAccountUserId"])
-    return exclude_msp(users, props["mspTenantId"], props.get("onConflict", "report"))
+    return exclude_cipp(
+        users,
+        props["accessMode"],
+        props["mspTenantId"],
+        props.get("serviceAccountUserId"),
+        props.get("onConflict", "report"),
+    )
 
 
 def _covered(users: dict[str, Any] | None, props: dict[str, Any]) -> bool:
-    if props["accessMode"] == "direct":
-        return user_is_excluded(users, props["serviceAccountUserId"])
-    return msp_is_excluded(users, props["mspTenantId"])
+    return cipp_is_excluded(users, props["accessMode"], props["mspTenantId"], props.get("serviceAccountUserId"))
 
 
 def _path(props: dict[str, Any]) -> str:
