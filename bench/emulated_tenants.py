@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 from bench.machine_info import machine  # noqa: E402, F401  (re-exported for the benches)
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
 from dynamic_providers import credentials  # noqa: E402
-from tests.emulators.fixtures import GRAPH_ROLES  # noqa: E402
+from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env  # noqa: E402
 from tests.emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
 from tests.emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources  # noqa: E402
 from tests.helpers import to_runtime_config  # noqa: E402
@@ -130,13 +130,9 @@ class Lab:
         for tenant, size in zip(tenants, sizes, strict=True):
             for i in range(size):
                 self.emulator.put_policy(tenant, policy(f"client policy {i + 1:03d}"))
-        self.env = {
-            "AZURE_AUTHORITY_HOST": self.emulator.url,
-            "AZURE_CLIENT_ID": self.client_id,
-            "AZURE_CLIENT_SECRET": self.secret,
-            "REQUESTS_CA_BUNDLE": str(self.emulator.ca_bundle),
-            "CIPP_HARDENING_GRAPH_INTERVAL": str(self.rate.interval_s),
-        }
+        self.env = graph_client_env(
+            self.emulator.url, self.emulator.ca_bundle, self.client_id, self.secret, str(self.rate.interval_s)
+        )
         for key, value in self.env.items():  # the program runs in this process and reads them too
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value

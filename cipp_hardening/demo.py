@@ -51,6 +51,7 @@ from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_K
 from dynamic_providers.graph_client import GraphClient
 from tests.emulators.cipp import CippEmulator, HttpRequest, HttpResponse
 from tests.emulators.cipp_fixtures import CippCaller
+from tests.emulators.fixtures import graph_client_env
 from tests.emulators.graph import GraphEmulator
 from tests.emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
 from tests.emulators.tls import TestTLS, make_test_tls
@@ -89,13 +90,7 @@ class DemoWorld:
 
     def graph_env(self) -> dict[str, str | None]:
         """What the program and the provider host need to reach the Graph emulator as the deployer."""
-        return {
-            "AZURE_AUTHORITY_HOST": self.graph.url,
-            "AZURE_CLIENT_ID": self.deployer[0],
-            "AZURE_CLIENT_SECRET": self.deployer[1],
-            "REQUESTS_CA_BUNDLE": str(self.tls.ca_bundle),
-            "CIPP_HARDENING_GRAPH_INTERVAL": "0",  # the emulator does not throttle
-        }
+        return {**graph_client_env(self.graph.url, self.tls.ca_bundle, *self.deployer)}
 
     def cipp_env(self) -> dict[str, str | None]:
         """The CIPP-API provider gets tokens from CIPP's tenant, with the manager secret from `configure`."""

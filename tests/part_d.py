@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from dynamic_providers import credentials
-from tests.emulators.fixtures import GRAPH_ROLES
+from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env, use_env
 from tests.emulators.graph import GraphEmulator
 from tests.helpers import to_runtime_config
 
@@ -55,16 +54,8 @@ def client_tenant_setup(emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch
     tenant = str(uuid.uuid4())
     client_id, secret = str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
     emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
-    env = {
-        "AZURE_AUTHORITY_HOST": emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    credentials.reset_cache()
+    env = graph_client_env(emulator.url, emulator.ca_bundle, client_id, secret)
+    use_env(monkeypatch, env)
     return ClientTenantSetup(emulator, tenant, client_id, secret, env)
 
 

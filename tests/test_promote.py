@@ -17,7 +17,7 @@ from cipp_hardening.config import MspStack, parse_stack_config
 from cipp_hardening.promote import Request, config_of, main, promote
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphError
-from tests.emulators.fixtures import GRAPH_ROLES
+from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env, use_env
 from tests.emulators.graph import GraphEmulator
 from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT, SERVICE_ACCOUNT, raw_config, run_main
 
@@ -74,16 +74,7 @@ def part_a_policy(state: str = "enabledForReportingButNotEnforced") -> dict[str,
 def tenant(graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Tenant:
     client_id, secret = str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
     graph_emulator.register_app(client_id, secret, MSP_TENANT, graph_roles=GRAPH_ROLES)
-    env = {
-        "AZURE_AUTHORITY_HOST": graph_emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    credentials.reset_cache()
+    use_env(monkeypatch, graph_client_env(graph_emulator.url, graph_emulator.ca_bundle, client_id, secret))
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(stack_text(graph_emulator.url), encoding="utf-8")
     part_a_id = graph_emulator.put_policy(MSP_TENANT, part_a_policy())

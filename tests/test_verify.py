@@ -16,6 +16,7 @@ from cipp_hardening.plan import build_plan
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
 from cipp_hardening.verify import EXIT_BROKEN, EXIT_MISSING_EXCLUSIONS, GRAPH_SECRET_ENV, VerifyReport, main
 from dynamic_providers import credentials
+from tests.emulators.fixtures import graph_client_env, use_env
 from tests.emulators.graph import GraphEmulator
 from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT
 
@@ -51,17 +52,8 @@ def reader(graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> It
     graph_emulator.register_app(
         client_id, secret, MSP_TENANT, consented_tenants=[CLIENT_TENANT], graph_roles=["Policy.Read.All"]
     )
-    env = {
-        "AZURE_AUTHORITY_HOST": graph_emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     monkeypatch.delenv(GRAPH_SECRET_ENV, raising=False)
-    credentials.reset_cache()
+    use_env(monkeypatch, graph_client_env(graph_emulator.url, graph_emulator.ca_bundle, client_id, secret))
     yield Reader(graph_emulator, client_id, secret)
     credentials.reset_cache()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +68,28 @@ class GraphClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def graph_client_env(
+    graph_url: str, ca_bundle: Path, client_id: str, secret: str, interval: str = "0"
+) -> dict[str, str]:
+    """What the project's own clients (azure-identity, the Graph client) need to reach the emulator as an app."""
+    return {
+        "AZURE_AUTHORITY_HOST": graph_url,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": secret,
+        "REQUESTS_CA_BUNDLE": str(ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": interval,  # pacing between requests; "0" when the emulator does not throttle
+    }
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Set `env` for this test (the program runs in-process) and forget credentials cached for another one."""
+    from dynamic_providers import credentials
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    credentials.reset_cache()
 
 
 @pytest.fixture(scope="session")
