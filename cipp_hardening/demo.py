@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from cipp_hardening.verify import (
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
 from dynamic_providers.graph_client import GraphClient
-from tests.emulators.cipp import CippEmulator, HttpRequest, HttpResponse
+from tests.emulators.cipp import CippEmulator
 from tests.emulators.cipp_fixtures import CippCaller
 from tests.emulators.fixtures import graph_client_env
 from tests.emulators.graph import GraphEmulator
@@ -130,17 +130,6 @@ def _apply_env(values: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def _with_egress(handle: Callable[[HttpRequest], HttpResponse], ip: str) -> Callable[[HttpRequest], HttpResponse]:
-    """App Service adds the caller's address as X-Forwarded-For (cipp-api.md §5); the emulator leaves it to us."""
-
-    def handle_with_xff(request: HttpRequest) -> HttpResponse:
-        if "x-forwarded-for" not in request.headers:
-            request = dataclasses.replace(request, headers={**request.headers, "x-forwarded-for": f"{ip}:50123"})
-        return handle(request)
-
-    return handle_with_xff
-
-
 def fabrikam_samples() -> list[dict[str, Any]]:
     """Self-written policies of the second client when the corpus is absent: an office IP block and MFA."""
     office = "5a3e0000-0000-4000-8000-000000000001"
@@ -207,7 +196,7 @@ def demo_world(corpus: Path | None = CORPUS) -> Iterator[DemoWorld]:
         for client_id, app_name, role in CIPP_CLIENTS:
             cipp.add_client(client_id, app_name, role, (), True, False, cipp_secrets[client_id])
         cipp.save_to_azure()
-        cipp.handle = _with_egress(cipp.handle, RUNNER_IP)  # type: ignore[assignment,method-assign]
+        cipp.egress_ip = RUNNER_IP  # App Service would set X-Forwarded-For to the runner's address
         yield DemoWorld(tls, graph, cipp, msp, deployer, cipp_secrets, clients)
 
 

@@ -9,7 +9,6 @@ X-Forwarded-For (`egress_from`), which CIPP checks against the *manager's* own a
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import uuid
@@ -36,7 +35,7 @@ from dynamic_providers.cipp_api_client_ranges import (
 )
 from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippHttpError
 from tests.emulators import cipp_fixtures
-from tests.emulators.cipp import API_CLIENT_DENIED, CippEmulator, HttpRequest, HttpResponse, RequestRecord
+from tests.emulators.cipp import API_CLIENT_DENIED, CippEmulator, RequestRecord
 from tests.emulators.cipp_fixtures import CallerFactory, CippCaller
 from tests.emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
 from tests.emulators.tls import TestTLS as Tls
@@ -54,15 +53,8 @@ ENV_VARS = ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FIL
 
 
 def egress_from(emulator: CippEmulator, ip: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """App Service always sets X-Forwarded-For to the caller's address:port; the emulator leaves that to us."""
-    original = emulator.handle
-
-    def handle(request: HttpRequest) -> HttpResponse:
-        if "x-forwarded-for" not in request.headers:
-            request = dataclasses.replace(request, headers={**request.headers, "x-forwarded-for": f"{ip}:50123"})
-        return original(request)
-
-    monkeypatch.setattr(emulator, "handle", handle)
+    """Play a caller at `ip`: App Service sets X-Forwarded-For to it on every request (cipp-api.md §5.2)."""
+    monkeypatch.setattr(emulator, "egress_ip", ip)
 
 
 @dataclass

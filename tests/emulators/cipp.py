@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fnmatch
 import ipaddress
 import json
@@ -620,6 +621,9 @@ class CippEmulator:
         self.easyauth_denied_status = 401  # §14: "configurable to 403"
         self.sam_has_graph_permissions = True  # False: New-CIPPAPIConfig throws the permissions error
         self.managed_identity_has_arm_rights = True  # False: SaveToAzure/GetAzureConfiguration fail (§6)
+        # In front of a real CIPP, App Service always sets X-Forwarded-For to the caller's address:port; set this to
+        # play that caller. None (the default) leaves requests without the header, which CIPP denies (§5.4).
+        self.egress_ip: str | None = None
         self.tenants: list[dict[str, Any]] = [
             {
                 "customerId": str(uuid.UUID(int=1)),
@@ -770,6 +774,9 @@ class CippEmulator:
 
     # -- the request pipeline --------------------------------------------------------------------
     def handle(self, request: HttpRequest) -> HttpResponse:
+        if self.egress_ip and "x-forwarded-for" not in request.headers:
+            headers = {**request.headers, "x-forwarded-for": f"{self.egress_ip}:50123"}
+            request = dataclasses.replace(request, headers=headers)
         try:
             response, caller = self._route(request)
         except Exception as bug:  # an emulator bug: say so instead of dropping the connection
