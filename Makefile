@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
 
-.PHONY: plan test lint typecheck check clean onboard-client verify demo fleet bench promote
+.PHONY: plan test lint typecheck check clean onboard-client verify demo fleet bench promote engine e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,19 @@ plan: $(VENV)/.runtime
 	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies)) \
 	  $(if $(CIPP_CLIENTS),--cipp-clients $(CIPP_CLIENTS),$(if $(wildcard examples/$(STACK)-cipp-clients.json),--cipp-clients examples/$(STACK)-cipp-clients.json))
 
-## test: the whole test suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
+## test: the quick Python-only suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/engine
+
+## engine: builds the real Pulumi CLI and our Python language host into .tools/bin from the Go module proxy
+##         (tools/engine/; needs Go 1.26+; a second run with nothing to do takes about a second)
+engine:
+	@tools/engine/build.sh
+
+## e2e: the real-engine suite (tests/engine/): pulumi preview/up/refresh/destroy, the policy pack and the fleet
+##      against the loopback emulators; run `make engine` first (or have a Pulumi CLI on PATH)
+e2e: $(VENV)/.dev
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q tests/engine
 
 ## onboard-client: NAME=contoso TENANT=<guid> [MODE=direct SERVICE_ACCOUNT=<guid>] writes Pulumi.client-NAME.yaml
 onboard-client: $(VENV)/.runtime
