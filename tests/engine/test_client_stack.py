@@ -1,0 +1,190 @@
+"""Part D under the real engine: a client stack's whole life through the Pulumi CLI.
+
+The client tenant is the Graph emulator holding the shared corpus (the example client's sample
+policies when the corpus is absent); the MSP's app reaches it with a client secret set through
+`pulumi config set --secret`.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cipp_hardening.exclusion import msp_is_excluded, select_policies
+from tests.conftest import CORPUS
+from tests.emulators.fixtures import GRAPH_ROLES
+from tests.emulators.graph import GraphEmulator
+from tests.engine.cli import PulumiFailed, PulumiProject, operation_counts, steps_of
+from tests.helpers import ROOT
+
+MSP = "00000000-0000-0000-0000-00000000a001"
+IN_SCOPE = ("enabled", "enabledForReportingButNotEnforced")
+SAMPLES = ROOT / "examples" / "client-contoso-policies"
+EXCLUSION = "pulumi-python:dynamic/cipp:CaExclusion"
+VOLATILE = ("modifiedDateTime",)
+STACK = "client-e2e"
+
+
+@dataclass
+class ClientTenant:
+    emulator: GraphEmulator
+    tenant: str
+    client_id: str
+    secret: str
+    source: Path
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        return {p["id"]: copy.deepcopy(p) for p in self.emulator.policies(self.tenant)}
+
+    def writes(self) -> list[Any]:
+        return [r for r in self.emulator.requests(path_contains="/v1.0/", tenant=self.tenant) if r.method != "GET"]
+
+
+@pytest.fixture
+def client_tenant(graph_emulator: GraphEmulator) -> ClientTenant:
+    tenant = str(uuid.uuid4())
+    client_id, secret = str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
+    graph_emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
+    source = CORPUS if CORPUS.is_dir() else SAMPLES
+    graph_emulator.load_policies(tenant, source)
+    setup = ClientTenant(graph_emulator, tenant, client_id, secret, source)
+    if source == CORPUS:
+        _derive_a_conflict(setup)  # the samples carry one of their own
+    return setup
+
+
+@pytest.fixture
+def project(pulumi_cli: Path, tmp_path: Path, client_tenant: ClientTenant) -> Iterator[PulumiProject]:
+    env = {
+        "AZURE_AUTHORITY_HOST": client_tenant.emulator.url,
+        "REQUESTS_CA_BUNDLE": str(client_tenant.emulator.ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
+    }
+    pulumi = PulumiProject.create(pulumi_cli, tmp_path, env)
+    pulumi.stack_init(STACK)
+    pulumi.config_set(STACK, "mode", "client")
+    pulumi.config_set(STACK, "graphUrl", client_tenant.emulator.url)
+    pulumi.config_set_object(
+        STACK, "clientTenant", {"tenantId": client_tenant.tenant, "mspTenantId": MSP, "accessMode": "gdap"}
+    )
+    pulumi.config_set(STACK, "graphClientId", client_tenant.client_id)
+    pulumi.config_set(STACK, "graphClientSecret", client_tenant.secret, secret=True)
+    yield pulumi
+
+
+def _derive_a_conflict(setup: ClientTenant) -> None:
+    """No corpus policy excludes guest types: give one in-scope policy a real guest selection without
+    service providers (taken from another corpus policy) as its exclusion, which Part D cannot widen."""
+    policies = setup.emulator.policies(setup.tenant)
+    selection = next(
+        s
+        for p in policies
+        if (s := p["conditions"]["users"].get("includeGuestsOrExternalUsers"))
+        and "serviceProvider" not in s["guestOrExternalUserTypes"]
+    )
+    target = next(
+        p for p in policies if p["state"] in IN_SCOPE and not p["conditions"]["users"].get("excludeGuestsOrExternalUsers")
+    )
+    target["conditions"]["users"]["excludeGuestsOrExternalUsers"] = copy.deepcopy(selection)
+    setup.emulator.put_policy(setup.tenant, target)
+
+
+def stable(policy: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in policy.items() if k not in VOLATILE}
+
+
+def selected_ids(policies: dict[str, dict[str, Any]]) -> set[str]:
+    selected, _ = select_policies(list(policies.values()), IN_SCOPE, ())
+    return {str(p["id"]) for p in selected}
+
+
+def test_preview_up_converge_and_destroy_restore_every_policy(
+    project: PulumiProject, client_tenant: ClientTenant
+) -> None:
+    originals = client_tenant.policies()
+    in_scope = selected_ids(originals)
+    assert in_scope, f"no policy in scope in {client_tenant.source}"
+
+    preview = project.preview_json(STACK)
+    creates = steps_of(preview, "create", EXCLUSION)
+    assert {s["urn"].split("::")[-1].removeprefix("msp-exclusions-") for s in creates} == in_scope
+    assert client_tenant.writes() == [], "a preview never writes"
+
+    update = project.run("up", "--yes", "--stack", STACK)
+    outputs = project.outputs(STACK)
+    conflicts = outputs["exclusionConflicts"]
+    assert len(conflicts) == 1, conflicts
+    assert f"client policy {conflicts[0]['displayName']!r}" in update.stdout, "the update names the conflict"
+    statuses = outputs["exclusionStatuses"]
+    assert set(statuses) == in_scope
+    assert [pid for pid, status in statuses.items() if status == "conflict"] == [conflicts[0]["id"]]
+    after = client_tenant.policies()
+    for pid in in_scope - {conflicts[0]["id"]}:
+        assert msp_is_excluded(after[pid]["conditions"]["users"], MSP), after[pid]["displayName"]
+    for pid in set(originals) - in_scope | {conflicts[0]["id"]}:
+        assert stable(after[pid]) == stable(originals[pid]), "a policy out of scope or in conflict is never written"
+
+    written = len(client_tenant.writes())
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
+    project.run("up", "--yes", "--expect-no-changes", "--stack", STACK)
+    assert len(client_tenant.writes()) == written, "a converged tenant costs no write"
+
+    exported = project.export(STACK)
+    assert client_tenant.secret not in str(exported), "the client secret is in the state in clear text"
+
+    project.run("destroy", "--yes", "--stack", STACK)
+    restored = client_tenant.policies()
+    for pid, original in originals.items():
+        assert stable(restored[pid]) == stable(original), original["displayName"]
+
+
+def test_portal_drift_is_seen_by_refresh_and_repaired(project: PulumiProject, client_tenant: ClientTenant) -> None:
+    project.run("up", "--yes", "--stack", STACK)
+    statuses = project.outputs(STACK)["exclusionStatuses"]
+    victim_id = next(pid for pid, status in statuses.items() if status == "excluded")
+    victim = client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)
+    before = copy.deepcopy(victim["conditions"]["users"])
+    victim["conditions"]["users"]["excludeGuestsOrExternalUsers"] = None  # removed in the portal
+    client_tenant.emulator.put_policy(client_tenant.tenant, victim)
+    assert not msp_is_excluded(client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP)
+
+    with pytest.raises(PulumiFailed):
+        project.run("refresh", "--preview-only", "--expect-no-changes", "--yes", "--stack", STACK)
+
+    project.run("refresh", "--yes", "--stack", STACK)
+    project.run("up", "--yes", "--stack", STACK)
+    repaired = client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"]
+    assert msp_is_excluded(repaired, MSP)
+    assert repaired == before
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
+
+
+def test_a_policy_the_client_adds_later_is_covered_by_the_next_up(
+    project: PulumiProject, client_tenant: ClientTenant
+) -> None:
+    project.run("up", "--yes", "--stack", STACK)
+    new_id = client_tenant.emulator.put_policy(
+        client_tenant.tenant,
+        {
+            "displayName": "Added by the client after onboarding",
+            "state": "enabled",
+            "conditions": {
+                "clientAppTypes": ["all"],
+                "applications": {"includeApplications": ["All"]},
+                "users": {"includeUsers": ["All"]},
+            },
+            "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+        },
+    )
+    preview = project.preview_json(STACK)
+    assert [s["urn"].split("::")[-1] for s in steps_of(preview, "create", EXCLUSION)] == [f"msp-exclusions-{new_id}"]
+    assert operation_counts(preview).get("create") == 1
+    project.run("up", "--yes", "--stack", STACK)
+    users = client_tenant.emulator.get_policy(client_tenant.tenant, new_id)["conditions"]["users"]
+    assert msp_is_excluded(users, MSP)
