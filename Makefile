@@ -53,11 +53,11 @@ verify: $(VENV)/.runtime
 demo: $(VENV)/.dev
 	$(BIN)/python -m cipp_hardening.demo
 
-## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] runs the action over many stacks
+## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed
 fleet: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
-	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume)
+	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about twenty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes

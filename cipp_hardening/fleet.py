@@ -304,7 +304,7 @@ class RichReporter:
             )
 
 
-# -- the Automation API adapter (needs the Pulumi CLI; not exercised on the development machines) ----
+# -- the Automation API adapter (needs the Pulumi CLI; run for real by tests/engine/test_fleet.py) -----
 def _op_counts(summary: Mapping[Any, int] | None) -> dict[str, int]:
     return {str(getattr(op, "value", op)): int(n) for op, n in (summary or {}).items()}
 
