@@ -5,10 +5,12 @@ Run with `pulumi preview --stack <stack> --policy-pack policy` (README "Rolling 
 Where the stack config comes from, first match:
 1. the policy config `stackFile` (a Pulumi.<stack>.yaml, relative to the project root): tests, runs
    outside the CLI;
-2. PULUMI_CONFIG: the engine starts a policy pack with the stack's whole config in it, the same
-   {"ns:key": text} map the program gets (pulumi sdk/go/common/resource/plugin/analyzer_plugin.go,
-   constructEnv); secrets arrive decrypted and are masked here, never shown;
-3. PULUMI_STACK (also set by the engine): the project's Pulumi.<stack>.yaml.
+2. the engine's ConfigureStack call: current CLIs hand an analyzer the stack's whole config there, the
+   same {"ns:key": text} map the program gets, and no longer in the environment (docs/engine.md).
+   pulumi-policy's servicer drops it, so policy/__main__.py passes it to `remember_stack_config`;
+3. PULUMI_CONFIG: where older CLIs put the same map;
+4. PULUMI_STACK (older CLIs too): the project's Pulumi.<stack>.yaml.
+Secrets arrive decrypted and are masked here, never shown.
 It is validated with the program's own parser (cipp_hardening/config.py), so the pack and the program
 can never disagree about ids and names. Client stacks (Part D) declare no CA policy: not applicable.
 
@@ -92,9 +94,20 @@ def load_stack_config(policy_config: Mapping[str, Any], environ: Mapping[str, st
     return parse_stack_config(_raw_stack_config(policy_config, os.environ if environ is None else environ))
 
 
+_engine_stack_config: dict[str, str] = {}
+
+
+def remember_stack_config(config: Mapping[str, str]) -> None:
+    """Keep the config the engine sent in ConfigureStack (called once, before any Analyze)."""
+    _engine_stack_config.clear()
+    _engine_stack_config.update(config)
+
+
 def _raw_stack_config(policy_config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     if policy_config.get("stackFile"):
         return raw_from_flat_config(stack_file_config(_existing(str(policy_config["stackFile"])), PROJECT))
+    if _engine_stack_config:
+        return raw_from_flat_config(dict(_engine_stack_config), SECRET_KEYS)
     if environ.get("PULUMI_CONFIG"):
         return raw_from_flat_config(json.loads(environ["PULUMI_CONFIG"]), SECRET_KEYS)
     stack = environ.get("PULUMI_STACK", "").rsplit("/", 1)[-1]
@@ -102,7 +115,7 @@ def _raw_stack_config(policy_config: Mapping[str, Any], environ: Mapping[str, st
         return raw_from_flat_config(stack_file_config(_existing(f"Pulumi.{stack}.yaml"), PROJECT))
     raise PackConfigError(
         "no stack config: run the pack through `pulumi preview --policy-pack policy` (the engine passes the "
-        "config in PULUMI_CONFIG) or set the policy config stackFile"
+        "stack config to the pack) or set the policy config stackFile"
     )
 
 

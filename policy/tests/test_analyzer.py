@@ -1,7 +1,8 @@
 """The pack inside pulumi_policy's own analyzer servicer: the gRPC messages the engine sends, minus the socket.
 
 This is the code path of `pulumi preview --policy-pack policy` after the process starts: GetAnalyzerInfo,
-Configure (the --policy-pack-config), Analyze per resource and AnalyzeStack, with the engine's env vars.
+ConfigureStack (the stack config, as current CLIs send it) or the env vars of older CLIs, Configure (the
+--policy-pack-config), Analyze per resource and AnalyzeStack. tests/engine runs it under the real CLI.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from policy import policies
 from policy.tests.harness import engine_config
-from tests.helpers import ROOT, SERVICE_ACCOUNT, msp_raw, run_main
+from tests.helpers import ROOT, SERVICE_ACCOUNT, msp_raw, run_main, to_runtime_config
 
 PACK = "cipp-hardening-rollout"
 
@@ -55,6 +56,35 @@ def test_policy_main_builds_the_pack(monkeypatch: pytest.MonkeyPatch) -> None:
     assert built["policies"] is policies.ALL
 
 
+ROGUE_POLICY = {
+    "displayName": "Require MFA for everyone",
+    "state": "enabled",
+    "conditions": {"users": {"includedUsers": ["All"]}, "applications": {"includedApplications": ["All"]}},
+    "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+}
+
+
+def test_the_stack_config_comes_from_configure_stack_as_current_clis_send_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI 3.274 sends the config only in ConfigureStack (no PULUMI_CONFIG): policy/__main__.py keeps it."""
+    monkeypatch.setattr("pulumi_policy.PolicyPack", lambda **kwargs: None)
+    monkeypatch.setattr(_PolicyAnalyzerServicer, "ConfigureStack", _PolicyAnalyzerServicer.ConfigureStack)
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    monkeypatch.delenv("PULUMI_STACK", raising=False)
+    runpy.run_path(str(ROOT / "policy" / "__main__.py"), run_name="__main__")
+    analyzer = servicer()
+    try:
+        config = to_runtime_config(msp_raw())
+        analyzer.ConfigureStack(proto.AnalyzerStackConfigureRequest(stack="prod", config=config), None)
+        analyzer.Configure(proto.ConfigureAnalyzerRequest(policyConfig={}), None)
+        response = analyzer.Analyze(
+            proto.AnalyzeRequest(type=policies.CA_POLICY, properties=struct(ROGUE_POLICY), urn="urn:x", name="m"), None
+        )
+    finally:
+        policies.remember_stack_config({})
+    assert not [d.message for d in response.diagnostics if "cannot check the stack" in d.message]
+    assert sorted(d.policyName for d in response.diagnostics) == ["break-glass-excluded", "service-account-excluded"]
+
+
 def test_analyzer_info_lists_every_policy_with_its_config_schema() -> None:
     info = servicer().GetAnalyzerInfo(None, None)
     by_name = {p.name: p for p in info.policies}
@@ -71,14 +101,9 @@ def test_analyze_and_analyze_stack_like_the_engine(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PULUMI_STACK", "prod")
     analyzer = servicer()
     analyzer.Configure(proto.ConfigureAnalyzerRequest(policyConfig={}), None)
-    rogue = {
-        "displayName": "Require MFA for everyone",
-        "state": "enabled",
-        "conditions": {"users": {"includedUsers": ["All"]}, "applications": {"includedApplications": ["All"]}},
-        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
-    }
     response = analyzer.Analyze(
-        proto.AnalyzeRequest(type=policies.CA_POLICY, properties=struct(rogue), urn="urn:x", name="mfa-all"), None
+        proto.AnalyzeRequest(type=policies.CA_POLICY, properties=struct(ROGUE_POLICY), urn="urn:x", name="mfa-all"),
+        None,
     )
     names = sorted(d.policyName for d in response.diagnostics)
     assert names == ["break-glass-excluded", "service-account-excluded"]

@@ -434,7 +434,7 @@ def test_no_config_is_a_violation_not_a_pass(example_run: OfflineRun, monkeypatc
     found = on_resource(policies.break_glass_excluded, inputs(example_run, PART_A), PART_A)
     assert found.messages == [
         "cannot check the stack: no stack config: run the pack through `pulumi preview --policy-pack policy` "
-        "(the engine passes the config in PULUMI_CONFIG) or set the policy config stackFile"
+        "(the engine passes the stack config to the pack) or set the policy config stackFile"
     ]
 
 
