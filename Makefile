@@ -47,7 +47,8 @@ onboard-client: $(VENV)/.runtime
 ## verify: read-only check of a deployed stack (STACK=prod): the scenario matrix against the tenant's live policies
 ##         (Policy.Read.All; exit 3 on a broken invariant, 4 when a client policy still lacks the MSP exclusion)
 verify: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.verify --stack $(STACK) $(if $(JSON),--json $(JSON))
+	$(BIN)/python -m cipp_hardening.verify --stack $(STACK) $(if $(JSON),--json $(JSON)) \
+	  $(if $(STACK_FILE),--stack-file "$(STACK_FILE)")
 
 ## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure, no Pulumi CLI)
 demo: $(VENV)/.dev

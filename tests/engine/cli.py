@@ -94,7 +94,7 @@ class PulumiProject:
     def run(
         self, *args: str, check: bool = True, timeout: float = 300, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(  # noqa: S603 - the CLI under test, arguments from the tests
+        result = subprocess.run(
             [str(self.cli), *args, "--non-interactive"] if _takes_non_interactive(args) else [str(self.cli), *args],
             cwd=self.workdir,
             env=self.env,
@@ -165,5 +165,6 @@ def steps_of(preview: Mapping[str, Any], op: str, type_token: str | None = None)
     return [
         step
         for step in preview.get("steps") or []
-        if step.get("op") == op and (type_token is None or step.get("newState", step.get("oldState", {})).get("type") == type_token)
+        if step.get("op") == op
+        and (type_token is None or step.get("newState", step.get("oldState", {})).get("type") == type_token)
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ def client_tenant(graph_emulator: GraphEmulator) -> ClientTenant:
 
 
 @pytest.fixture
-def project(pulumi_cli: Path, tmp_path: Path, client_tenant: ClientTenant) -> Iterator[PulumiProject]:
+def project(pulumi_cli: Path, tmp_path: Path, client_tenant: ClientTenant) -> PulumiProject:
     env = {
         "AZURE_AUTHORITY_HOST": client_tenant.emulator.url,
         "REQUESTS_CA_BUNDLE": str(client_tenant.emulator.ca_bundle),
@@ -75,7 +74,7 @@ def project(pulumi_cli: Path, tmp_path: Path, client_tenant: ClientTenant) -> It
     )
     pulumi.config_set(STACK, "graphClientId", client_tenant.client_id)
     pulumi.config_set(STACK, "graphClientSecret", client_tenant.secret, secret=True)
-    yield pulumi
+    return pulumi
 
 
 def _derive_a_conflict(setup: ClientTenant) -> None:
@@ -89,7 +88,9 @@ def _derive_a_conflict(setup: ClientTenant) -> None:
         and "serviceProvider" not in s["guestOrExternalUserTypes"]
     )
     target = next(
-        p for p in policies if p["state"] in IN_SCOPE and not p["conditions"]["users"].get("excludeGuestsOrExternalUsers")
+        p
+        for p in policies
+        if p["state"] in IN_SCOPE and not p["conditions"]["users"].get("excludeGuestsOrExternalUsers")
     )
     target["conditions"]["users"]["excludeGuestsOrExternalUsers"] = copy.deepcopy(selection)
     setup.emulator.put_policy(setup.tenant, target)
@@ -152,7 +153,9 @@ def test_portal_drift_is_seen_by_refresh_and_repaired(project: PulumiProject, cl
     before = copy.deepcopy(victim["conditions"]["users"])
     victim["conditions"]["users"]["excludeGuestsOrExternalUsers"] = None  # removed in the portal
     client_tenant.emulator.put_policy(client_tenant.tenant, victim)
-    assert not msp_is_excluded(client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP)
+    assert not msp_is_excluded(
+        client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP
+    )
 
     with pytest.raises(PulumiFailed):
         project.run("refresh", "--preview-only", "--expect-no-changes", "--yes", "--stack", STACK)

@@ -40,7 +40,9 @@ def make_fleet(project: PulumiProject, *args: str) -> subprocess.CompletedProces
 def test_fleet_up_preview_and_resume(pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator) -> None:
     tenants = {name: str(uuid.uuid4()) for name in ("client-alpha", "client-beta", "client-gamma")}
     client_id, secret = str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
-    graph_emulator.register_app(client_id, secret, MSP, consented_tenants=list(tenants.values()), graph_roles=GRAPH_ROLES)
+    graph_emulator.register_app(
+        client_id, secret, MSP, consented_tenants=list(tenants.values()), graph_roles=GRAPH_ROLES
+    )
     for tenant in tenants.values():
         graph_emulator.load_policies(tenant, SAMPLES)
     env = {

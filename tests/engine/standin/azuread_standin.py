@@ -1,0 +1,1163 @@
+"""TEST-ONLY stand-in for the ``pulumi-resource-azuread`` provider plugin (pulumi-azuread 6.11.1).
+
+Why it exists
+    The real plugin is the Terraform bridge around hashicorp/terraform-provider-azuread. Its Go module
+    (github.com/pulumi/pulumi-azuread/provider/v6) replaces the upstream Terraform provider with a
+    patched git submodule (``replace github.com/hashicorp/terraform-provider-azuread/shim => ./shim``
+    over ``upstream/``), so ``go install`` from the Go module proxy cannot build it, and there is no
+    network access to download the released binary. The engine tests (tests/engine/) still need
+    ``pulumi preview/up/refresh/destroy`` to run the program's ``azuread`` resources, so this module
+    plays the plugin's part over the same gRPC ResourceProvider protocol, against the loopback Graph
+    emulator (tests/emulators/graph.py). It is never used outside tests.
+
+What it does
+    * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
+      ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``. Any other token is an error
+      that names it.
+    * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
+      on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
+    * Check validates property names (and required properties) against the 6.11.1 schema, which
+      ``SCHEMAS`` mirrors: tests/engine/test_standin_provider.py compares it with the pulumi_azuread
+      SDK's input classes. Check returns the inputs unchanged, unknowns included.
+    * Diff follows terraform-plugin-sdk v2 semantics as the bridge reports them. Unset and
+      zero values (null, "", false, 0, []) are equal. An unset Optional+Computed attribute keeps its
+      prior value. Lists are ordered. Replacement happens only where upstream has ``ForceNew``: the
+      ``ip`` and ``country`` blocks of azuread_named_location
+      (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
+      those blocks replaces the resource. Changes inside a block are updated in place, as TF does
+      for a nested attribute of a ForceNew list block (terraform-bridge cross-test
+      TestBlockCollectionForceNew) and as the upstream Update function expects. Nothing in
+      azuread_conditional_access_policy is ForceNew in v3.
+    * Create/Update/Read/Delete call Microsoft Graph v1.0 at ``$AZUREAD_STANDIN_GRAPH_URL`` with the
+      project's own renderer (``cipp_hardening.graph_render``) for the request bodies. They read the
+      object back with GET and map it to outputs the way upstream's flatten functions do. They
+      follow upstream's ordering and consistency steps: Create waits until the new object is
+      readable. Update waits until GET reflects the change. Delete of an IP location first PATCHes
+      ``isTrusted: false``. Delete then waits for 404.
+    * The resource id is upstream v3's path form, ``/identity/conditionalAccess/namedLocations/{guid}``
+      or ``/identity/conditionalAccess/policies/{guid}``. ``objectId`` is the bare GUID.
+    * In preview, Create and Update make no HTTP call. Create reports ``id``, ``objectId`` and each
+      Optional+Computed property the program did not set as unknown. Update keeps the prior values
+      of those properties, as a Terraform plan does, and reports unknown only where there is no
+      prior value. Optional+Computed means ``conditions.insiderRiskLevels``,
+      ``sessionControls.signInFrequencyAuthenticationType``, ``sessionControls.signInFrequencyInterval``
+      and ``country.countryLookupMethod``.
+    * Graph error envelopes become gRPC errors naming the Graph code and message and the resource
+      type and name. A failure after Graph created the object carries ``ErrorResourceInitFailed``
+      with the id, so the engine records the half-created resource. A Read that Graph answers with
+      404 returns an empty id.
+
+What it does NOT do
+    * No other azuread resources, no functions (Invoke), no GetSchema, no Parameterize, no Import
+      validation: a bare GUID id is accepted as well as the path form.
+    * No Terraform ValidateFunc checks (enums, CIDR prefix lengths, AtLeastOneOf, CustomizeDiff
+      rules), no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
+    * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
+      authentication strength...) cannot be created or updated: the renderer raises, and that becomes
+      an INVALID_ARGUMENT error. They can still be read.
+    * The Update wait is one consistent GET, not TF's five consecutive ones spaced 5 s apart.
+    * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
+      ARM_CLIENT_SECRET, then whatever dynamic_providers.credentials finds: AZURE_CLIENT_ID /
+      AZURE_CLIENT_SECRET, workload identity or the Azure CLI). No certificates, no MSI, no
+      ``environment`` switch. Tokens are requested for ``https://graph.microsoft.com/.default`` (what
+      the real provider asks for; the emulator grants app roles only to that audience), overridable
+      with ``$AZUREAD_STANDIN_GRAPH_SCOPE``. The authority is ``$AZUREAD_STANDIN_AUTHORITY``, else
+      ``$AZURE_AUTHORITY_HOST``. TLS is verified
+      with ``$REQUESTS_CA_BUNDLE``. Secrets and tokens are never logged.
+    * ``$AZUREAD_STANDIN_GRAPH_URL`` has no default, on purpose: a test stand-in must never reach
+      real Graph by accident.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
+
+import grpc
+from google.protobuf import any_pb2, empty_pb2, struct_pb2  # type: ignore[import-untyped]
+from google.rpc import status_pb2  # type: ignore[import-untyped]
+from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
+
+from cipp_hardening import graph_render
+from dynamic_providers import credentials
+from dynamic_providers.graph_client import GraphClient, GraphError
+
+PLUGIN_VERSION: Final = "6.11.1"  # pulumi_azuread/pulumi-plugin.json; a test keeps the two equal
+
+UNKNOWN: Final = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown-value sentinel
+SIG_KEY: Final = "4dabf18193072939515e22adb298388d"
+SECRET_SIG: Final = "1b47061264138c4ac30d75fd1eb44270"
+RESOURCE_REF_SIG: Final = "5cf8f73096256a8f31e491e813e4eb8e"
+
+GRAPH_URL_ENV: Final = "AZUREAD_STANDIN_GRAPH_URL"
+GRAPH_SCOPE_ENV: Final = "AZUREAD_STANDIN_GRAPH_SCOPE"
+LOG_LEVEL_ENV: Final = "AZUREAD_STANDIN_LOG"
+DEFAULT_GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
+DEFAULT_TIMEOUT_S: Final = 300.0  # upstream's create/read/delete timeouts are 5 minutes
+POLL_INTERVAL_S: Final = 1.0
+
+log = logging.getLogger("azuread-standin")
+
+# ---------------------------------------------------------------------------------------------------
+# The 6.11.1 schema of the two resources (camelCase wire names), with upstream's Computed flags
+# ---------------------------------------------------------------------------------------------------
+
+Kind = Literal["string", "bool", "int", "strings", "block", "blocks"]
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One schema property. ``block`` is a MaxItems=1 TF block (an object on the wire), ``blocks`` a list of them.
+
+    ``computed``: Optional+Computed (the server fills it when unset). ``output``: Computed only (never an input).
+    """
+
+    kind: Kind
+    required: bool = False
+    computed: bool = False
+    output: bool = False
+    fields: Mapping[str, Prop] = field(default_factory=dict)
+
+
+def _string(*, required: bool = False, computed: bool = False, output: bool = False) -> Prop:
+    return Prop("string", required=required, computed=computed, output=output)
+
+
+def _strings(*, required: bool = False) -> Prop:
+    return Prop("strings", required=required)
+
+
+def _block(fields: Mapping[str, Prop], *, required: bool = False) -> Prop:
+    return Prop("block", required=required, fields=fields)
+
+
+def _blocks(fields: Mapping[str, Prop]) -> Prop:
+    return Prop("blocks", fields=fields)
+
+
+BOOL: Final = Prop("bool")
+INT: Final = Prop("int")
+_FILTER: Final = {"mode": _string(required=True), "rule": _string(required=True)}
+_GUESTS: Final = {
+    "externalTenants": _blocks({"members": _strings(), "membershipKind": _string(required=True)}),
+    "guestOrExternalUserTypes": _strings(required=True),
+}
+
+NAMED_LOCATION_FIELDS: Final[Mapping[str, Prop]] = {
+    "country": _block(
+        {
+            "countriesAndRegions": _strings(required=True),
+            # Optional with a server-side value ("clientIpAddress") that upstream's flatten always fills.
+            "countryLookupMethod": _string(computed=True),
+            "includeUnknownCountriesAndRegions": BOOL,
+        }
+    ),
+    "displayName": _string(required=True),
+    "ip": _block({"ipRanges": _strings(required=True), "trusted": BOOL}),
+    "objectId": _string(output=True),
+}
+
+POLICY_FIELDS: Final[Mapping[str, Prop]] = {
+    "conditions": _block(
+        {
+            "applications": _block(
+                {
+                    "excludedApplications": _strings(),
+                    "filter": _block(_FILTER),
+                    "includedApplications": _strings(),
+                    "includedUserActions": _strings(),
+                },
+                required=True,
+            ),
+            "authenticationFlowTransferMethods": _strings(),
+            "clientAppTypes": _strings(required=True),
+            "clientApplications": _block(
+                {
+                    "excludedServicePrincipals": _strings(),
+                    "filter": _block(_FILTER),
+                    "includedServicePrincipals": _strings(),
+                }
+            ),
+            "devices": _block({"filter": _block(_FILTER)}),
+            "insiderRiskLevels": _string(computed=True),
+            "locations": _block({"excludedLocations": _strings(), "includedLocations": _strings(required=True)}),
+            "platforms": _block({"excludedPlatforms": _strings(), "includedPlatforms": _strings(required=True)}),
+            "servicePrincipalRiskLevels": _strings(),
+            "signInRiskLevels": _strings(),
+            "userRiskLevels": _strings(),
+            "users": _block(
+                {
+                    "excludedGroups": _strings(),
+                    "excludedGuestsOrExternalUsers": _blocks(_GUESTS),
+                    "excludedRoles": _strings(),
+                    "excludedUsers": _strings(),
+                    "includedGroups": _strings(),
+                    "includedGuestsOrExternalUsers": _blocks(_GUESTS),
+                    "includedRoles": _strings(),
+                    "includedUsers": _strings(),
+                },
+                required=True,
+            ),
+        },
+        required=True,
+    ),
+    "displayName": _string(required=True),
+    "grantControls": _block(
+        {
+            "authenticationStrengthPolicyId": _string(),
+            "builtInControls": _strings(),
+            "customAuthenticationFactors": _strings(),
+            "operator": _string(required=True),
+            "termsOfUses": _strings(),
+        }
+    ),
+    "objectId": _string(output=True),
+    "sessionControls": _block(
+        {
+            "applicationEnforcedRestrictionsEnabled": BOOL,
+            "cloudAppSecurityPolicy": _string(),
+            "disableResilienceDefaults": BOOL,
+            "persistentBrowserMode": _string(),
+            "signInFrequency": INT,
+            "signInFrequencyAuthenticationType": _string(computed=True),
+            "signInFrequencyInterval": _string(computed=True),
+            "signInFrequencyPeriod": _string(),
+        }
+    ),
+    "state": _string(required=True),
+}
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    token: str
+    fields: Mapping[str, Prop]
+    collection: str  # under /identity/conditionalAccess
+    force_new_blocks: tuple[str, ...]  # upstream ForceNew (replace when the block is added or removed)
+    flatten: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    @property
+    def graph_path(self) -> str:
+        return f"identity/conditionalAccess/{self.collection}"
+
+    @property
+    def id_prefix(self) -> str:
+        return f"/identity/conditionalAccess/{self.collection}/"
+
+    def path_id(self, object_id: str) -> str:
+        """Upstream v3's resource id: ``stable.NewIdentityConditionalAccess...ID(guid).ID()``."""
+        return self.id_prefix + object_id
+
+    def object_id(self, resource_id: str) -> str:
+        """The Graph object id of a resource id (path form, or a bare GUID as a lenient extra)."""
+        object_id = resource_id.removeprefix(self.id_prefix)
+        if not object_id or "/" in object_id:
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{resource_id!r} is not a {self.token} id (expected {self.id_prefix}<object id>)",
+            )
+        return object_id
+
+
+class StandInError(Exception):
+    """An error to return over gRPC with this status code and message."""
+
+    def __init__(
+        self, code: grpc.StatusCode, message: str, init_failed: provider_pb2.ErrorResourceInitFailed | None = None
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.init_failed = init_failed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Graph object -> outputs (upstream's flatten functions, conditionalaccess.go)
+# ---------------------------------------------------------------------------------------------------
+
+_CIDR_TYPES: Final = {"#microsoft.graph.iPv4CidrRange", "#microsoft.graph.iPv6CidrRange", None}
+
+
+def _strs(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def _obj(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def flatten_named_location(obj: Mapping[str, Any]) -> dict[str, Any]:
+    ip: dict[str, Any] | None = None
+    country: dict[str, Any] | None = None
+    odata_type = obj.get("@odata.type")
+    if odata_type == "#microsoft.graph.ipNamedLocation":
+        ranges = [item for item in obj.get("ipRanges") or [] if isinstance(item, Mapping)]
+        ip = {
+            # Only CIDR ranges, as upstream's flattenIPNamedLocationIPRange (lower/upper ranges are dropped).
+            "ipRanges": [
+                str(r["cidrAddress"]) for r in ranges if r.get("@odata.type") in _CIDR_TYPES and r.get("cidrAddress")
+            ],
+            "trusted": bool(obj.get("isTrusted")),
+        }
+    elif odata_type == "#microsoft.graph.countryNamedLocation":
+        country = {
+            "countriesAndRegions": _strs(obj.get("countriesAndRegions")),
+            "countryLookupMethod": obj.get("countryLookupMethod") or "clientIpAddress",
+            "includeUnknownCountriesAndRegions": bool(obj.get("includeUnknownCountriesAndRegions")),
+        }
+    return {"country": country, "displayName": obj.get("displayName") or "", "ip": ip}
+
+
+def _flatten_filter(value: Any) -> dict[str, Any] | None:
+    f = _obj(value)
+    return None if f is None else {"mode": f.get("mode") or "", "rule": f.get("rule") or ""}
+
+
+def _flatten_guests(value: Any) -> list[dict[str, Any]]:
+    g = _obj(value)
+    if g is None:
+        return []
+    tenants = _obj(g.get("externalTenants"))
+    return [
+        {
+            "externalTenants": []
+            if tenants is None
+            else [{"members": _strs(tenants.get("members")), "membershipKind": tenants.get("membershipKind") or ""}],
+            # A flags enum on the wire: "a,b" -> ["a", "b"] in the server's order, as upstream splits it.
+            "guestOrExternalUserTypes": [
+                part.strip() for part in str(g.get("guestOrExternalUserTypes") or "").split(",")
+            ],
+        }
+    ]
+
+
+def _flatten_conditions(value: Any) -> dict[str, Any] | None:
+    c = _obj(value)
+    if c is None:
+        return None
+    apps = _obj(c.get("applications")) or {}
+    flows = _obj(c.get("authenticationFlows"))
+    client_apps = _obj(c.get("clientApplications"))
+    devices = _obj(c.get("devices"))
+    locations = _obj(c.get("locations"))
+    platforms = _obj(c.get("platforms"))
+    users = _obj(c.get("users"))
+    transfer = str(flows.get("transferMethods") or "") if flows else ""
+    return {
+        "applications": {
+            "excludedApplications": _strs(apps.get("excludeApplications")),
+            "filter": _flatten_filter(apps.get("applicationFilter")),
+            "includedApplications": _strs(apps.get("includeApplications")),
+            "includedUserActions": _strs(apps.get("includeUserActions")),
+        },
+        "authenticationFlowTransferMethods": [
+            p.strip() for p in transfer.split(",") if p.strip() and p.strip() != "none"
+        ],
+        "clientAppTypes": _strs(c.get("clientAppTypes")),
+        "clientApplications": None
+        if client_apps is None
+        else {
+            "excludedServicePrincipals": _strs(client_apps.get("excludeServicePrincipals")),
+            "filter": _flatten_filter(client_apps.get("servicePrincipalFilter")),
+            "includedServicePrincipals": _strs(client_apps.get("includeServicePrincipals")),
+        },
+        "devices": None if devices is None else {"filter": _flatten_filter(devices.get("deviceFilter"))},
+        "insiderRiskLevels": c.get("insiderRiskLevels") or "",
+        "locations": None
+        if locations is None
+        else {
+            "excludedLocations": _strs(locations.get("excludeLocations")),
+            "includedLocations": _strs(locations.get("includeLocations")),
+        },
+        "platforms": None
+        if platforms is None
+        else {
+            "excludedPlatforms": _strs(platforms.get("excludePlatforms")),
+            "includedPlatforms": _strs(platforms.get("includePlatforms")),
+        },
+        "servicePrincipalRiskLevels": _strs(c.get("servicePrincipalRiskLevels")),
+        "signInRiskLevels": _strs(c.get("signInRiskLevels")),
+        "userRiskLevels": _strs(c.get("userRiskLevels")),
+        "users": None
+        if users is None
+        else {
+            "excludedGroups": _strs(users.get("excludeGroups")),
+            "excludedGuestsOrExternalUsers": _flatten_guests(users.get("excludeGuestsOrExternalUsers")),
+            "excludedRoles": _strs(users.get("excludeRoles")),
+            "excludedUsers": _strs(users.get("excludeUsers")),
+            "includedGroups": _strs(users.get("includeGroups")),
+            "includedGuestsOrExternalUsers": _flatten_guests(users.get("includeGuestsOrExternalUsers")),
+            "includedRoles": _strs(users.get("includeRoles")),
+            "includedUsers": _strs(users.get("includeUsers")),
+        },
+    }
+
+
+def _flatten_grant_controls(value: Any) -> dict[str, Any] | None:
+    g = _obj(value)
+    if g is None:
+        return None
+    strength = _obj(g.get("authenticationStrength"))
+    strength_id = strength.get("id") if strength else None
+    return {
+        "authenticationStrengthPolicyId": f"/policies/authenticationStrengthPolicies/{strength_id}"
+        if strength_id
+        else "",
+        "builtInControls": _strs(g.get("builtInControls")),
+        "customAuthenticationFactors": _strs(g.get("customAuthenticationFactors")),
+        "operator": g.get("operator") or "",
+        "termsOfUses": _strs(g.get("termsOfUse")),
+    }
+
+
+def _flatten_session_controls(value: Any) -> dict[str, Any] | None:
+    s = _obj(value)
+    if s is None:
+        return None
+    restrictions = _obj(s.get("applicationEnforcedRestrictions"))
+    cloud_app_security = _obj(s.get("cloudAppSecurity"))
+    persistent_browser = _obj(s.get("persistentBrowser"))
+    frequency = _obj(s.get("signInFrequency"))
+    sign_in_frequency, period, auth_type, interval = 0, "", "", ""
+    if frequency is not None:
+        if frequency.get("value") is not None and frequency.get("type"):
+            sign_in_frequency, period = int(frequency["value"]), str(frequency["type"])
+        auth_type = str(frequency.get("authenticationType") or "")
+        interval = str(frequency.get("frequencyInterval") or "")
+    return {
+        "applicationEnforcedRestrictionsEnabled": bool(restrictions and restrictions.get("isEnabled")),
+        "cloudAppSecurityPolicy": str(cloud_app_security.get("cloudAppSecurityType") or "")
+        if cloud_app_security
+        else "",
+        "disableResilienceDefaults": bool(s.get("disableResilienceDefaults")),
+        "persistentBrowserMode": str(persistent_browser.get("mode") or "") if persistent_browser else "",
+        "signInFrequency": sign_in_frequency,
+        "signInFrequencyAuthenticationType": auth_type,
+        "signInFrequencyInterval": interval,
+        "signInFrequencyPeriod": period,
+    }
+
+
+def flatten_policy(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "conditions": _flatten_conditions(obj.get("conditions")),
+        "displayName": obj.get("displayName") or "",
+        "grantControls": _flatten_grant_controls(obj.get("grantControls")),
+        "sessionControls": _flatten_session_controls(obj.get("sessionControls")),
+        "state": obj.get("state") or "",
+    }
+
+
+NAMED_LOCATION: Final = ResourceKind(
+    graph_render.NAMED_LOCATION_TYPE, NAMED_LOCATION_FIELDS, "namedLocations", ("ip", "country"), flatten_named_location
+)
+POLICY: Final = ResourceKind(graph_render.CA_POLICY_TYPE, POLICY_FIELDS, "policies", (), flatten_policy)
+KINDS: Final[Mapping[str, ResourceKind]] = {kind.token: kind for kind in (NAMED_LOCATION, POLICY)}
+
+
+def outputs_of(kind: ResourceKind, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Every output property of the type, from a Graph GET: ``id`` (path form), the flattened inputs, ``objectId``."""
+    object_id = str(obj["id"])
+    flat = kind.flatten(obj)
+    return {
+        "id": kind.path_id(object_id),
+        **{name: flat.get(name) for name in kind.fields if name != "objectId"},
+        "objectId": object_id,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Wire values: Struct <-> plain Python, secrets, resource references, unknowns
+# ---------------------------------------------------------------------------------------------------
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return {key: _from_value(value) for key, value in struct.fields.items()}
+
+
+def _from_value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [_from_value(item) for item in value.list_value.values]
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def to_struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(dict(props))
+    return struct
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, str) and value == UNKNOWN
+
+
+def contains_unknown(value: Any) -> bool:
+    if is_unknown(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_unknown(item) for item in value.values())
+    if isinstance(value, list):
+        return any(contains_unknown(item) for item in value)
+    return False
+
+
+def reveal(value: Any) -> Any:
+    """Plain values: secrets unwrapped, resource references replaced by their id (or URN), as the bridge does."""
+    if isinstance(value, Mapping):
+        sig = value.get(SIG_KEY)
+        if sig == SECRET_SIG:
+            return reveal(value.get("value"))
+        if sig == RESOURCE_REF_SIG:
+            return value.get("id") or value.get("urn")
+        return {key: reveal(item) for key, item in value.items() if not str(key).startswith("__")}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Check, Diff and the planned (preview) outputs
+# ---------------------------------------------------------------------------------------------------
+
+
+def check_failures(kind: ResourceKind, news: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(property path, reason) for inputs the 6.11.1 schema does not allow; unknown values are not judged."""
+    failures: list[tuple[str, str]] = []
+    _check_fields(kind, kind.fields, news, "", failures)
+    if kind is NAMED_LOCATION and not any(is_unknown(news.get(name)) for name in ("ip", "country")):
+        present = [name for name in ("ip", "country") if news.get(name) is not None]
+        if len(present) != 1:
+            failures.append(("ip", "exactly one of `ip` or `country` must be specified"))
+    return failures
+
+
+def _check_fields(
+    kind: ResourceKind,
+    fields: Mapping[str, Prop],
+    value: Mapping[str, Any],
+    prefix: str,
+    failures: list[tuple[str, str]],
+) -> None:
+    for name in value:
+        if str(name).startswith("__"):
+            continue
+        prop = fields.get(name)
+        if prop is None:
+            failures.append((prefix + name, f"{kind.token} has no input property {prefix + name!r}"))
+        elif prop.output:
+            failures.append((prefix + name, f"{prefix + name!r} is computed by the provider and cannot be set"))
+    for name, prop in fields.items():
+        item = value.get(name)
+        if prop.required and item is None:
+            failures.append((prefix + name, f"missing required property {prefix + name!r}"))
+        if item is None or is_unknown(item):
+            continue
+        if prop.kind == "block":
+            if isinstance(item, Mapping):
+                _check_fields(kind, prop.fields, item, f"{prefix}{name}.", failures)
+            else:
+                failures.append((prefix + name, f"{prefix + name!r} must be an object"))
+        elif prop.kind == "blocks":
+            if not isinstance(item, list):
+                failures.append((prefix + name, f"{prefix + name!r} must be a list of objects"))
+                continue
+            for index, element in enumerate(item):
+                if isinstance(element, Mapping):
+                    _check_fields(kind, prop.fields, element, f"{prefix}{name}[{index}].", failures)
+                elif not is_unknown(element):
+                    failures.append((f"{prefix}{name}[{index}]", "must be an object"))
+        elif prop.kind == "strings" and not isinstance(item, list):
+            failures.append((prefix + name, f"{prefix + name!r} must be a list of strings"))
+
+
+def _empty(prop: Prop, value: Any, *, count_computed: bool = False) -> bool:
+    """terraform-plugin-sdk v2's zero value: unset, null, "", false, 0, [], or a block of such.
+
+    Inside blocks, Optional+Computed fields only count with ``count_computed`` (a value the program set);
+    otherwise they are values the server filled in, which an unset input never contradicts.
+    """
+    if value is None:
+        return True
+    if is_unknown(value):
+        return False
+    if prop.kind == "block":
+        if not isinstance(value, Mapping):
+            return False
+        return all(
+            _empty(sub, value.get(name), count_computed=count_computed)
+            for name, sub in prop.fields.items()
+            if not sub.output and (count_computed or not sub.computed)
+        )
+    if prop.kind in ("strings", "blocks"):
+        return isinstance(value, list) and not value
+    if prop.kind == "bool":
+        return value is False
+    if prop.kind == "int":
+        return value == 0 and not isinstance(value, bool)
+    return value == ""
+
+
+DiffKind = provider_pb2.PropertyDiff.Kind
+if TYPE_CHECKING:
+    DiffKindValue: TypeAlias = (
+        provider_pb2.PropertyDiff.Kind.ValueType
+    )  # the stubs' enum value type (not a runtime attribute)
+
+
+def _diff_value(prop: Prop, old: Any, new: Any, path: str, out: dict[str, DiffKindValue]) -> None:
+    if is_unknown(new) or (prop.kind == "strings" and contains_unknown(new)):
+        out[path] = DiffKind.ADD if _empty(prop, old) else DiffKind.UPDATE
+        return
+    if prop.kind == "block":
+        old_map = old if isinstance(old, Mapping) else None
+        new_map = new if isinstance(new, Mapping) else None
+        if new_map is None:
+            if old_map is not None and not _empty(prop, old_map):
+                out[path] = DiffKind.DELETE
+        elif old_map is None:
+            if not _empty(prop, new_map, count_computed=True):
+                out[path] = DiffKind.ADD
+        else:
+            _diff_fields(prop.fields, old_map, new_map, f"{path}.", out)
+        return
+    old_empty, new_empty = _empty(prop, old), _empty(prop, new)
+    if old_empty and new_empty:
+        return
+    if old_empty or new_empty:
+        out[path] = DiffKind.ADD if old_empty else DiffKind.DELETE
+        return
+    if prop.kind == "blocks":
+        if len(old) != len(new):
+            out[path] = DiffKind.UPDATE
+            return
+        for index, (old_item, new_item) in enumerate(zip(old, new, strict=True)):
+            if is_unknown(new_item):
+                out[f"{path}[{index}]"] = DiffKind.UPDATE
+            else:
+                _diff_fields(prop.fields, old_item, new_item, f"{path}[{index}].", out)
+    elif old != new:
+        out[path] = DiffKind.UPDATE
+
+
+def _diff_fields(fields: Mapping[str, Prop], old: Any, new: Any, prefix: str, out: dict[str, DiffKindValue]) -> None:
+    old_map = old if isinstance(old, Mapping) else {}
+    new_map = new if isinstance(new, Mapping) else {}
+    for name, prop in fields.items():
+        if prop.output:
+            continue
+        new_value = new_map.get(name)
+        if prop.computed and new_value is None:
+            continue  # Optional+Computed and unset: the plan keeps the prior value
+        _diff_value(prop, old_map.get(name), new_value, prefix + name, out)
+
+
+_REPLACE_KIND: Final[dict[DiffKindValue, DiffKindValue]] = {
+    DiffKind.ADD: DiffKind.ADD_REPLACE,
+    DiffKind.DELETE: DiffKind.DELETE_REPLACE,
+    DiffKind.UPDATE: DiffKind.UPDATE_REPLACE,
+}
+
+
+@dataclass(frozen=True)
+class Diff:
+    detailed: dict[str, DiffKindValue]  # property path -> PropertyDiff.Kind
+    replaces: list[str]
+
+    @property
+    def diffs(self) -> list[str]:
+        return sorted({path.split(".")[0].split("[")[0] for path in self.detailed})
+
+
+def diff_resource(
+    kind: ResourceKind, olds: Mapping[str, Any], news: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> Diff:
+    """Prior state (outputs) vs checked inputs, with the bridge's top-level ``replaces``."""
+    detailed: dict[str, DiffKindValue] = {}
+    _diff_fields(kind.fields, olds, news, "", detailed)
+    for path in list(detailed):
+        if any(path == ign or path.startswith((f"{ign}.", f"{ign}[")) for ign in ignore):
+            del detailed[path]
+    # ForceNew on a TF list block fires when the block count changes (0 <-> 1), not on changes inside it.
+    replaces = [name for name in kind.force_new_blocks if (olds.get(name) is None) != (news.get(name) is None)]
+    for path, change in detailed.items():
+        if path.split(".")[0] in replaces:
+            detailed[path] = _REPLACE_KIND.get(change, change)
+    return Diff(detailed, replaces)
+
+
+def planned_outputs(fields: Mapping[str, Prop], inputs: Any, prior: Any) -> dict[str, Any]:
+    """The outputs a Terraform plan shows: inputs as given, computed values prior or unknown, unset values null."""
+    given = inputs if isinstance(inputs, Mapping) else {}
+    before = prior if isinstance(prior, Mapping) else {}
+    out: dict[str, Any] = {}
+    for name, prop in fields.items():
+        value, old = given.get(name), before.get(name)
+        if prop.output:
+            out[name] = old if old is not None else UNKNOWN
+        elif is_unknown(value):
+            out[name] = UNKNOWN
+        elif value is None:
+            out[name] = (old if old is not None else UNKNOWN) if prop.computed else None
+        elif prop.kind == "block" and isinstance(value, Mapping):
+            out[name] = planned_outputs(prop.fields, value, old)
+        elif prop.kind == "blocks" and isinstance(value, list):
+            olds = old if isinstance(old, list) else []
+            out[name] = [
+                planned_outputs(prop.fields, item, olds[index] if index < len(olds) else None)
+                if isinstance(item, Mapping)
+                else item
+                for index, item in enumerate(value)
+            ]
+        else:
+            out[name] = value
+    return out
+
+
+def extract_inputs(fields: Mapping[str, Prop], outputs: Any, old_inputs: Any) -> dict[str, Any]:
+    """Inputs for Read's answer: the new outputs' input properties, shaped like the old inputs where they were empty."""
+    outs = outputs if isinstance(outputs, Mapping) else {}
+    olds = old_inputs if isinstance(old_inputs, Mapping) else None
+    result: dict[str, Any] = {}
+    for name, prop in fields.items():
+        if prop.output:
+            continue
+        value = outs.get(name)
+        had_old = olds is not None and name in olds
+        old = olds.get(name) if olds is not None else None
+        if _empty(prop, value, count_computed=True):
+            if had_old:
+                result[name] = old if _empty(prop, old) else value
+        elif prop.computed and olds is not None and not had_old:
+            continue  # a value the server filled in, not one the program set
+        elif prop.kind == "block":
+            result[name] = extract_inputs(prop.fields, value, old)
+        elif prop.kind == "blocks" and isinstance(value, list):
+            old_items = old if isinstance(old, list) else []
+            result[name] = [
+                extract_inputs(prop.fields, item, old_items[index] if index < len(old_items) else None)
+                for index, item in enumerate(value)
+            ]
+        else:
+            result[name] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# The provider
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProviderConfig:
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    """A gRPC status with rich details (what grpcio-status's ``rpc_status.to_status`` builds)."""
+
+
+def _name_of(request: Any) -> str:
+    name = getattr(request, "name", "")
+    urn = getattr(request, "urn", "")
+    return name or (urn.rsplit("::", 1)[-1] if urn else "<unnamed>")
+
+
+def _type_of(request: Any) -> str:
+    token = getattr(request, "type", "")
+    urn = getattr(request, "urn", "")
+    if not token and urn.count("::") >= 3:
+        token = urn.split("::")[2].split("$")[-1]
+    return str(token)
+
+
+def _deadline(timeout: float) -> float:
+    return time.monotonic() + (timeout if timeout and timeout > 0 else DEFAULT_TIMEOUT_S)
+
+
+class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
+    """The ResourceProvider service; see the module docstring for what it does and does not do."""
+
+    def __init__(self) -> None:
+        self.config = ProviderConfig()
+        self._lock = threading.Lock()
+
+    # -- plugin and provider configuration --------------------------------------------------------
+
+    def GetPluginInfo(self, request: empty_pb2.Empty, context: grpc.ServicerContext) -> plugin_pb2.PluginInfo:
+        return plugin_pb2.PluginInfo(version=PLUGIN_VERSION)
+
+    def Handshake(
+        self, request: provider_pb2.ProviderHandshakeRequest, context: grpc.ServicerContext
+    ) -> provider_pb2.ProviderHandshakeResponse:
+        return provider_pb2.ProviderHandshakeResponse(accept_secrets=True, accept_resources=True)
+
+    def CheckConfig(
+        self, request: provider_pb2.CheckRequest, context: grpc.ServicerContext
+    ) -> provider_pb2.CheckResponse:
+        return provider_pb2.CheckResponse(inputs=request.news)
+
+    def DiffConfig(self, request: provider_pb2.DiffRequest, context: grpc.ServicerContext) -> provider_pb2.DiffResponse:
+        return provider_pb2.DiffResponse(changes=provider_pb2.DiffResponse.DIFF_NONE)
+
+    def Configure(
+        self, request: provider_pb2.ConfigureRequest, context: grpc.ServicerContext
+    ) -> provider_pb2.ConfigureResponse:
+        args = reveal(from_struct(request.args)) if request.HasField("args") else {}
+        variables = dict(request.variables)
+
+        def pick(key: str) -> str | None:
+            value = args.get(key)
+            if value is None or value == "" or is_unknown(value):
+                value = variables.get(f"azuread:config:{key}") or variables.get(f"azuread:{key}")
+            return str(value) if value not in (None, "") and not is_unknown(value) else None
+
+        with self._lock:
+            self.config = ProviderConfig(pick("tenantId"), pick("clientId"), pick("clientSecret"))
+        log.debug(
+            "configured: tenant=%s client=%s secret=%s",
+            self.config.tenant_id,
+            self.config.client_id,
+            "set" if self.config.client_secret else "unset",
+        )
+        return provider_pb2.ConfigureResponse(acceptSecrets=True, supportsPreview=True, acceptResources=True)
+
+    def Cancel(self, request: empty_pb2.Empty, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        return empty_pb2.Empty()
+
+    def Invoke(self, request: provider_pb2.InvokeRequest, context: grpc.ServicerContext) -> provider_pb2.InvokeResponse:
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, f"the azuread stand-in implements no functions (asked for {request.tok})"
+        )
+        raise AssertionError("unreachable")
+
+    # -- resources ----------------------------------------------------------------------------------
+
+    def Check(self, request: provider_pb2.CheckRequest, context: grpc.ServicerContext) -> provider_pb2.CheckResponse:
+        with self._rpc(context, "checking", request) as kind:
+            failures = check_failures(kind, reveal(from_struct(request.news)))
+            return provider_pb2.CheckResponse(
+                inputs=request.news,
+                failures=[provider_pb2.CheckFailure(property=path, reason=reason) for path, reason in failures],
+            )
+
+    def Diff(self, request: provider_pb2.DiffRequest, context: grpc.ServicerContext) -> provider_pb2.DiffResponse:
+        with self._rpc(context, "diffing", request) as kind:
+            diff = diff_resource(
+                kind, reveal(from_struct(request.olds)), reveal(from_struct(request.news)), list(request.ignoreChanges)
+            )
+            return provider_pb2.DiffResponse(
+                changes=provider_pb2.DiffResponse.DIFF_SOME if diff.detailed else provider_pb2.DiffResponse.DIFF_NONE,
+                diffs=diff.diffs,
+                replaces=diff.replaces,
+                detailedDiff={path: provider_pb2.PropertyDiff(kind=change) for path, change in diff.detailed.items()},
+                hasDetailedDiff=True,
+                deleteBeforeReplace=False,
+            )
+
+    def Create(self, request: provider_pb2.CreateRequest, context: grpc.ServicerContext) -> provider_pb2.CreateResponse:
+        with self._rpc(context, "creating", request) as kind:
+            inputs = reveal(from_struct(request.properties))
+            if request.preview:
+                return provider_pb2.CreateResponse(
+                    id="", properties=to_struct({"id": UNKNOWN, **planned_outputs(kind.fields, inputs, None)})
+                )
+            self._require_known(inputs, "create")
+            body = self._render(kind, inputs)
+            deadline = _deadline(request.timeout)
+            with self._graph() as graph:
+                created = graph.post(kind.graph_path, body)
+                object_id = str(created.get("id") or "")
+                if not object_id:
+                    raise StandInError(grpc.StatusCode.UNKNOWN, "Graph answered the create without an object id")
+                try:
+                    obj = self._await(graph, kind, object_id, deadline, lambda found: found)
+                except (GraphError, StandInError, TimeoutError) as exc:
+                    reason = str(exc.message if isinstance(exc, StandInError) else exc)
+                    raise StandInError(
+                        grpc.StatusCode.UNKNOWN,
+                        f"{kind.token} was created as {object_id} but could not be read back: {reason}",
+                        provider_pb2.ErrorResourceInitFailed(
+                            id=kind.path_id(object_id),
+                            properties=to_struct({"id": kind.path_id(object_id), **inputs, "objectId": object_id}),
+                            reasons=[reason],
+                            inputs=request.properties,
+                        ),
+                    ) from None
+            outputs = outputs_of(kind, obj)
+            return provider_pb2.CreateResponse(id=outputs["id"], properties=to_struct(outputs))
+
+    def Read(self, request: provider_pb2.ReadRequest, context: grpc.ServicerContext) -> provider_pb2.ReadResponse:
+        with self._rpc(context, "reading", request) as kind:
+            object_id = kind.object_id(request.id)
+            with self._graph() as graph:
+                obj = self._get(graph, kind, object_id)
+            if obj is None:
+                return provider_pb2.ReadResponse(id="")  # gone: the engine drops it from state
+            outputs = outputs_of(kind, obj)
+            old_inputs = reveal(from_struct(request.inputs)) if request.HasField("inputs") else None
+            return provider_pb2.ReadResponse(
+                id=outputs["id"],
+                properties=to_struct(outputs),
+                inputs=to_struct(extract_inputs(kind.fields, outputs, old_inputs or None)),
+            )
+
+    def Update(self, request: provider_pb2.UpdateRequest, context: grpc.ServicerContext) -> provider_pb2.UpdateResponse:
+        with self._rpc(context, "updating", request) as kind:
+            olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
+            if request.preview:
+                planned = {"id": olds.get("id") or request.id, **planned_outputs(kind.fields, news, olds)}
+                return provider_pb2.UpdateResponse(properties=to_struct(planned))
+            self._require_known(news, "update")
+            object_id = kind.object_id(request.id)
+            body = self._render(kind, news)
+            if kind is NAMED_LOCATION and olds.get("displayName") == news.get("displayName"):
+                body.pop("displayName", None)  # upstream sends display_name only when it changed
+            deadline = _deadline(request.timeout)
+            with self._graph() as graph:
+                graph.patch(f"{kind.graph_path}/{object_id}", body)
+                obj = self._await(graph, kind, object_id, deadline, lambda found: _reflects(kind, found, body))
+            return provider_pb2.UpdateResponse(properties=to_struct(outputs_of(kind, obj)))
+
+    def Delete(self, request: provider_pb2.DeleteRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        with self._rpc(context, "deleting", request) as kind:
+            olds = reveal(from_struct(request.properties))
+            object_id = kind.object_id(request.id)
+            path = f"{kind.graph_path}/{object_id}"
+            deadline = _deadline(request.timeout)
+            with self._graph() as graph:
+                ip = olds.get("ip")
+                if kind is NAMED_LOCATION and isinstance(ip, Mapping):
+                    # Graph refuses to delete a trusted location: upstream untrusts it first (graph-ca.md §4.1).
+                    untrust = graph_render.render_named_location(
+                        {
+                            "displayName": olds.get("displayName") or "",
+                            "ip": {"ipRanges": ip.get("ipRanges") or [], "trusted": False},
+                        }
+                    )
+                    untrust.pop("displayName")
+                    try:
+                        graph.patch(path, untrust)
+                    except GraphError as exc:
+                        if exc.status == 404:
+                            return empty_pb2.Empty()
+                        raise
+                    while (found := self._get(graph, kind, object_id)) is not None and found.get("isTrusted"):
+                        if time.monotonic() >= deadline:
+                            break  # still shown as trusted: try the delete anyway, Graph will say why it refuses
+                        time.sleep(POLL_INTERVAL_S)
+                    if found is None:
+                        return empty_pb2.Empty()
+                elif kind is POLICY and self._get(graph, kind, object_id) is None:
+                    return empty_pb2.Empty()
+                try:
+                    graph.delete(path)
+                except GraphError as exc:
+                    if exc.status != 404:
+                        raise
+                self._await_gone(graph, kind, object_id, deadline)
+            return empty_pb2.Empty()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _rpc(self, context: grpc.ServicerContext, action: str, request: Any) -> Iterator[ResourceKind]:
+        token, name = _type_of(request), _name_of(request)
+        kind = KINDS.get(token)
+        if kind is None:
+            served = " and ".join(KINDS)
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the azuread stand-in does not serve resource type {token!r} (only {served})",
+            )
+        assert kind is not None
+        try:
+            yield kind
+        except StandInError as exc:
+            self._abort(context, exc.code, f"{action} {token} {name!r}: {exc.message}", exc.init_failed)
+        except GraphError as exc:
+            self._abort(
+                context,
+                grpc.StatusCode.UNKNOWN,
+                f"{action} {token} {name!r}: Graph error {exc.code}: {exc.graph_message} "
+                f"(HTTP {exc.status} on {exc.method} {exc.path})",
+            )
+        except graph_render.UnsupportedInput as exc:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{action} {token} {name!r}: {exc}")
+        except credentials.CredentialError as exc:
+            self._abort(context, grpc.StatusCode.UNAUTHENTICATED, f"{action} {token} {name!r}: {exc}")
+        except TimeoutError as exc:
+            self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"{action} {token} {name!r}: {exc}")
+        except Exception as exc:  # the engine shows the message; the stand-in keeps serving
+            # (No body calls context.abort, whose bare Exception() would otherwise land here.)
+            log.exception("unexpected error while %s %s %r", action, token, name)
+            self._abort(context, grpc.StatusCode.INTERNAL, f"{action} {token} {name!r}: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _abort(
+        context: grpc.ServicerContext,
+        code: grpc.StatusCode,
+        message: str,
+        init_failed: provider_pb2.ErrorResourceInitFailed | None = None,
+    ) -> NoReturn:
+        if init_failed is None:
+            context.abort(code, message)
+        else:
+            detail = any_pb2.Any()
+            detail.Pack(init_failed)
+            status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+            context.abort_with_status(
+                _Status(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
+            )
+        raise AssertionError("unreachable: context.abort raises")
+
+    @staticmethod
+    def _require_known(inputs: Mapping[str, Any], operation: str) -> None:
+        if contains_unknown(inputs):
+            raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown input values in a non-preview {operation}")
+
+    @staticmethod
+    def _render(kind: ResourceKind, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        body = graph_render.render(kind.token, inputs)
+        if body is None:  # pragma: no cover - KINDS and graph_render.RENDERERS name the same types
+            raise StandInError(grpc.StatusCode.INTERNAL, f"graph_render has no renderer for {kind.token}")
+        return body
+
+    @contextlib.contextmanager
+    def _graph(self) -> Iterator[GraphClient]:
+        base_url = os.environ.get(GRAPH_URL_ENV, "").rstrip("/")
+        if not base_url:
+            raise StandInError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"${GRAPH_URL_ENV} is not set: the test stand-in only talks to a Graph emulator it is pointed at",
+            )
+        with self._lock:
+            config = self.config
+        tenant = config.tenant_id or os.environ.get("ARM_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")
+        if not tenant:
+            raise StandInError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no tenant: set azuread:tenantId (provider config), ARM_TENANT_ID or AZURE_TENANT_ID",
+            )
+        client_id = config.client_id or os.environ.get("ARM_CLIENT_ID")
+        client_secret = config.client_secret or os.environ.get("ARM_CLIENT_SECRET")
+        if not (client_id and client_secret):
+            client_id = client_secret = (
+                None  # dynamic_providers.credentials falls back to AZURE_* / workload identity / CLI
+            )
+        scope = os.environ.get(GRAPH_SCOPE_ENV) or DEFAULT_GRAPH_SCOPE
+
+        def token() -> str:
+            return credentials.access_token(tenant, scope, client_id=client_id, client_secret=client_secret)
+
+        with GraphClient(base_url, tenant, token) as graph:
+            yield graph
+
+    @staticmethod
+    def _get(graph: GraphClient, kind: ResourceKind, object_id: str) -> dict[str, Any] | None:
+        try:
+            return graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _await(
+        self,
+        graph: GraphClient,
+        kind: ResourceKind,
+        object_id: str,
+        deadline: float,
+        ready: Callable[[dict[str, Any]], Any],
+    ) -> dict[str, Any]:
+        """GET until the object exists and ``ready(obj)`` holds (upstream's consistency waits)."""
+        while True:
+            obj = self._get(graph, kind, object_id)
+            if obj is not None and ready(obj):
+                return obj
+            if time.monotonic() >= deadline:
+                state = "still absent" if obj is None else "not yet showing the change"
+                raise TimeoutError(f"{kind.graph_path}/{object_id} is {state} after waiting")
+            time.sleep(POLL_INTERVAL_S)
+
+    def _await_gone(self, graph: GraphClient, kind: ResourceKind, object_id: str, deadline: float) -> None:
+        while self._get(graph, kind, object_id) is not None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{kind.graph_path}/{object_id} is still readable after the delete")
+            time.sleep(POLL_INTERVAL_S)
+
+
+def _reflects(kind: ResourceKind, obj: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """Whether a GET shows a PATCH: ranges and trust for a location, name and state for a policy (upstream's checks)."""
+    if kind is NAMED_LOCATION:
+        sent = [r.get("cidrAddress") for r in body.get("ipRanges") or []]
+        seen = [r.get("cidrAddress") for r in obj.get("ipRanges") or [] if isinstance(r, Mapping)]
+        return seen == sent and bool(obj.get("isTrusted")) == bool(body.get("isTrusted"))
+    return obj.get("displayName") == body.get("displayName") and obj.get("state") == body.get("state")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry point: python -m tests.engine.standin.azuread_standin [engine address and flags, ignored]
+# ---------------------------------------------------------------------------------------------------
+
+
+AUTHORITY_ENV = "AZUREAD_STANDIN_AUTHORITY"
+
+
+def serve() -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="azuread-standin"))
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(AzureADStandIn(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    if port == 0:
+        raise SystemExit("azuread stand-in: could not bind a port on 127.0.0.1")
+    server.start()
+    return server, port
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    del argv  # the engine address and any engine flags: nothing to do with them
+    # The real provider finds its login endpoint from its own settings (ARM_*, metadata host), apart from
+    # the AZURE_* ones the program's Part C client uses: an MSP stack under test has two emulated
+    # authorities (Graph's and CIPP's), so the stand-in may be given its own.
+    if os.environ.get(AUTHORITY_ENV):
+        os.environ["AZURE_AUTHORITY_HOST"] = os.environ[AUTHORITY_ENV]
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get(LOG_LEVEL_ENV, "WARNING").upper(),
+        format="azuread-standin: %(levelname)s %(message)s",
+    )
+    server, port = serve()
+    sys.stdout.write(f"{port}\n")  # the only line on stdout: the engine reads the port from it
+    sys.stdout.flush()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    server.stop(grace=2).wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,138 @@
+"""Step 1 and Parts A-C under the real engine, with the real policy pack.
+
+The MSP tenant is the Graph emulator, CIPP is the CIPP-API emulator (the demo's world: both seeded,
+one TLS CA). The azuread resources go through the test stand-in plugin (docs/engine.md says why);
+Part C's dynamic resources through the real dynamic-provider host, with the manager secret set by
+`pulumi config set --secret`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cipp_hardening.demo import CIPP_CLIENTS, OFFICE_CALLER, OUTSIDE_CALLER, RMM, RUNNER_IP, DemoWorld, demo_world
+from tests.engine.cli import PulumiFailed, PulumiProject, steps_of
+from tests.helpers import ROOT
+
+STACK = "prod"
+MANAGER = CIPP_CLIENTS[0][0]
+NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
+CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
+CIPP_RANGES = "pulumi-python:dynamic/cipp:CippApiClientRanges"
+
+
+@pytest.fixture
+def world() -> Iterator[DemoWorld]:
+    with demo_world(corpus=None) as seeded:
+        yield seeded
+
+
+def graph_env(world: DemoWorld) -> dict[str, str]:
+    """What `make verify` needs: the deployer's app against the Graph emulator."""
+    client_id, secret = world.deployer
+    return {
+        "AZURE_AUTHORITY_HOST": world.graph.url,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": secret,
+        "REQUESTS_CA_BUNDLE": str(world.tls.ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
+    }
+
+
+@pytest.fixture
+def project(pulumi_cli: Path, tmp_path: Path, world: DemoWorld) -> PulumiProject:
+    client_id, secret = world.deployer
+    env = {
+        # Part C: tokens from CIPP's tenant (the CIPP emulator is its own login endpoint).
+        "AZURE_AUTHORITY_HOST": world.cipp.url,
+        "REQUESTS_CA_BUNDLE": str(world.tls.ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
+        # azuread: its own ARM_* credentials, as the real provider reads them, against the Graph emulator.
+        "ARM_CLIENT_ID": client_id,
+        "ARM_CLIENT_SECRET": secret,
+        "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
+        "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
+    }
+    pulumi = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
+    shutil.copy(ROOT / f"Pulumi.{STACK}.yaml", pulumi.workdir / f"Pulumi.{STACK}.yaml")
+    pulumi.stack_init(STACK)
+    pulumi.config_set(STACK, "graphUrl", world.graph.url)
+    pulumi.config_set(STACK, "cippApi.url", world.cipp.url, path=True)
+    pulumi.config_set(STACK, "cippApi.tenantId", world.cipp.tenant_id, path=True)
+    pulumi.config_set(STACK, "cippApiManagerSecret", world.cipp_secrets[MANAGER], secret=True)
+    return pulumi
+
+
+def make_verify(project: PulumiProject, world: DemoWorld) -> subprocess.CompletedProcess[str]:
+    stack_file = project.workdir / f"Pulumi.{STACK}.yaml"
+    return subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "verify", f"STACK={STACK}", f"STACK_FILE={stack_file}"],
+        env={**project.env, **graph_env(world)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def rmm_status(world: DemoWorld, caller_ip: str) -> int:
+    rmm = world.caller(RMM)
+    try:
+        return rmm.request("GET", "/api/ListTenants", xff=f"{caller_ip}:40000").status_code
+    finally:
+        rmm.close()
+
+
+def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld) -> None:
+    msp = world.msp_tenant
+    assert rmm_status(world, OUTSIDE_CALLER) == 200, "before: the RMM client is open to any address"
+
+    preview = project.preview_json(STACK, "--policy-pack", "policy")
+    assert len(steps_of(preview, "create", NAMED_LOCATION)) == 1
+    assert len(steps_of(preview, "create", CA_POLICY)) == 2
+    assert len(steps_of(preview, "create", CIPP_RANGES)) == 2
+    assert world.graph.named_locations(msp) == [], "a preview never writes"
+
+    project.run("up", "--yes", "--policy-pack", "policy", "--stack", STACK)
+    [location] = world.graph.named_locations(msp)
+    assert location["isTrusted"] is True
+    assert sorted(r["cidrAddress"] for r in location["ipRanges"]) == ["2001:db8::/32", "203.0.113.0/24"]
+    policies = {p["displayName"]: p for p in world.graph.policies(msp)}
+    part_a = policies["Block CIPP Access - Outside Trusted IPs"]
+    assert part_a["state"] == "enabledForReportingButNotEnforced"
+    assert part_a["conditions"]["locations"]["excludeLocations"] == [location["id"]]
+    assert policies["CIPP Service Account Conditional Access Policy"]["state"] == "enabled"
+    assert rmm_status(world, OFFICE_CALLER) == 200
+    assert rmm_status(world, OUTSIDE_CALLER) == 403, "Part C: the RMM client is held to the office range"
+
+    project.run("preview", "--expect-no-changes", "--policy-pack", "policy", "--stack", STACK)
+    exported = str(project.export(STACK))
+    assert world.cipp_secrets[MANAGER] not in exported, "the manager secret is in the state in clear text"
+
+    verify = make_verify(project, world)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # Part A planned `enabled` without the evidence `make promote` records: the real analyzer stops it.
+    project.config_set(STACK, "technicianAccess.state", "enabled", path=True)
+    project.config_set(STACK, "technicianAccess.operatorCheckIp", RUNNER_IP, path=True)  # the lockout guard passes
+    with pytest.raises(PulumiFailed) as stopped:
+        project.run("preview", "--policy-pack", "policy", "--stack", STACK)
+    assert "promotion-recorded" in stopped.value.result.stdout
+    project.config_set(STACK, "technicianAccess.state", "reportOnly", path=True)
+
+    # The RMM client asks for restoreOnDelete, and its ranges at adoption were Any: destroy refuses to widen.
+    with pytest.raises(PulumiFailed) as refused:
+        project.run("destroy", "--yes", "--stack", STACK)
+    assert "refusing to open the client" in refused.value.result.stdout
+    assert rmm_status(world, OUTSIDE_CALLER) == 403
+    project.config_set(STACK, "cippApi.clients[1].restoreOnDelete", "false", path=True)
+    project.run("up", "--yes", "--stack", STACK)
+    project.run("destroy", "--yes", "--stack", STACK)
+    assert world.graph.named_locations(msp) == []
+    assert world.graph.policies(msp) == []
+    assert rmm_status(world, OUTSIDE_CALLER) == 403, "destroy never widens a client's access"
