@@ -78,6 +78,10 @@ promote: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if command -v go >/dev/null 2>&1; then \
+	  test -z "$$(gofmt -l tools/engine)" || { gofmt -l tools/engine; echo "gofmt: reformat the files above" >&2; exit 1; }; \
+	  (cd tools/engine && go vet ./cmd/...); \
+	fi
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy .
