@@ -50,9 +50,10 @@ verify: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.verify --stack $(STACK) $(if $(JSON),--json $(JSON)) \
 	  $(if $(STACK_FILE),--stack-file "$(STACK_FILE)")
 
-## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure, no Pulumi CLI)
+## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure); `pulumi up` through the
+##       real CLI when `make engine` built one (or one is on PATH), in process otherwise (NO_ENGINE=1 forces that)
 demo: $(VENV)/.dev
-	$(BIN)/python -m cipp_hardening.demo
+	$(BIN)/python -m cipp_hardening.demo $(if $(NO_ENGINE),--no-engine)
 
 ## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed

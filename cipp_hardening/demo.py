@@ -4,9 +4,12 @@
    ../shared/corpus when it is there, self-written samples otherwise) and the CIPP-API emulator (three
    API clients open to any address), all over HTTPS with a throw-away CA.
 2. Shows the scenario matrix of each stack against what the tenants hold: before.
-3. Applies the stacks. Step 1, Part A and Part B: the plan's rendered Graph JSON POSTed to the emulator,
-   the demo's stand-in for the azuread provider (which needs the Pulumi engine). Parts C and D: the
-   program's dynamic resources applied through the real dynamic-provider host.
+3. Applies the stacks. With a Pulumi CLI (`make engine` builds one into .tools/bin, or one on PATH):
+   `pulumi up` of every stack, the MSP stack with the policy pack, in a throw-away project with a local
+   state backend; the azuread resources go through the test stand-in plugin (docs/engine.md). Without
+   one (or with --no-engine): Step 1, Part A and Part B are the plan's rendered Graph JSON POSTed to the
+   emulator, and Parts C and D the program's dynamic resources applied through the real
+   dynamic-provider host. The demo says which path it took.
 4. Shows the matrices after, read back from the tenants the way `make verify` reads them, and the
    CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere.
 
@@ -22,7 +25,9 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -55,6 +60,7 @@ from tests.emulators.fixtures import graph_client_env
 from tests.emulators.graph import GraphEmulator
 from tests.emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
 from tests.emulators.tls import TestTLS, make_test_tls
+from tests.engine.cli import PulumiProject, find_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -311,6 +317,33 @@ def _quiet_program_logs() -> Iterator[None]:
         root.setLevel(level)
 
 
+def engine_env(world: DemoWorld, stack: DemoStack) -> dict[str, str]:
+    """What `pulumi up` of the stack needs: Part C's and Part D's clients, and azuread's own ARM_* settings."""
+    values = world.cipp_env() if isinstance(stack.config, MspStack) else world.graph_env()
+    client_id, secret = world.deployer
+    azuread = {
+        "ARM_CLIENT_ID": client_id,
+        "ARM_CLIENT_SECRET": secret,
+        "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
+        "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
+    }
+    return {**{k: v for k, v in values.items() if v is not None}, "CIPP_HARDENING_GRAPH_INTERVAL": "0", **azuread}
+
+
+def apply_with_engine(world: DemoWorld, stack: DemoStack, cli: Path, workdir: Path) -> dict[str, int]:
+    """`pulumi up` of one stack through the real CLI (the MSP stack with the policy pack); the change counts."""
+    msp = isinstance(stack.config, MspStack)
+    project = PulumiProject.create(cli, workdir / stack.name, engine_env(world, stack), standin_azuread=msp)
+    config = {(key if ":" in key else f"{PROJECT}:{key}"): value for key, value in stack.raw.items()}
+    (project.workdir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}), encoding="utf-8")
+    project.stack_init(stack.name)
+    for key, value in stack.secrets.items():
+        project.config_set(stack.name, key, value, secret=True)
+    project.run("up", "--yes", "--stack", stack.name, *(["--policy-pack", "policy"] if msp else []))
+    [latest, *_] = json.loads(project.run("stack", "history", "--json", "--stack", stack.name).stdout)
+    return {op: n for op, n in latest["resourceChanges"].items() if op != "same"}
+
+
 @dataclass(frozen=True)
 class CippCheck:
     ranges: dict[str, list[str]]  # client id → allowed ranges as CIPP lists them
@@ -375,10 +408,12 @@ def show_matrices(world: DemoWorld, stacks: list[DemoStack], console: Console, w
     return reports
 
 
-def run_demo(console: Console, corpus: Path | None = CORPUS) -> DemoOutcome:
+def run_demo(console: Console, corpus: Path | None = CORPUS, cli: Path | None = None) -> DemoOutcome:
+    """The demo; with `cli`, every stack is applied by `pulumi up` through that Pulumi CLI."""
     started = time.monotonic()
     outcome = DemoOutcome()
-    console.rule("[bold]cipp-hardening demo: loopback Graph and CIPP-API emulators, no Azure, no Pulumi CLI")
+    engine = f"the Pulumi CLI {cli}" if cli else "no Pulumi CLI (the in-process path)"
+    console.rule(f"[bold]cipp-hardening demo: loopback Graph and CIPP-API emulators, no Azure, {engine}")
     with demo_world(corpus) as world:
         stacks = [msp_stack(world), *(client_stack(world, c) for c in world.clients)]
         console.print(f"MSP tenant {world.msp_tenant}; Graph emulator {world.graph.url}; CIPP-API {world.cipp.url}")
@@ -392,20 +427,10 @@ def run_demo(console: Console, corpus: Path | None = CORPUS) -> DemoOutcome:
         print_cipp(outcome.cipp_before, console, "CIPP-API clients before")
 
         console.rule("[bold]Applying the stacks")
-        msp = stacks[0]
-        console.print(
-            "[bold]prod, Step 1 / Part A / Part B[/]: [magenta]demo stand-in for the azuread provider[/] — the plan's "
-            "rendered Graph v1.0 bodies POSTed to the emulator"
-        )
-        outcome.applied["prod graph"] = apply_graph_bodies(world, msp)
-        console.print("  created: " + "; ".join(outcome.applied["prod graph"]))
-        outcome.applied["prod"] = apply_dynamic_resources(msp, world.cipp_env())
-        console.print(f"[bold]prod, Part C[/] through the real provider host: {outcome.applied['prod']}")
-        for stack in stacks[1:]:
-            outcome.applied[stack.name] = apply_dynamic_resources(stack, world.graph_env())
-            console.print(
-                f"[bold]{stack.name}, Part D[/] through the real provider host: {outcome.applied[stack.name]}"
-            )
+        if cli is not None:
+            apply_all_with_engine(world, stacks, cli, outcome, console)
+        else:
+            apply_all_in_process(world, stacks, outcome, console)
 
         console.rule("[bold]After: the same matrices, read back from the tenants (what `make verify` does)")
         outcome.after = show_matrices(world, stacks, console, "after")
@@ -417,13 +442,43 @@ def run_demo(console: Console, corpus: Path | None = CORPUS) -> DemoOutcome:
     return outcome
 
 
+def apply_all_with_engine(
+    world: DemoWorld, stacks: list[DemoStack], cli: Path, outcome: DemoOutcome, console: Console
+) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="cipp-hardening-demo-"))
+    try:
+        for stack in stacks:
+            parts = "Step 1 / Parts A-C, with the policy pack" if stack is stacks[0] else "Part D"
+            outcome.applied[stack.name] = apply_with_engine(world, stack, cli, workdir)
+            console.print(f"[bold]{stack.name}, {parts}[/]: `pulumi up` → {outcome.applied[stack.name]}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    console.print("  (azuread resources through the test stand-in plugin, tests/engine/standin: docs/engine.md)")
+
+
+def apply_all_in_process(world: DemoWorld, stacks: list[DemoStack], outcome: DemoOutcome, console: Console) -> None:
+    msp = stacks[0]
+    console.print(
+        "[bold]prod, Step 1 / Part A / Part B[/]: [magenta]demo stand-in for the azuread provider[/] — the plan's "
+        "rendered Graph v1.0 bodies POSTed to the emulator"
+    )
+    outcome.applied["prod graph"] = apply_graph_bodies(world, msp)
+    console.print("  created: " + "; ".join(outcome.applied["prod graph"]))
+    outcome.applied["prod"] = apply_dynamic_resources(msp, world.cipp_env())
+    console.print(f"[bold]prod, Part C[/] through the real provider host: {outcome.applied['prod']}")
+    for stack in stacks[1:]:
+        outcome.applied[stack.name] = apply_dynamic_resources(stack, world.graph_env())
+        console.print(f"[bold]{stack.name}, Part D[/] through the real provider host: {outcome.applied[stack.name]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--no-corpus", action="store_true", help="use the bundled sample policies even when ../shared/corpus is there"
     )
+    parser.add_argument("--no-engine", action="store_true", help="apply in process even when a Pulumi CLI is available")
     args = parser.parse_args(argv)
-    outcome = run_demo(Console(), None if args.no_corpus else CORPUS)
+    outcome = run_demo(Console(), None if args.no_corpus else CORPUS, None if args.no_engine else find_cli())
     return 0 if outcome.ok else 1
 
 
