@@ -1,4 +1,4 @@
-"""`make demo`: the whole article end to end on loopback emulators, no Azure and no Pulumi CLI.
+"""`make demo`: the whole article end to end on loopback emulators, no Azure; the real Pulumi CLI when there is one.
 
 1. Starts the Graph emulator (the MSP tenant and two client tenants holding real policies from
    ../shared/corpus when it is there, self-written samples otherwise) and the CIPP-API emulator (three
