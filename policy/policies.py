@@ -505,8 +505,31 @@ def matrix_problems(resources: Sequence[Planned], config: MspStack) -> list[Find
     return findings
 
 
+# Optional+Computed attributes of the azuread provider: at preview the bridged provider reports each one
+# the program did not set as unknown (docs/engine.md). This program only ever sets them to literals, so an
+# unknown one was not set, and Graph keeps it unset: it is no condition and no control.
+PROVIDER_COMPUTED = {
+    CA_POLICY: (
+        ("conditions", "insiderRiskLevels"),
+        ("sessionControls", "signInFrequencyAuthenticationType"),
+        ("sessionControls", "signInFrequencyInterval"),
+    ),
+    NAMED_LOCATION: (("country", "countryLookupMethod"),),
+}
+
+
+def _without_unset_computed(type_: str, props: dict[str, Any]) -> dict[str, Any]:
+    kept = json.loads(json.dumps(props, default=lambda _: UNKNOWN_STRING_VALUE))
+    for block, key in PROVIDER_COMPUTED.get(type_, ()):
+        values = kept.get(block)
+        if isinstance(values, dict) and values.get(key) == UNKNOWN_STRING_VALUE:
+            del values[key]
+    return kept
+
+
 def _graph_body(resource: Planned, props: dict[str, Any], ids: Mapping[str, str]) -> dict[str, Any] | str:
     """The Graph body the resource becomes, or why it cannot be rendered."""
+    props = _without_unset_computed(resource.type, props)
     inputs = _without_empty({k: v for k, v in props.items() if k not in ("id", "urn", "objectId")})
     _require_known(inputs, resource.name)
     try:

@@ -265,6 +265,24 @@ def test_first_deployment_resolves_the_location_through_the_dependency(
         on_stack(policies.technician_policy, [location_resource, undetermined, *others])
 
 
+def test_computed_outputs_the_program_did_not_set_do_not_stop_the_matrix_at_preview(
+    engine: dict[str, Any], example_run: OfflineRun
+) -> None:
+    """The bridged provider plans Optional+Computed attributes it was not given as unknown (seen under the
+    real engine): they are no condition, and the first preview must still run the scenario matrix."""
+    replaced = {}
+    for resource in (r for r in example_run.resources if r.type == CA_POLICY):
+        props = state(example_run, resource.name)
+        props["conditions"]["insiderRiskLevels"] = UNKNOWN_STRING_VALUE
+        if props.get("sessionControls"):
+            props["sessionControls"].setdefault("signInFrequencyAuthenticationType", UNKNOWN_STRING_VALUE)
+        replaced[resource.name] = props
+    assert on_stack(policies.scenario_matrix, planned(example_run, **replaced)).messages == []
+    replaced[PART_A]["grantControls"]["builtInControls"] = [UNKNOWN_STRING_VALUE]  # one the program does set
+    with pytest.raises(UnknownValueError):
+        on_stack(policies.scenario_matrix, planned(example_run, **replaced))
+
+
 # --- promotion-recorded ---------------------------------------------------------------------------------
 
 

@@ -97,6 +97,9 @@ def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld
     assert len(steps_of(preview, "create", CA_POLICY)) == 2
     assert len(steps_of(preview, "create", CIPP_RANGES)) == 2
     assert world.graph.named_locations(msp) == [], "a preview never writes"
+    # Every rule of the pack runs on the first preview, ids and provider-computed values still unknown.
+    first = project.run("preview", "--policy-pack", "policy", "--stack", STACK)
+    assert "can't run policy" not in first.stdout, first.stdout
 
     project.run("up", "--yes", "--policy-pack", "policy", "--stack", STACK)
     [location] = world.graph.named_locations(msp)
