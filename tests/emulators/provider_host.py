@@ -866,7 +866,7 @@ class Operation:
     urn: str
     op: str  # create | update | replace | same | delete
     changed: tuple[str, ...] = ()  # keys that differed (diff keys on up, drifted outputs on refresh)
-    gone: bool = False  # refresh: the provider reported the resource missing (no id, no outputs)
+    gone: bool = False  # refresh: the provider reported the resource missing (a blank id)
 
     @property
     def name(self) -> str:
@@ -904,16 +904,14 @@ class MiniEngine:
     Create/Update/Replace; ``DIFF_UNKNOWN`` falls back to comparing prior and new inputs (which
     include ``__provider``); resources in state but no longer declared are deleted in reverse order.
 
-    Refresh follows ``RefreshStep``: state is dropped only when Read returns no outputs at all. The
-    Python host always adds ``__provider`` to Read's outputs, so ``ReadResult(None, {})`` does *not*
-    drop the resource in the real engine: it stays with outputs ``{"__provider"}`` and the next ``up``
-    calls ``update`` (not ``create``). Such reads are flagged ``Operation.gone``; pass
-    ``drop_gone_on_refresh=True`` to drop them instead (what one might expect, not what Pulumi does).
+    Refresh follows the engine's ``RefreshStep``: a Read that returns a blank id is a delete, whatever
+    outputs come with it (the Python host always echoes ``__provider``), so ``ReadResult(None, {})``
+    drops the resource and the next ``up`` creates it again. tests/engine/test_client_stack.py shows the
+    real CLI doing exactly this (docs/engine.md).
     """
 
-    def __init__(self, host: ProviderHost, *, drop_gone_on_refresh: bool = False) -> None:
+    def __init__(self, host: ProviderHost) -> None:
         self.host = host
-        self.drop_gone_on_refresh = drop_gone_on_refresh
         self._state: dict[str, StateEntry] = {}
 
     @property
@@ -1008,8 +1006,7 @@ class MiniEngine:
         report = RunReport("refresh")
         for urn, entry in list(self._state.items()):
             read = self.host.read(urn, entry.id, entry.outputs, inputs=entry.inputs)
-            gone = read.id is None and not (set(read.outs) - {PROVIDER_KEY})
-            if gone and self.drop_gone_on_refresh:
+            if not read.id:
                 del self._state[urn]
                 report.operations.append(Operation(urn, "delete", gone=True))
                 continue
@@ -1021,7 +1018,7 @@ class MiniEngine:
                 if drift or changed_keys(entry.inputs, new_inputs) or read.id not in (None, entry.id)
                 else "same"
             )
-            report.operations.append(Operation(urn, op, drift, gone=gone))
+            report.operations.append(Operation(urn, op, drift))
         return report
 
     def destroy(self) -> RunReport:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from cipp_hardening.exclusion import msp_is_excluded, select_policies
 from tests.conftest import CORPUS
@@ -191,3 +192,35 @@ def test_a_policy_the_client_adds_later_is_covered_by_the_next_up(
     project.run("up", "--yes", "--stack", STACK)
     users = client_tenant.emulator.get_policy(client_tenant.tenant, new_id)["conditions"]["users"]
     assert msp_is_excluded(users, MSP)
+
+
+def test_policies_the_client_deletes_leave_the_stack_cleanly(
+    project: PulumiProject, client_tenant: ClientTenant
+) -> None:
+    project.run("up", "--yes", "--stack", STACK)
+    statuses = project.outputs(STACK)["exclusionStatuses"]
+    first, second = [pid for pid, status in statuses.items() if status == "excluded"][:2]
+
+    delete_in_portal(client_tenant, first)
+    preview = project.preview_json(STACK)
+    assert [s["urn"].split("::")[-1] for s in steps_of(preview, "delete", EXCLUSION)] == [f"msp-exclusions-{first}"]
+    project.run("up", "--yes", "--stack", STACK)  # the provider's delete finds the policy gone: nothing to undo
+    assert first not in project.outputs(STACK)["exclusionStatuses"]
+
+    # A blank id from Read is a delete to the engine's refresh: the resource leaves the state.
+    delete_in_portal(client_tenant, second)
+    project.run("refresh", "--yes", "--stack", STACK)
+    in_state = [r["urn"] for r in project.export(STACK)["deployment"]["resources"] if r["type"] == EXCLUSION]
+    assert not [urn for urn in in_state if second in urn]
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
+
+
+def delete_in_portal(client_tenant: ClientTenant, policy_id: str) -> None:
+    token = client_tenant.emulator.access_token(client_tenant.tenant, client_tenant.client_id, client_tenant.secret)
+    deleted = requests.delete(
+        f"{client_tenant.emulator.url}/v1.0/identity/conditionalAccess/policies/{policy_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(client_tenant.emulator.ca_bundle),
+        timeout=10,
+    )
+    assert deleted.status_code == 204, deleted.text
