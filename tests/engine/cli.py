@@ -8,6 +8,8 @@ runs comes from .tools/bin (built by `make engine`) or, for azuread, from the te
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import shutil
@@ -168,3 +170,20 @@ def steps_of(preview: Mapping[str, Any], op: str, type_token: str | None = None)
         if step.get("op") == op
         and (type_token is None or step.get("newState", step.get("oldState", {})).get("type") == type_token)
     ]
+
+
+def state_reveals(exported: Mapping[str, Any], secret: str) -> bool:
+    """Whether `pulumi stack export` holds `secret` in clear text, also inside the pickled dynamic providers."""
+    text = json.dumps(exported)
+    if secret in text:
+        return True
+    for resource in exported.get("deployment", {}).get("resources", []):
+        for props in (resource.get("inputs") or {}, resource.get("outputs") or {}):
+            blob = props.get("__provider")
+            if isinstance(blob, str):
+                try:
+                    if secret.encode() in base64.b64decode(blob):
+                        return True
+                except (binascii.Error, ValueError):
+                    continue
+    return False

@@ -20,7 +20,7 @@ from cipp_hardening.exclusion import msp_is_excluded, select_policies
 from tests.conftest import CORPUS
 from tests.emulators.fixtures import GRAPH_ROLES
 from tests.emulators.graph import GraphEmulator
-from tests.engine.cli import PulumiFailed, PulumiProject, operation_counts, steps_of
+from tests.engine.cli import PulumiFailed, PulumiProject, operation_counts, state_reveals, steps_of
 from tests.helpers import ROOT
 
 MSP = "00000000-0000-0000-0000-00000000a001"
@@ -137,8 +137,8 @@ def test_preview_up_converge_and_destroy_restore_every_policy(
     project.run("up", "--yes", "--expect-no-changes", "--stack", STACK)
     assert len(client_tenant.writes()) == written, "a converged tenant costs no write"
 
-    exported = project.export(STACK)
-    assert client_tenant.secret not in str(exported), "the client secret is in the state in clear text"
+    assert not state_reveals(project.export(STACK), client_tenant.secret), "the client secret is in the state"
+    assert client_tenant.secret not in update.stdout + update.stderr
 
     project.run("destroy", "--yes", "--stack", STACK)
     restored = client_tenant.policies()
