@@ -1288,6 +1288,10 @@ class GraphEmulator:
     def put_policy(self, tenant_id: str, policy: JSONObject, *, lenient: bool = True) -> str:
         return self._import(tenant_id, POLICIES, policy, lenient=lenient, origin="put_policy")
 
+    def delete_policy(self, tenant_id: str, policy_id: str) -> None:
+        """What deleting the policy in the portal does: it leaves the tenant for the deleted items."""
+        self._delete(tenant_id, POLICIES, policy_id)
+
     def add_named_location(self, tenant_id: str, location: JSONObject, *, lenient: bool = True) -> str:
         return self._import(tenant_id, NAMED_LOCATIONS, location, lenient=lenient, origin="add_named_location")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from cipp_hardening.exclusion import msp_is_excluded, select_policies
 from tests.conftest import CORPUS
@@ -22,6 +21,7 @@ from tests.emulators.fixtures import GRAPH_ROLES
 from tests.emulators.graph import GraphEmulator
 from tests.engine.cli import PulumiFailed, PulumiProject, operation_counts, state_reveals, steps_of
 from tests.helpers import ROOT
+from tests.part_d import policy
 
 MSP = "00000000-0000-0000-0000-00000000a001"
 IN_SCOPE = ("enabled", "enabledForReportingButNotEnforced")
@@ -173,19 +173,7 @@ def test_a_policy_the_client_adds_later_is_covered_by_the_next_up(
     project: PulumiProject, client_tenant: ClientTenant
 ) -> None:
     project.run("up", "--yes", "--stack", STACK)
-    new_id = client_tenant.emulator.put_policy(
-        client_tenant.tenant,
-        {
-            "displayName": "Added by the client after onboarding",
-            "state": "enabled",
-            "conditions": {
-                "clientAppTypes": ["all"],
-                "applications": {"includeApplications": ["All"]},
-                "users": {"includeUsers": ["All"]},
-            },
-            "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
-        },
-    )
+    new_id = client_tenant.emulator.put_policy(client_tenant.tenant, policy("Added by the client after onboarding"))
     preview = project.preview_json(STACK)
     assert [s["urn"].split("::")[-1] for s in steps_of(preview, "create", EXCLUSION)] == [f"msp-exclusions-{new_id}"]
     assert operation_counts(preview).get("create") == 1
@@ -201,26 +189,15 @@ def test_policies_the_client_deletes_leave_the_stack_cleanly(
     statuses = project.outputs(STACK)["exclusionStatuses"]
     first, second = [pid for pid, status in statuses.items() if status == "excluded"][:2]
 
-    delete_in_portal(client_tenant, first)
+    client_tenant.emulator.delete_policy(client_tenant.tenant, first)
     preview = project.preview_json(STACK)
     assert [s["urn"].split("::")[-1] for s in steps_of(preview, "delete", EXCLUSION)] == [f"msp-exclusions-{first}"]
     project.run("up", "--yes", "--stack", STACK)  # the provider's delete finds the policy gone: nothing to undo
     assert first not in project.outputs(STACK)["exclusionStatuses"]
 
     # A blank id from Read is a delete to the engine's refresh: the resource leaves the state.
-    delete_in_portal(client_tenant, second)
+    client_tenant.emulator.delete_policy(client_tenant.tenant, second)
     project.run("refresh", "--yes", "--stack", STACK)
     in_state = [r["urn"] for r in project.export(STACK)["deployment"]["resources"] if r["type"] == EXCLUSION]
     assert not [urn for urn in in_state if second in urn]
     project.run("preview", "--expect-no-changes", "--stack", STACK)
-
-
-def delete_in_portal(client_tenant: ClientTenant, policy_id: str) -> None:
-    token = client_tenant.emulator.access_token(client_tenant.tenant, client_tenant.client_id, client_tenant.secret)
-    deleted = requests.delete(
-        f"{client_tenant.emulator.url}/v1.0/identity/conditionalAccess/policies/{policy_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        verify=str(client_tenant.emulator.ca_bundle),
-        timeout=10,
-    )
-    assert deleted.status_code == 204, deleted.text

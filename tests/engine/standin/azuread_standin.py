@@ -84,13 +84,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
 
 import grpc
-from google.protobuf import any_pb2, empty_pb2, struct_pb2  # type: ignore[import-untyped]
+from google.protobuf import any_pb2, empty_pb2  # type: ignore[import-untyped]
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 
 from cipp_hardening import graph_render
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
+from tests.emulators.provider_host import from_struct, to_struct
 
 PLUGIN_VERSION: Final = "6.11.1"  # pulumi_azuread/pulumi-plugin.json; a test keeps the two equal
 
@@ -341,6 +342,13 @@ def _flatten_guests(value: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _included_excluded(block: Mapping[str, Any] | None, *nouns: str) -> dict[str, Any] | None:
+    """Graph's include<Noun>/exclude<Noun> lists as the provider's included<Noun>/excluded<Noun>."""
+    if block is None:
+        return None
+    return {f"{side}d{noun}": _strs(block.get(f"{side}{noun}")) for noun in nouns for side in ("exclude", "include")}
+
+
 def _flatten_conditions(value: Any) -> dict[str, Any] | None:
     c = _obj(value)
     if c is None:
@@ -373,32 +381,17 @@ def _flatten_conditions(value: Any) -> dict[str, Any] | None:
         },
         "devices": None if devices is None else {"filter": _flatten_filter(devices.get("deviceFilter"))},
         "insiderRiskLevels": c.get("insiderRiskLevels") or "",
-        "locations": None
-        if locations is None
-        else {
-            "excludedLocations": _strs(locations.get("excludeLocations")),
-            "includedLocations": _strs(locations.get("includeLocations")),
-        },
-        "platforms": None
-        if platforms is None
-        else {
-            "excludedPlatforms": _strs(platforms.get("excludePlatforms")),
-            "includedPlatforms": _strs(platforms.get("includePlatforms")),
-        },
+        "locations": _included_excluded(locations, "Locations"),
+        "platforms": _included_excluded(platforms, "Platforms"),
         "servicePrincipalRiskLevels": _strs(c.get("servicePrincipalRiskLevels")),
         "signInRiskLevels": _strs(c.get("signInRiskLevels")),
         "userRiskLevels": _strs(c.get("userRiskLevels")),
         "users": None
         if users is None
         else {
-            "excludedGroups": _strs(users.get("excludeGroups")),
+            **(_included_excluded(users, "Groups", "Roles", "Users") or {}),
             "excludedGuestsOrExternalUsers": _flatten_guests(users.get("excludeGuestsOrExternalUsers")),
-            "excludedRoles": _strs(users.get("excludeRoles")),
-            "excludedUsers": _strs(users.get("excludeUsers")),
-            "includedGroups": _strs(users.get("includeGroups")),
             "includedGuestsOrExternalUsers": _flatten_guests(users.get("includeGuestsOrExternalUsers")),
-            "includedRoles": _strs(users.get("includeRoles")),
-            "includedUsers": _strs(users.get("includeUsers")),
         },
     }
 
@@ -479,32 +472,6 @@ def outputs_of(kind: ResourceKind, obj: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Wire values: Struct <-> plain Python, secrets, resource references, unknowns
 # ---------------------------------------------------------------------------------------------------
-
-
-def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: _from_value(value) for key, value in struct.fields.items()}
-
-
-def _from_value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return from_struct(value.struct_value)
-    if kind == "list_value":
-        return [_from_value(item) for item in value.list_value.values]
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() else number
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    return None
-
-
-def to_struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(dict(props))
-    return struct
 
 
 def is_unknown(value: Any) -> bool:
