@@ -5,7 +5,7 @@ Shared by bench_part_d.py and bench_fleet.py (and their smoke test). For each te
 1. the program (__main__.py) runs under mocks and lists the tenant's policies from the loopback Graph
    emulator (the one paged list of a real run) to declare one CaExclusion per policy;
 2. the real dynamic-provider host (`python -m pulumi.dynamic`, started like the engine does) applies
-   them over gRPC, driven by MiniEngine: GET, PATCH, confirming GET per policy;
+   them over gRPC, driven by MiniEngine: a fresh GET and a PATCH per policy the listing shows uncovered;
 3. the emulator's request log says what was sent: requests, 429s, writes, per-policy counts.
 
 The emulator enforces the Conditional Access limit (a per-tenant token bucket, 429 without
@@ -80,8 +80,8 @@ class TenantRun:
 
     @property
     def minimum(self) -> int:
-        """One paged list, then GET + PATCH + confirming GET for each policy that needs the exclusion."""
-        return max(self.list_pages, 1) + 3 * self.changed
+        """One paged list, then a fresh GET and a PATCH for each policy that needs the exclusion."""
+        return max(self.list_pages, 1) + 2 * self.changed
 
     def bound_s(self, rate: Rate) -> float:
         """The issue's throttle bound: every request (429s included) × 1 / the tenant's limit (1 s at 1 req/s)."""

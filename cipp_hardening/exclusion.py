@@ -197,6 +197,12 @@ def exclude_cipp(
     return exclude_msp(users, msp_tenant_id, on_conflict)
 
 
+def listing_verdict(merge: Merge) -> dict[str, str]:
+    """What the tenant's listing says one policy needs: `write` the exclusion, or nothing (`covered`, `conflict`)."""
+    status = "write" if merge.write else "conflict" if merge.status == "conflict" else "covered"
+    return {"status": status, "detail": merge.detail}
+
+
 def cipp_is_excluded(
     users: Mapping[str, Any] | None, access_mode: str, msp_tenant_id: str, service_account_user_id: str | None
 ) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 
 from cipp_hardening.config import ClientStack
-from cipp_hardening.exclusion import Merge, exclude_cipp, select_policies
+from cipp_hardening.exclusion import Merge, exclude_cipp, listing_verdict, select_policies
 from dynamic_providers.ca_exclusion import CaExclusion
 
 
@@ -31,7 +31,8 @@ class ClientTenantExclusions(pulumi.ComponentResource):
         tenant = args.stack.client_tenant
         selected, skipped = select_policies(args.policies, tenant.include_states, tenant.skip_policy_ids)
         self.skipped = [{"id": s.policy_id, "displayName": s.display_name, "reason": s.reason} for s in skipped]
-        self.planned = self._predict(args.stack, selected)
+        merges = {str(policy["id"]): _merge_now(args.stack, policy) for policy in selected}
+        self.planned = [_planned(policy, merges[str(policy["id"])]) for policy in selected]
         self.conflicts = [p for p in self.planned if p["action"].startswith(("conflict", "widen"))]
         self.exclusions = {
             str(policy["id"]): CaExclusion(
@@ -45,6 +46,8 @@ class ClientTenantExclusions(pulumi.ComponentResource):
                     "mspTenantId": tenant.msp_tenant_id,
                     "serviceAccountUserId": tenant.service_account_user_id,
                     "onConflict": tenant.on_conflict,
+                    # The listing this run made: the provider writes (and reads) only where it says `write`.
+                    "listed": listing_verdict(merges[str(policy["id"])]),
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -61,25 +64,23 @@ class ClientTenantExclusions(pulumi.ComponentResource):
             }
         )
 
-    @staticmethod
-    def _predict(stack: ClientStack, policies: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-        """What apply will do to each policy as it stands now; the provider decides again on a fresh read."""
-        tenant = stack.client_tenant
-        planned = []
-        for policy in policies:
-            users = (policy.get("conditions") or {}).get("users")
-            merge = exclude_cipp(
-                users, tenant.access_mode, tenant.msp_tenant_id, tenant.service_account_user_id, tenant.on_conflict
-            )
-            planned.append(
-                {
-                    "id": str(policy["id"]),
-                    "displayName": str(policy.get("displayName", "")),
-                    "action": _ACTIONS[merge.status](merge),
-                    "detail": merge.detail,
-                }
-            )
-        return planned
+
+def _merge_now(stack: ClientStack, policy: Mapping[str, Any]) -> Merge:
+    """The merge on the policy as the tenant listed it this run; the provider merges again on a fresh read."""
+    tenant = stack.client_tenant
+    users = (policy.get("conditions") or {}).get("users")
+    return exclude_cipp(
+        users, tenant.access_mode, tenant.msp_tenant_id, tenant.service_account_user_id, tenant.on_conflict
+    )
+
+
+def _planned(policy: Mapping[str, Any], merge: Merge) -> dict[str, str]:
+    return {
+        "id": str(policy["id"]),
+        "displayName": str(policy.get("displayName", "")),
+        "action": _ACTIONS[merge.status](merge),
+        "detail": merge.detail,
+    }
 
 
 def _describe_exclusion(merge: Merge) -> str:

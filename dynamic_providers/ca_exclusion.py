@@ -5,6 +5,14 @@ users of the MSP tenant; direct tenant mode: the CIPP service account) and, on d
 what it added. Merge rules live in cipp_hardening.exclusion (pure); this module is the thin shell
 that reads and writes Graph v1.0 through dynamic_providers.graph_client.
 
+Cost (Conditional Access allows 1 request/s per tenant, docs/part-d.md): the program lists the tenant's
+policies once per run and hands each resource the listing's verdict (`listed`). A policy the listing shows
+covered or in conflict costs no request at all, at create and at update; one that needs the exclusion
+costs a fresh GET (Graph has no ETags: the guard against overwriting the client's concurrent edit) and a
+PATCH. The listing also carries drift: an exclusion removed in the portal makes `listed` say `write`, so
+a plain `pulumi up` (no refresh) shows and repairs it. There is no confirming re-read after a PATCH: the
+next run's listing and idempotent merge absorb Graph's replication lag.
+
 The provider object holds no session, lock or token: it is pickled into state by module and class
 name (pulumi-python-notes.md §2.2). Credentials are resolved per call (dynamic_providers.credentials).
 """
@@ -12,7 +20,6 @@ name (pulumi-python-notes.md §2.2). Credentials are resolved per call (dynamic_
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pulumi
@@ -45,7 +52,7 @@ IDENTITY_INPUTS = ("tenantId", "policyId", "accessMode", "mspTenantId", "service
 ALL_INPUTS = (*IDENTITY_INPUTS, "graphUrl", "displayName", "onConflict")
 SECRET_KEY = "cipp-hardening:graphClientSecret"  # noqa: S105 - a config key name
 CLIENT_ID_KEY = "cipp-hardening:graphClientId"
-CONFIRM_ATTEMPTS = 5  # writes are eventually consistent (graph-ca.md §1.5): re-read until the change shows
+RECORDED_AS = {"excluded": "covered", "already-excluded": "covered", "widened": "covered", "conflict": "conflict"}
 
 
 class ExclusionError(RuntimeError):
@@ -91,18 +98,31 @@ def _read_users(graph: GraphClient, props: dict[str, Any]) -> dict[str, Any]:
     return users
 
 
-def _write_users(graph: GraphClient, props: dict[str, Any], users: dict[str, Any], want_covered: bool) -> None:
-    """PATCH the whole users object (graph-ca.md §1.3), then re-read until Graph shows the result."""
+def _write_users(graph: GraphClient, props: dict[str, Any], users: dict[str, Any]) -> None:
+    """PATCH the whole users object (graph-ca.md §1.3); 204 means Graph took it."""
     graph.patch(_path(props), {"conditions": {"users": users}})
-    for attempt in range(CONFIRM_ATTEMPTS):
-        if _covered(_read_users(graph, props), props) == want_covered:
-            return
-        time.sleep(min(2**attempt, 8))
-    raise ExclusionError(f"{_policy_label(props)}: Graph accepted the change but does not show it after re-reading")
+
+
+def _listed(props: dict[str, Any]) -> str | None:
+    """The program's listing verdict: `write`, `covered` or `conflict`; None without one (older callers)."""
+    listed = props.get("listed")
+    return str(listed["status"]) if isinstance(listed, dict) and listed.get("status") else None
+
+
+def _from_listing(props: dict[str, Any]) -> dict[str, Any] | None:
+    """Outputs straight from the listing when it shows nothing to write (no request); None otherwise."""
+    verdict = _listed(props)
+    if verdict == "covered":
+        return _outputs(props, "already-excluded", Addition(), "")
+    if verdict == "conflict":
+        detail = str(props["listed"].get("detail") or "")
+        log.warning("%s: not written (onConflict=report): %s", _policy_label(props), detail)
+        return _outputs(props, "conflict", Addition(), detail)
+    return None
 
 
 def _apply(props: dict[str, Any], previous: Addition | None = None) -> dict[str, Any]:
-    """Fresh GET, merge, PATCH only when needed, confirm. Returns the resource outputs."""
+    """Fresh GET, merge, PATCH only when needed. Returns the resource outputs."""
     with _client(props) as graph:
         try:
             users = _read_users(graph, props)
@@ -110,7 +130,7 @@ def _apply(props: dict[str, Any], previous: Addition | None = None) -> dict[str,
                 users, _ = remove_addition(users, previous)
             merge = _merge(users, props)
             if merge.write or previous:
-                _write_users(graph, props, merge.users, want_covered=merge.status != "conflict")
+                _write_users(graph, props, merge.users)
         except GraphError as error:
             raise ExclusionError(f"{_policy_label(props)}: {error}") from None
     if merge.status == "conflict":
@@ -156,18 +176,22 @@ class CaExclusionProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in ALL_INPUTS if olds.get(k) != news.get(k)]
-        drifted = olds.get("status") == "missing"
+        verdict = _listed(news)
+        if verdict is None:
+            drifted = olds.get("status") == "missing"
+        else:  # the listing needs a write, or the recorded status no longer matches what it shows
+            drifted = verdict == "write" or RECORDED_AS.get(str(olds.get("status"))) != verdict
         # A different policy or tenant is a different object: replace rather than edit in place.
         replaces: list[str] = [k for k in ("tenantId", "policyId") if k in changed]
         return DiffResult(changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(props["policyId"], _apply(props))
+        return CreateResult(props["policyId"], _from_listing(props) or _apply(props))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         identity_changed = any(olds.get(k) != news.get(k) for k in IDENTITY_INPUTS)
         previous = Addition.from_json(olds.get("added")) if identity_changed else None
-        outputs = _apply(news, previous)
+        outputs = (None if identity_changed else _from_listing(news)) or _apply(news, previous)
         if not identity_changed and olds.get("added") and outputs["status"] == "already-excluded":
             outputs["added"] = olds["added"]  # still ours to remove on delete
         return UpdateResult(outputs)
@@ -190,7 +214,7 @@ class CaExclusionProvider(ResourceProvider):
             try:
                 users, changed = remove_addition(_read_users(graph, props), addition)
                 if changed:
-                    _write_users(graph, props, users, want_covered=_covered(users, props))
+                    _write_users(graph, props, users)
             except GraphError as error:
                 if error.status == 404:
                     return  # a policy that no longer exists: nothing to remove

@@ -36,7 +36,7 @@ def users_of(setup: ClientTenantSetup, policy_id: str) -> Any:
     return setup.emulator.get_policy(setup.tenant, policy_id)["conditions"]["users"]
 
 
-def test_create_adds_the_exclusion_with_get_patch_confirming_get(setup: ClientTenantSetup) -> None:
+def test_create_adds_the_exclusion_with_one_get_and_one_patch(setup: ClientTenantSetup) -> None:
     pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
     before = setup.emulator.get_policy(setup.tenant, pid)
     setup.emulator.clear_log()
@@ -48,7 +48,6 @@ def test_create_adds_the_exclusion_with_get_patch_confirming_get(setup: ClientTe
     assert [(r.method, r.status) for r in setup.emulator.requests(path_contains="/v1.0/", tenant=setup.tenant)] == [
         ("GET", 200),
         ("PATCH", 204),
-        ("GET", 200),
     ]
     [body] = patches(setup)
     assert list(body) == ["conditions"]
@@ -64,6 +63,59 @@ def test_create_adds_the_exclusion_with_get_patch_confirming_get(setup: ClientTe
         part["conditions"]["users"].pop("excludeGuestsOrExternalUsers")
         part.pop("modifiedDateTime")
     assert after == before
+
+
+def graph_calls(setup: ClientTenantSetup) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in setup.emulator.requests(path_contains="/v1.0/", tenant=setup.tenant)]
+
+
+def test_the_listing_verdict_spares_every_request_where_it_shows_nothing_to_write(setup: ClientTenantSetup) -> None:
+    pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
+    setup.emulator.clear_log()
+    provider = CaExclusionProvider()
+    covered = outs_of(provider.create(setup.props(pid, listed={"status": "covered", "detail": ""})))
+    conflict = outs_of(provider.create(setup.props(pid, listed={"status": "conflict", "detail": "would widen"})))
+    assert (covered["status"], conflict["status"], conflict["detail"]) == (
+        "already-excluded",
+        "conflict",
+        "would widen",
+    )
+    assert graph_calls(setup) == [], "covered and conflict cost no request"
+
+    written = outs_of(provider.create(setup.props(pid, listed={"status": "write", "detail": ""})))
+    assert written["status"] == "excluded"
+    assert [method for method, _ in graph_calls(setup)] == ["GET", "PATCH"]
+
+
+def test_diff_follows_the_listing_without_reading(setup: ClientTenantSetup) -> None:
+    provider = CaExclusionProvider()
+    olds = {**setup.props("p"), "status": "excluded", "added": {"guestTypes": ["serviceProvider"]}}
+
+    def changes(status: str, recorded: str = "excluded") -> bool | None:
+        news = setup.props("p", listed={"status": status, "detail": ""})
+        return provider.diff("p", {**olds, "status": recorded}, news).changes
+
+    assert changes("covered") is False, "converged: no update in the preview"
+    assert changes("write") is True, "removed in the portal: the listing shows the drift"
+    assert changes("conflict", recorded="conflict") is False
+    assert changes("covered", recorded="missing") is True, "refresh recorded drift someone has since fixed"
+    assert setup.emulator.requests(tenant=setup.tenant) == []
+
+
+def test_update_from_a_covered_listing_keeps_what_was_added(setup: ClientTenantSetup) -> None:
+    pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
+    provider = CaExclusionProvider()
+    created = outs_of(provider.create(setup.props(pid, listed={"status": "write", "detail": ""})))
+    setup.emulator.clear_log()
+    news = setup.props(pid, displayName="renamed by the client", listed={"status": "covered", "detail": ""})
+    updated = provider.update(pid, created, news).outs
+    assert updated is not None
+    assert (updated["status"], updated["added"], updated["displayName"]) == (
+        "already-excluded",
+        created["added"],
+        "renamed by the client",
+    )
+    assert graph_calls(setup) == []
 
 
 def test_already_excluded_policy_is_not_written(setup: ClientTenantSetup) -> None:

@@ -192,3 +192,40 @@ def _derive_a_conflict(setup: ClientTenantSetup) -> None:
     )
     target["conditions"]["users"]["excludeGuestsOrExternalUsers"] = copy.deepcopy(guest_selection)
     setup.emulator.put_policy(setup.tenant, target)
+
+
+def test_request_counts_on_a_tenant_of_fifteen_policies(setup: ClientTenantSetup, engine: MiniEngine) -> None:
+    """Part D's cost is its request count (1 request/s per tenant): the listing, then a fresh GET and a
+    PATCH only for the policies the listing shows without the exclusion. No refresh anywhere."""
+    setup.emulator.settings.default_page_size = 3
+    covered = {"guestOrExternalUserTypes": "serviceProvider", "externalTenants": {"membershipKind": "all"}}
+    guests = {"guestOrExternalUserTypes": "internalGuest", "externalTenants": {"membershipKind": "all"}}
+    needing = [setup.emulator.put_policy(setup.tenant, policy(f"needs {i}")) for i in range(8)]
+    for i in range(4):
+        setup.emulator.put_policy(setup.tenant, policy(f"covered {i}", excludeGuestsOrExternalUsers=covered))
+    setup.emulator.put_policy(setup.tenant, policy("conflict", excludeGuestsOrExternalUsers=guests))
+    for i in range(2):
+        setup.emulator.put_policy(setup.tenant, {**policy(f"disabled {i}"), "state": "disabled"})
+    pages = 5  # 15 policies, 3 a page
+
+    def requests_of(run: Any) -> tuple[Any, list[str]]:
+        setup.emulator.clear_log()
+        report = run()
+        return report, [r.method for r in setup.emulator.requests(path_contains="/v1.0/", tenant=setup.tenant)]
+
+    first, sent = requests_of(lambda: engine.up(declare(setup)))
+    assert first.counts == {"create": 13}
+    assert len(sent) == pages + 2 * len(needing)
+    assert sent.count("PATCH") == len(needing)
+
+    converged, sent = requests_of(lambda: engine.up(declare(setup)))
+    assert (converged.counts, sent) == ({}, ["GET"] * pages), "a converged tenant costs the listing alone"
+
+    drifted = setup.emulator.get_policy(setup.tenant, needing[3])
+    drifted["conditions"]["users"]["excludeGuestsOrExternalUsers"] = None  # removed in the portal
+    setup.emulator.put_policy(setup.tenant, drifted)
+    repair, sent = requests_of(lambda: engine.up(declare(setup)))
+    assert repair.counts == {"update": 1}
+    assert repair.names("update") == [f"msp-exclusions-{needing[3]}"]
+    assert sent == ["GET"] * pages + ["GET", "PATCH"]
+    assert msp_is_excluded(setup.emulator.get_policy(setup.tenant, needing[3])["conditions"]["users"], MSP)

@@ -201,3 +201,33 @@ def test_policies_the_client_deletes_leave_the_stack_cleanly(
     in_state = [r["urn"] for r in project.export(STACK)["deployment"]["resources"] if r["type"] == EXCLUSION]
     assert not [urn for urn in in_state if second in urn]
     project.run("preview", "--expect-no-changes", "--stack", STACK)
+
+
+def test_portal_drift_is_repaired_from_the_listing_without_refresh(
+    project: PulumiProject, client_tenant: ClientTenant
+) -> None:
+    """Part D's cost on a fleet: a converged tenant costs its listing, a drifted policy one GET and one PATCH."""
+    project.run("up", "--yes", "--skip-preview", "--stack", STACK)
+    statuses = project.outputs(STACK)["exclusionStatuses"]
+    victim_id = next(pid for pid, status in statuses.items() if status == "excluded")
+
+    client_tenant.emulator.clear_log()
+    project.run("up", "--yes", "--skip-preview", "--expect-no-changes", "--stack", STACK)
+    converged = client_tenant.emulator.requests(path_contains="/v1.0/", tenant=client_tenant.tenant)
+    assert [r.method for r in converged] == ["GET"], "a converged tenant costs one listing"
+
+    victim = client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)
+    victim["conditions"]["users"]["excludeGuestsOrExternalUsers"] = None  # removed in the portal
+    client_tenant.emulator.put_policy(client_tenant.tenant, victim)
+    preview = project.preview_json(STACK)
+    updates = [s["urn"].split("::")[-1] for s in steps_of(preview, "update", EXCLUSION)]
+    assert updates == [f"msp-exclusions-{victim_id}"], "the preview shows exactly the drifted policy"
+
+    client_tenant.emulator.clear_log()
+    project.run("up", "--yes", "--skip-preview", "--stack", STACK)
+    sent = client_tenant.emulator.requests(path_contains="/v1.0/", tenant=client_tenant.tenant)
+    assert sorted(r.method for r in sent) == ["GET", "GET", "PATCH"], "the listing, a fresh GET and a PATCH"
+    assert msp_is_excluded(
+        client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP
+    )
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
