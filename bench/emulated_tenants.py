@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +36,19 @@ from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
 from dynamic_providers import credentials  # noqa: E402
 from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env  # noqa: E402
 from tests.emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
-from tests.emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources  # noqa: E402
+from tests.emulators.provider_host import MiniEngine, ProviderHost, StateEntry, collect_dynamic_resources  # noqa: E402
 from tests.helpers import to_runtime_config  # noqa: E402
 from tests.part_d import MSP, policy  # noqa: E402
 
 CA_PATH = "/identity/conditionalAccess/"
+MSP_EXCLUDED = {  # the MSP's service-provider users excluded, as Part D writes it
+    "guestOrExternalUserTypes": "serviceProvider",
+    "externalTenants": {
+        "@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
+        "membershipKind": "enumerated",
+        "members": [MSP],
+    },
+}
 _declare_lock = threading.Lock()
 
 
@@ -123,13 +131,15 @@ class Lab:
                 os.environ[key] = value
         credentials.reset_cache()
 
-    def open_tenants(self, sizes: Sequence[int]) -> list[str]:
-        """Tenants with `sizes[i]` policies each (none excludes the MSP yet); the app consented in all."""
+    def open_tenants(self, sizes: Sequence[int], *, covered: bool = False) -> list[str]:
+        """Tenants with `sizes[i]` policies each, none excluding the MSP yet (`covered`: all of them already
+        do, a converged fleet); the app consented in all."""
         tenants = [str(uuid.uuid4()) for _ in sizes]
         self.emulator.register_app(self.client_id, self.secret, MSP, consented_tenants=tenants, graph_roles=GRAPH_ROLES)
+        extra = {"excludeGuestsOrExternalUsers": MSP_EXCLUDED} if covered else {}
         for tenant, size in zip(tenants, sizes, strict=True):
             for i in range(size):
-                self.emulator.put_policy(tenant, policy(f"client policy {i + 1:03d}"))
+                self.emulator.put_policy(tenant, policy(f"client policy {i + 1:03d}", **extra))
         self.env = graph_client_env(
             self.emulator.url, self.emulator.ca_bundle, self.client_id, self.secret, str(self.rate.interval_s)
         )
@@ -151,12 +161,12 @@ class Lab:
         return to_runtime_config(raw)
 
     @contextmanager
-    def session(self, tenant: str) -> Iterator[HostSession]:
-        """A provider host for the tenant's stack (as the engine starts one per `pulumi up`)."""
+    def session(self, tenant: str, state: Mapping[str, StateEntry] | None = None) -> Iterator[HostSession]:
+        """A provider host for the tenant's stack (as the engine starts one per `pulumi up`), on `state`."""
         started = time.monotonic()
         with ProviderHost(ROOT, env=self.env, stack=f"client-{tenant[:8]}") as host:
             host.configure(self.stack_config(tenant))
-            session = HostSession(MiniEngine(host), start_s=time.monotonic() - started)
+            session = HostSession(MiniEngine(host, state), start_s=time.monotonic() - started)
             try:
                 yield session
             finally:

@@ -910,9 +910,10 @@ class MiniEngine:
     real CLI doing exactly this (docs/engine.md).
     """
 
-    def __init__(self, host: ProviderHost) -> None:
+    def __init__(self, host: ProviderHost, state: Mapping[str, StateEntry] | None = None) -> None:
+        """`state`: what an earlier run left (the engine's state backend), for a later run's fresh host."""
         self.host = host
-        self._state: dict[str, StateEntry] = {}
+        self._state: dict[str, StateEntry] = dict(state or {})
 
     @property
     def state(self) -> Mapping[str, StateEntry]:
