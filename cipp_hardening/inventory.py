@@ -15,7 +15,6 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
-import requests
 from pulumi.runtime.mocks import MockMonitor
 
 from cipp_hardening.cipp_api import parse_list_body
@@ -47,6 +46,7 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
     if snapshot is not None:
         pulumi.log.warn(f"{SNAPSHOT_ENV} is ignored outside offline plans: listing the policies from Graph")
     tenant = stack.client_tenant.tenant_id
+    import requests  # only for a live listing: the offline plan never loads it (BENCHMARKS.md §1)
 
     def token() -> str:
         return credentials.access_token(

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from rich.console import Console
 from rich.table import Table
 
@@ -203,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     args = parser.parse_args(argv)
     console = Console()
+    import requests  # here, not at the top: `make plan` imports this module and never sends a request
+
     try:
         report = verify_stack(args.stack, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
     except (ConfigError, ScenarioFileError, OSError) as error:

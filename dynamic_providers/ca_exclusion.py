@@ -43,7 +43,7 @@ from cipp_hardening.exclusion import (
     remove_addition,
 )
 from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from dynamic_providers.graph_client import GraphClient, GraphError, pacer_for
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _client(props: dict[str, Any]) -> GraphClient:
         secret = credentials.secret(SECRET_KEY) if client_id else None
         return credentials.access_token(tenant, f"{graph_url}/.default", client_id=client_id, client_secret=secret)
 
-    return GraphClient(graph_url, tenant, token)
+    return GraphClient(graph_url, tenant, token, pacer=pacer_for(graph_url, tenant, after_another_process=True))
 
 
 def _policy_label(props: dict[str, Any]) -> str:

@@ -13,13 +13,15 @@ backoff and jitter, 4xx never. A client is created per provider call and closed 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
 from cipp_hardening.cipp_api import CippResponseError, Client, add_update_problems, parse_list_body
+
+if TYPE_CHECKING:
+    import requests
 
 ENDPOINT = "api/ExecApiClient"
 TIMEOUT = (10.0, 120.0)  # AddUpdate makes several Graph calls on CIPP's side and can take seconds (§13)
@@ -49,6 +51,8 @@ class CippAccessDenied(CippHttpError):
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, CippHttpError):
         return exc.retryable
+    import requests  # only where a request is sent: the offline plan never loads it (BENCHMARKS.md §1)
+
     return isinstance(exc, requests.Timeout | requests.ConnectionError)
 
 
@@ -92,6 +96,8 @@ class CippClient:
         self._token = token
         self._max_attempts = max_attempts
         self._wait = wait or wait_exponential_jitter(initial=1, max=20, jitter=1)
+        import requests  # only where a request is sent: the offline plan never loads it (BENCHMARKS.md §1)
+
         self._session = requests.Session()
         self.sent = 0
 

@@ -19,15 +19,14 @@ import functools
 import hashlib
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import TokenCredential
-from azure.identity import (
-    AzureAuthorityHosts,
-    AzureCliCredential,
-    ClientSecretCredential,
-    WorkloadIdentityCredential,
-)
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+# azure.identity's AzureAuthorityHosts.AZURE_PUBLIC_CLOUD. azure-identity itself is imported only when a
+# token is needed: the offline plan never loads it (BENCHMARKS.md §1).
+PUBLIC_CLOUD = "login.microsoftonline.com"
 
 _secrets: dict[str, str] = {}
 _secrets_lock = threading.Lock()
@@ -51,12 +50,12 @@ def secret(name: str, env_var: str | None = None) -> str | None:
 
 
 def authority_host() -> str:
-    return os.environ.get("AZURE_AUTHORITY_HOST", AzureAuthorityHosts.AZURE_PUBLIC_CLOUD).rstrip("/")
+    return os.environ.get("AZURE_AUTHORITY_HOST", PUBLIC_CLOUD).rstrip("/")
 
 
 def _is_public_cloud(authority: str) -> bool:
     host = authority.removeprefix("https://").removeprefix("http://").rstrip("/")
-    return host == AzureAuthorityHosts.AZURE_PUBLIC_CLOUD
+    return host == PUBLIC_CLOUD
 
 
 def _common_options(authority: str) -> dict[str, Any]:
@@ -71,6 +70,8 @@ def _common_options(authority: str) -> dict[str, Any]:
 def _credential(tenant_id: str, client_id: str | None, secret_digest: str | None, authority: str) -> TokenCredential:
     # Cached per process so 195 policies do not mean 195 token requests; the secret itself is looked
     # up again (the cache key only carries its digest).
+    from azure.identity import AzureCliCredential, ClientSecretCredential, WorkloadIdentityCredential
+
     options = _common_options(authority)
     if client_id and secret_digest:
         return ClientSecretCredential(tenant_id, client_id, _secret_by_digest(secret_digest), **options)
