@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from cipp_hardening.config import PROJECT, ConfigError, MspStack
@@ -114,10 +114,10 @@ def print_plan(document: PlanDocument, console: Console) -> None:
         if resource["graph"] is not None:
             body = {k: v for k, v in resource["graph"].items() if k != "id"}
             title = f"{resource['name']} → Microsoft Graph v1.0 body ({_short_type(resource['type'])})"
-            console.print(Panel(Syntax(json.dumps(body, indent=2), "json", word_wrap=True), title=title))
+            console.print(Panel(_json_block(body, console), title=title))
         elif resource["custom"] and not resource["type"].endswith(":CaExclusion"):
             title = f"{resource['name']} ({_short_type(resource['type'])}) inputs"
-            console.print(Panel(Syntax(json.dumps(resource["inputs"], indent=2), "json", word_wrap=True), title=title))
+            console.print(Panel(_json_block(resource["inputs"], console), title=title))
     _print_client_tables(document.outputs, console)
     if document.matrix is not None:
         title = "scenario matrix: what the policies do to the sign-ins that matter, after `pulumi up`"
@@ -130,6 +130,17 @@ def print_plan(document: PlanDocument, console: Console) -> None:
         "[dim]Object ids are offline placeholders; Graph assigns the real ones on create. "
         "This shows what the program declares, not a diff against deployed state.[/]"
     )
+
+
+def _json_block(value: Any, console: Console) -> RenderableType:
+    """Highlighted JSON on a terminal; plain text elsewhere (CI logs, files), where colour is dropped
+    anyway and highlighting (pygments) costs a fifth of the plan's run time."""
+    text = json.dumps(value, indent=2)
+    if not console.is_terminal:
+        return Text(text)
+    from rich.syntax import Syntax
+
+    return Syntax(text, "json", word_wrap=True)
 
 
 def _print_client_tables(outputs: dict[str, Any], console: Console) -> None:

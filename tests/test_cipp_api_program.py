@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+from rich.console import Console
 
 from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRunError
-from cipp_hardening.plan import build_plan, main
+from cipp_hardening.plan import build_plan, main, print_plan
 from tests.helpers import ROOT, msp_raw, run_main
 
 EXAMPLE_CLIENTS = ROOT / "examples" / "prod-cipp-clients.json"
@@ -144,3 +147,17 @@ def test_plan_command_takes_a_cipp_clients_file(tmp_path: Path, capsys: pytest.C
     document = json.loads(target.read_text())
     assert document["outputs"]["cippApiManagedClientIds"] == [MANAGER, RMM]
     assert any(PSA in w for w in document["warnings"])
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_printed_plan_shows_the_graph_bodies_on_a_terminal_and_in_a_log(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    """Highlighted on a terminal, plain in CI logs and files: the same JSON either way."""
+    monkeypatch.setenv(CIPP_SNAPSHOT_ENV, str(EXAMPLE_CLIENTS))
+    document = build_plan("prod")
+    output = io.StringIO()
+    print_plan(document, Console(file=output, force_terminal=terminal, width=200))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", output.getvalue())
+    assert '"cidrAddress": "203.0.113.0/24"' in text
+    assert '"includeLocations": [' in text
