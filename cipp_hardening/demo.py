@@ -51,6 +51,7 @@ from cipp_hardening.verify import (
     token_source,
     verify,
 )
+from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
 from dynamic_providers.graph_client import GraphClient
@@ -211,7 +212,7 @@ def demo_world(corpus: Path | None = CORPUS) -> Iterator[DemoWorld]:
 
 def stack_file_raw(stack: str) -> dict[str, Any]:
     """The `config:` map of Pulumi.<stack>.yaml, our namespace stripped."""
-    loaded = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")) or {}
+    loaded = read_yaml(ROOT / f"Pulumi.{stack}.yaml") or {}
     return {k.removeprefix(f"{PROJECT}:"): v for k, v in (loaded.get("config") or {}).items()}
 
 

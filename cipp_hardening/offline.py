@@ -121,9 +121,9 @@ def stack_file_config(stack_file: Path, project: str, overrides: Mapping[str, An
     """
     import json
 
-    import yaml
+    from cipp_hardening.yamlfile import read_yaml
 
-    raw = (yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}).get("config") or {}
+    raw = (read_yaml(stack_file) or {}).get("config") or {}
     config: dict[str, str] = {}
     for key, value in {**raw, **(overrides or {})}.items():
         if isinstance(value, Mapping) and set(value) == {"secure"}:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cipp_hardening.config import PROJECT, ConfigError, parse_stack_config
+from cipp_hardening.yamlfile import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -27,7 +28,7 @@ class OnboardError(ValueError):
 
 def msp_tenant_id(msp_stack_file: Path) -> str:
     try:
-        config = (yaml.safe_load(msp_stack_file.read_text(encoding="utf-8")) or {}).get("config") or {}
+        config = (read_yaml(msp_stack_file) or {}).get("config") or {}
     except FileNotFoundError:
         raise OnboardError(f"{msp_stack_file.name} not found: the MSP tenant id is read from the MSP stack") from None
     tenant = config.get("azuread:tenantId")

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -80,6 +81,7 @@ from cipp_hardening.evaluator import (
     Verdict,
 )
 from cipp_hardening.exclusion import exclude_cipp, select_policies
+from cipp_hardening.yamlfile import read_yaml
 
 
 class Expectation(StrEnum):
@@ -125,7 +127,7 @@ def address_outside(cidrs: Iterable[str], candidates: Sequence[str] = _OUTSIDE_C
     """The first candidate outside every range, else the first public x.0.0.1 address that is."""
     networks = _networks(cidrs)
     fallback = (f"{octet}.0.0.1" for octet in range(1, 224) if ipaddress.ip_address(f"{octet}.0.0.1").is_global)
-    for text in (*candidates, *fallback):
+    for text in itertools.chain(candidates, fallback):  # the fallback only when every candidate is inside
         if not any(ipaddress.ip_address(text) in n for n in networks):
             return text
     raise ValueError("every candidate address is inside a trusted range")
@@ -528,7 +530,7 @@ def load_scenarios_file(path: str | Path) -> list[Scenario]:
     """The scenarios of a YAML file; raises ScenarioFileError listing every problem."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = read_yaml(path)
     except OSError as exc:
         raise ScenarioFileError(path, [f"cannot be read ({exc.strerror or exc})"]) from None
     except yaml.YAMLError as exc:
@@ -647,7 +649,7 @@ def user_scenarios(config: StackConfig, root: Path) -> list[Scenario]:
 
 def config_from_stack_file(stack_file: Path) -> StackConfig:
     """Pulumi.<stack>.yaml → validated config (raises ConfigError). Secure values count as set."""
-    loaded = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
+    loaded = read_yaml(stack_file) or {}
     raw: dict[str, Any] = {}
     for key, value in (loaded.get("config") or {}).items():
         if isinstance(value, Mapping) and set(value) == {"secure"}:
