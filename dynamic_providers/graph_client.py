@@ -157,15 +157,13 @@ class GraphClient:
         return retrying(self._attempt, method, path, body, params)
 
     def _attempt(self, method: str, path: str, body: Any, params: dict[str, str] | None) -> requests.Response:
+        # The token first: fetching one can take a while, and the paced moment must be the request's own
+        # (a request sent late after its turn leaves the next one less than an interval behind it: a 429).
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
         self._pacer.wait_turn()
         self.sent += 1
         response = self._session.request(
-            method,
-            self.url(path),
-            json=body,
-            params=params,
-            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-            timeout=TIMEOUT,
+            method, self.url(path), json=body, params=params, headers=headers, timeout=TIMEOUT
         )
         if response.status_code >= 400:
             raise _error_from(method, path, response)

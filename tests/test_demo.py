@@ -23,7 +23,6 @@ def test_the_demo_with_the_bundled_samples() -> None:
     text = output.getvalue()
 
     assert outcome.ok
-    assert outcome.seconds < 30
     broken_before = {name: {r.name for r in report.matrix.failures} for name, report in outcome.before.items()}
     assert broken_before == {
         "prod": {
