@@ -61,13 +61,14 @@ fleet: $(VENV)/.runtime
 	$(BIN)/python -m cipp_hardening.fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
 	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)")
 
-## bench: the benchmarks of BENCHMARKS.md, about twenty minutes (the Part D benches run at the real 1 request/s
+## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_plan.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_evaluator.py
 	$(BIN)/python bench/bench_part_d.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when

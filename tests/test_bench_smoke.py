@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bench_evaluator, bench_fleet, bench_part_d, bench_plan
+from bench import bench_evaluator, bench_fleet, bench_part_d, bench_plan, bench_reconcile
 from bench.emulated_tenants import Rate
 
 pytestmark = pytest.mark.e2e
@@ -47,3 +47,13 @@ def test_evaluator_bench_short_run(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     monkeypatch.setattr(bench_evaluator, "RUNS", 1)
     assert bench_evaluator.main() == 0
     assert "evals/s" in capsys.readouterr().out
+
+
+def test_reconcile_bench_three_tenants() -> None:
+    row = bench_reconcile.reconcile(3, 2, FAST, 0.2, 1)
+    _adopted, converged, drifted = row["passes"]
+    assert all(p["converged"] and p["succeeded"] == 3 for p in row["passes"])
+    assert (converged["requests"], converged["writes"], converged["changes"]) == (3, 0, {})
+    assert drifted["writes"] == row["drifted"] >= 1
+    assert drifted["requests"] >= 3 + 2 * row["drifted"]
+    assert "tenants" in bench_reconcile.describe(row)
