@@ -1,7 +1,7 @@
 """Offline Conditional Access "what if" evaluation over Microsoft Graph v1.0 policy JSON.
 
 Answers, for one sign-in, which policies apply and what the combined effect is, following the
-documented semantics in /work/shared/reference/graph-ca.md §5.3 (assignments ANDed, exclude beats
+documented semantics in the Graph research notes (graph-ca.md §5.3) (assignments ANDed, exclude beats
 include, all applying policies must be satisfied, block wins, report-only not enforced, disabled
 ignored). Stdlib only, no I/O.
 

@@ -1,6 +1,6 @@
 """A loopback emulator of CIPP-API: `/api/ExecApiClient` and the request pipeline in front of it.
 
-It follows /work/shared/reference/cipp-api.md (cited below as §n) over real HTTPS:
+It follows the CIPP-API research notes (cipp-api.md, cited below as §n) over real HTTPS:
 
     EasyAuth (bearer token, allowed applications/audiences, tenant)      → 401
     New-CippCoreRequest (unknown endpoint)                               → 404 "Endpoint not found"

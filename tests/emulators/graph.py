@@ -10,7 +10,7 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
 
 Tests steer it from Python: tenants and state (``load_policies``, ``put_policy``...), throttling
 (graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
-refer to /work/shared/reference/graph-ca.md.
+refer to the Graph research notes (graph-ca.md).
 
 Usage::
 
