@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from cipp_hardening.demo import CIPP_CLIENTS, OFFICE_CALLER, OUTSIDE_CALLER, RMM, RUNNER_IP, DemoWorld, demo_world
+from cipp_hardening.demo import (
+    CIPP_CLIENTS,
+    OFFICE_CALLER,
+    OUTSIDE_CALLER,
+    RMM,
+    RUNNER_IP,
+    DemoWorld,
+    demo_world,
+    engine_env,
+    msp_stack,
+)
 from tests.engine.cli import PulumiFailed, PulumiProject, state_reveals, steps_of
 from tests.helpers import ROOT
 
@@ -32,32 +42,10 @@ def world() -> Iterator[DemoWorld]:
         yield seeded
 
 
-def graph_env(world: DemoWorld) -> dict[str, str]:
-    """What `make verify` needs: the deployer's app against the Graph emulator."""
-    client_id, secret = world.deployer
-    return {
-        "AZURE_AUTHORITY_HOST": world.graph.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(world.tls.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
-
-
 @pytest.fixture
 def project(pulumi_cli: Path, tmp_path: Path, world: DemoWorld) -> PulumiProject:
-    client_id, secret = world.deployer
-    env = {
-        # Part C: tokens from CIPP's tenant (the CIPP emulator is its own login endpoint).
-        "AZURE_AUTHORITY_HOST": world.cipp.url,
-        "REQUESTS_CA_BUNDLE": str(world.tls.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-        # azuread: its own ARM_* credentials, as the real provider reads them, against the Graph emulator.
-        "ARM_CLIENT_ID": client_id,
-        "ARM_CLIENT_SECRET": secret,
-        "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
-        "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
-    }
+    # Part C's tokens from CIPP's tenant, azuread's own ARM_* credentials against the Graph emulator.
+    env = engine_env(world, msp_stack(world))
     pulumi = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
     shutil.copy(ROOT / f"Pulumi.{STACK}.yaml", pulumi.workdir / f"Pulumi.{STACK}.yaml")
     pulumi.stack_init(STACK)
@@ -72,7 +60,7 @@ def make_verify(project: PulumiProject, world: DemoWorld) -> subprocess.Complete
     stack_file = project.workdir / f"Pulumi.{STACK}.yaml"
     return subprocess.run(
         ["make", "-s", "-C", str(ROOT), "verify", f"STACK={STACK}", f"STACK_FILE={stack_file}"],
-        env={**project.env, **graph_env(world)},
+        env={**project.env, **{k: v for k, v in world.graph_env().items() if v is not None}},
         capture_output=True,
         text=True,
         timeout=300,

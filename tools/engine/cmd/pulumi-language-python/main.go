@@ -166,22 +166,6 @@ func (h *pythonHost) GetRequiredPackages(
 	return resp, nil
 }
 
-func (h *pythonHost) GetRequiredPlugins(
-	ctx context.Context, req *pulumirpc.GetRequiredPluginsRequest,
-) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	packages, err := h.pluginPackages(ctx, req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	resp := &pulumirpc.GetRequiredPluginsResponse{}
-	for _, p := range packages {
-		resp.Plugins = append(resp.Plugins, &pulumirpc.PluginDependency{
-			Kind: "resource", Name: p.Name, Version: normaliseVersion(p.Version), Server: p.Server,
-		})
-	}
-	return resp, nil
-}
-
 func normaliseVersion(v string) string {
 	if v == "" || strings.HasPrefix(v, "v") {
 		return v
