@@ -34,9 +34,9 @@ if str(ROOT) not in sys.path:
 from bench.machine_info import machine  # noqa: E402, F401  (re-exported for the benches)
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
 from dynamic_providers import credentials  # noqa: E402
-from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env  # noqa: E402
-from tests.emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
-from tests.emulators.provider_host import MiniEngine, ProviderHost, StateEntry, collect_dynamic_resources  # noqa: E402
+from emulators.clients import GRAPH_ROLES, graph_client_env  # noqa: E402
+from emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
+from emulators.provider_host import MiniEngine, ProviderHost, StateEntry, collect_dynamic_resources  # noqa: E402
 from tests.helpers import to_runtime_config  # noqa: E402
 from tests.part_d import MSP, policy  # noqa: E402
 

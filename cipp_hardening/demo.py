@@ -55,13 +55,12 @@ from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
 from dynamic_providers.graph_client import GraphClient
-from tests.emulators.cipp import CippEmulator
-from tests.emulators.cipp_fixtures import CippCaller
-from tests.emulators.fixtures import graph_client_env
-from tests.emulators.graph import GraphEmulator
-from tests.emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
-from tests.emulators.tls import TestTLS, make_test_tls
-from tests.engine.cli import PulumiProject, find_cli
+from emulators.cipp import CippEmulator
+from emulators.clients import CippCaller, graph_client_env
+from emulators.graph import GraphEmulator
+from emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
+from emulators.pulumi_project import PulumiProject, find_cli
+from emulators.tls import TestTLS, make_test_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -454,7 +453,7 @@ def apply_all_with_engine(
             console.print(f"[bold]{stack.name}, {parts}[/]: `pulumi up` → {outcome.applied[stack.name]}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    console.print("  (azuread resources through the test stand-in plugin, tests/engine/standin: docs/engine.md)")
+    console.print("  (azuread resources through the test stand-in plugin, tools/standin: docs/engine.md)")
 
 
 def apply_all_in_process(world: DemoWorld, stacks: list[DemoStack], outcome: DemoOutcome, console: Console) -> None:

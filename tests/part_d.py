@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env, use_env
-from tests.emulators.graph import GraphEmulator
+from emulators.clients import GRAPH_ROLES, graph_client_env
+from emulators.graph import GraphEmulator
+from tests.emulators.fixtures import use_env
 from tests.helpers import to_runtime_config
 
 MSP = "00000000-0000-0000-0000-00000000a001"

@@ -11,7 +11,7 @@ from pulumi.dynamic import CreateResult, ReadResult
 
 from cipp_hardening.exclusion import ENUMERATED_TENANTS, msp_is_excluded
 from dynamic_providers.ca_exclusion import CaExclusionProvider, ExclusionError
-from tests.emulators.graph import GraphEmulator
+from emulators.graph import GraphEmulator
 from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, policy
 
 OTHER = "00000000-0000-0000-0000-0000000e0001"

@@ -34,11 +34,11 @@ from dynamic_providers.cipp_api_client_ranges import (
     CippApiClientRangesProvider,
 )
 from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippHttpError
+from emulators.cipp import API_CLIENT_DENIED, CippEmulator, RequestRecord
+from emulators.clients import CallerFactory, CippCaller
+from emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
+from emulators.tls import TestTLS as Tls
 from tests.emulators import cipp_fixtures
-from tests.emulators.cipp import API_CLIENT_DENIED, CippEmulator, RequestRecord
-from tests.emulators.cipp_fixtures import CallerFactory, CippCaller
-from tests.emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
-from tests.emulators.tls import TestTLS as Tls
 from tests.helpers import ROOT, msp_raw, to_runtime_config
 
 cipp_tls = cipp_fixtures.cipp_tls

@@ -21,7 +21,7 @@ from cipp_hardening.cipp_api import (
     unrestricted_message,
     validate_inputs,
 )
-from tests.emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
+from emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
 
 MANAGER = "00000000-0000-0000-0000-0000000e0001"
 RMM = "00000000-0000-0000-0000-0000000e0002"

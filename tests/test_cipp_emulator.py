@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.emulators import cipp_fixtures
-from tests.emulators.cipp import (
+from emulators.cipp import (
     API_CLIENT_DENIED,
     ENDPOINT_NOT_FOUND,
     MCP_CONFIGURED,
@@ -20,13 +19,14 @@ from tests.emulators.cipp import (
     CippEmulator,
     client_ip_from_xff,
 )
-from tests.emulators.cipp_fixtures import (
+from emulators.clients import (
     CIPP_TENANT_ID,
     CallerFactory,
     CippCaller,
     client_credentials_response,
     token_endpoint_response,
 )
+from tests.emulators import cipp_fixtures
 
 # The fixtures, bound here by name (an import would make every test argument "shadow" it for ruff).
 cipp_tls = cipp_fixtures.cipp_tls
@@ -650,7 +650,7 @@ def test_list_available(cipp_caller: CallerFactory) -> None:
 # -- command line ---------------------------------------------------------------------------------------
 def test_cli_starts_serves_and_stops() -> None:
     client_id = "abcdef01-2345-6789-abcd-ef0123456789"
-    command = ["-m", "tests.emulators.cipp", "--port", "0", "--client", f"{client_id}:editor:127.0.0.0/8:true"]
+    command = ["-m", "emulators.cipp", "--port", "0", "--client", f"{client_id}:editor:127.0.0.0/8:true"]
     with subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

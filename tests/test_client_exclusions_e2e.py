@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from cipp_hardening.exclusion import exclude_msp, msp_is_excluded, select_policies
+from emulators.graph import GraphEmulator
+from emulators.provider_host import DeclaredResources, MiniEngine, ProviderHost, collect_dynamic_resources
 from tests.conftest import CORPUS, require_corpus
-from tests.emulators.graph import GraphEmulator
-from tests.emulators.provider_host import DeclaredResources, MiniEngine, ProviderHost, collect_dynamic_resources
 from tests.helpers import ROOT
 from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, policy
 

@@ -20,9 +20,9 @@ import pytest
 import requests
 from azure.identity import ClientSecretCredential
 
-from tests.emulators import fixtures, tls
-from tests.emulators.fixtures import CA_BASE, GraphApp, GraphClient
-from tests.emulators.graph import (
+from emulators import tls
+from emulators.clients import CA_BASE, GraphApp, GraphClient
+from emulators.graph import (
     ENUMS,
     POLICY_1007,
     TYPES,
@@ -31,7 +31,8 @@ from tests.emulators.graph import (
     json_files,
     read_json_document,
 )
-from tests.emulators.identity import Directory
+from emulators.identity import Directory
+from tests.emulators import fixtures
 
 # tests/conftest.py may not list tests.emulators.fixtures in pytest_plugins, so bring the fixtures in here.
 emulator_tls = fixtures.emulator_tls
@@ -831,7 +832,7 @@ def cli_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[st
     policies.mkdir()
     (policies / "one.json").write_text(json.dumps(policy_body(displayName="from disk")))
     tenant = str(uuid.uuid4())
-    command = [sys.executable, "-m", "tests.emulators.graph", "--port", "0", "--tenant", tenant]
+    command = [sys.executable, "-m", "emulators.graph", "--port", "0", "--tenant", tenant]
     command += ["--policies", str(policies), "--ca-bundle-out", str(tmp_path / "ca.pem")]
     process = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}

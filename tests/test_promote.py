@@ -17,8 +17,9 @@ from cipp_hardening.config import MspStack, parse_stack_config
 from cipp_hardening.promote import Request, config_of, main, promote
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphError
-from tests.emulators.fixtures import GRAPH_ROLES, graph_client_env, use_env
-from tests.emulators.graph import GraphEmulator
+from emulators.clients import GRAPH_ROLES, graph_client_env
+from emulators.graph import GraphEmulator
+from tests.emulators.fixtures import use_env
 from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT, SERVICE_ACCOUNT, raw_config, run_main
 
 PART_A_NAME = "Block CIPP Access - Outside Trusted IPs"

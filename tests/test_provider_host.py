@@ -1,4 +1,4 @@
-"""Tests for the provider-host harness (tests/emulators/provider_host.py) using the toy provider."""
+"""Tests for the provider-host harness (emulators/provider_host.py) using the toy provider."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import grpc
 import pulumi
 import pytest
 
-from tests.emulators.provider_host import (
+from emulators.provider_host import (
     PROVIDER_KEY,
     DeclaredResources,
     EngineError,

@@ -16,8 +16,9 @@ from cipp_hardening.plan import build_plan
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
 from cipp_hardening.verify import EXIT_BROKEN, EXIT_MISSING_EXCLUSIONS, GRAPH_SECRET_ENV, VerifyReport, main
 from dynamic_providers import credentials
-from tests.emulators.fixtures import graph_client_env, use_env
-from tests.emulators.graph import GraphEmulator
+from emulators.clients import graph_client_env
+from emulators.graph import GraphEmulator
+from tests.emulators.fixtures import use_env
 from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT
 
 CLIENT_TENANT = "00000000-0000-0000-0000-0000000c0001"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.cli import NO_ENGINE, find_cli
+from emulators.pulumi_project import NO_ENGINE, find_cli
 
 
 def pytest_report_header(config: pytest.Config) -> str:

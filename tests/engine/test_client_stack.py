@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from cipp_hardening.exclusion import msp_is_excluded, select_policies
+from emulators.clients import GRAPH_ROLES
+from emulators.graph import GraphEmulator
+from emulators.pulumi_project import PulumiFailed, PulumiProject, operation_counts, state_reveals, steps_of
 from tests.conftest import CORPUS
-from tests.emulators.fixtures import GRAPH_ROLES
-from tests.emulators.graph import GraphEmulator
-from tests.engine.cli import PulumiFailed, PulumiProject, operation_counts, state_reveals, steps_of
 from tests.helpers import ROOT
 from tests.part_d import policy
 

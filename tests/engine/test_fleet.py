@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 
 from cipp_hardening.exclusion import msp_is_excluded
-from tests.emulators.fixtures import GRAPH_ROLES
-from tests.emulators.graph import GraphEmulator
-from tests.engine.cli import PulumiProject
+from emulators.clients import GRAPH_ROLES
+from emulators.graph import GraphEmulator
+from emulators.pulumi_project import PulumiProject
 from tests.helpers import ROOT
 
 MSP = "00000000-0000-0000-0000-00000000a001"

@@ -26,7 +26,7 @@ from cipp_hardening.demo import (
     engine_env,
     msp_stack,
 )
-from tests.engine.cli import PulumiFailed, PulumiProject, state_reveals, steps_of
+from emulators.pulumi_project import PulumiFailed, PulumiProject, state_reveals, steps_of
 from tests.helpers import ROOT
 
 STACK = "prod"

@@ -1,6 +1,6 @@
 """The test-only azuread stand-in plugin, launched like the engine launches plugins and driven over gRPC.
 
-It runs through its launcher script (tests/engine/standin/pulumi-resource-azuread), against the
+It runs through its launcher script (tools/standin/pulumi-resource-azuread), against the
 loopback Graph emulator, with the MSP stack's resources as the offline run renders them
 (tests/helpers.py). No Pulumi CLI is needed: this suite checks the stand-in itself, which the CLI tests rely on.
 """
@@ -31,11 +31,11 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi_azuread import _inputs, conditional_access_policy, named_location
 
-from tests.emulators.fixtures import GraphApp, graph_client_env
-from tests.emulators.graph import GraphEmulator
-from tests.emulators.provider_host import from_struct, secret, to_struct
-from tests.engine.standin import azuread_standin as standin
+from emulators.clients import GraphApp, graph_client_env
+from emulators.graph import GraphEmulator
+from emulators.provider_host import from_struct, secret, to_struct
 from tests.helpers import msp_raw, run_main
+from tools.standin import azuread_standin as standin
 
 LAUNCHER = Path(standin.__file__).resolve().parent / "pulumi-resource-azuread"
 UNKNOWN = standin.UNKNOWN

@@ -14,7 +14,7 @@ shared identity `Directory` so tokens stop working when CIPP deletes a secret).
 `faithful=True` reproduces CIPP-API 10.8.2 exactly, bugs included; `faithful=False` applies the two
 fixes the spec names: a stored "[]" reads back as Any (CyberDrain/CIPP#472) and /0 masks are unsigned.
 
-Run standalone: `python -m tests.emulators.cipp --port 8443 --client <guid>:editor:203.0.113.0/24:true`.
+Run standalone: `python -m emulators.cipp --port 8443 --client <guid>:editor:203.0.113.0/24:true`.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from types import TracebackType
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.emulators.identity import Directory, InvalidToken, openid_configuration
-from tests.emulators.tls import TestTLS, make_test_tls
+from emulators.identity import Directory, InvalidToken, openid_configuration
+from emulators.tls import TestTLS, make_test_tls
 
 DEFAULT_TENANT_ID = "3f2a6c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
 PARTITION_KEY = "ApiClients"
@@ -1291,7 +1291,7 @@ def seed_client_from_cli(emulator: CippEmulator, spec: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulators.cipp", description="Loopback CIPP-API emulator")
+    parser = argparse.ArgumentParser(prog="python -m emulators.cipp", description="Loopback CIPP-API emulator")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--tenant", default=DEFAULT_TENANT_ID)

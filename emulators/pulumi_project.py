@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ENGINE_BIN = ROOT / ".tools" / "bin"
-STANDIN_BIN = Path(__file__).resolve().parent / "standin"
+STANDIN_BIN = ROOT / "tools" / "standin"
 PASSPHRASE = "e2e-passphrase-not-a-secret"
 # What the program needs from the repository: the program, its packages, the policy pack, the examples
 # and the virtualenv (Pulumi.yaml and PulumiPolicy.yaml name it relative to themselves).

@@ -3,7 +3,7 @@
 It serves, on one ``https://127.0.0.1:PORT`` origin:
 
 * the identity platform endpoints MSAL/azure-identity fetch (OpenID configuration, token endpoint),
-  backed by :class:`tests.emulators.identity.Directory`;
+  backed by :class:`emulators.identity.Directory`;
 * ``/v1.0/identity/conditionalAccess/{policies,namedLocations,deletedItems/...}`` with Graph's
   validation, PATCH merge semantics, canonical GET shapes, paging and error envelope;
 * ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging.
@@ -22,7 +22,7 @@ Usage::
         ClientSecretCredential(tenant_id, client_id, secret, authority=graph.url,
                                disable_instance_discovery=True, connection_verify=str(graph.ca_bundle))
 
-CLI: ``python -m tests.emulators.graph --port N --tenant <guid> --policies <folder> [--ca-bundle-out path]``
+CLI: ``python -m emulators.graph --port N --tenant <guid> --policies <folder> [--ca-bundle-out path]``
 prints GRAPH_URL=, CA_BUNDLE=, TENANTS=, CLIENT_ID= and CLIENT_SECRET= lines and serves until interrupted.
 
 Decisions where the reference is silent:
@@ -74,8 +74,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from tests.emulators.identity import GRAPH_RESOURCE, AppRegistration, Directory, InvalidToken, openid_configuration
-from tests.emulators.tls import TestTLS, make_test_tls
+from emulators.identity import GRAPH_RESOURCE, AppRegistration, Directory, InvalidToken, openid_configuration
+from emulators.tls import TestTLS, make_test_tls
 
 log = logging.getLogger(__name__)
 
@@ -2168,7 +2168,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -------------------------------------------------------------------------------------------------
-# CLI: python -m tests.emulators.graph --port N --tenant <guid> --policies <folder>
+# CLI: python -m emulators.graph --port N --tenant <guid> --policies <folder>
 # -------------------------------------------------------------------------------------------------
 
 

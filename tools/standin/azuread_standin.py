@@ -8,7 +8,7 @@ Why it exists
     network access to download the released binary. The engine tests (tests/engine/) still need
     ``pulumi preview/up/refresh/destroy`` to run the program's ``azuread`` resources, so this module
     plays the plugin's part over the same gRPC ResourceProvider protocol, against the loopback Graph
-    emulator (tests/emulators/graph.py). It is never used outside tests.
+    emulator (emulators/graph.py). Only the engine tests and `make demo` use it, never a real stack.
 
 What it does
     * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
@@ -91,7 +91,7 @@ from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 from cipp_hardening import graph_render
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
-from tests.emulators.provider_host import from_struct, to_struct
+from emulators.provider_host import from_struct, to_struct
 
 PLUGIN_VERSION: Final = "6.11.1"  # pulumi_azuread/pulumi-plugin.json; a test keeps the two equal
 
@@ -1086,7 +1086,7 @@ def _reflects(kind: ResourceKind, obj: Mapping[str, Any], body: Mapping[str, Any
 
 
 # ---------------------------------------------------------------------------------------------------
-# Entry point: python -m tests.engine.standin.azuread_standin [engine address and flags, ignored]
+# Entry point: python -m tools.standin.azuread_standin [engine address and flags, ignored]
 # ---------------------------------------------------------------------------------------------------
 
 
