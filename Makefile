@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
+$(VENV)/.runtime: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .  # the console script cipp-hardening
 	touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $(VENV)/.runtime
@@ -21,7 +22,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $
 ## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials
 ##       (POLICIES=dir for client stacks, CIPP_CLIENTS=file for the CIPP-API clients; examples/ used by default)
 plan: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.plan --stack $(STACK) $(if $(JSON),--json $(JSON)) \
+	@$(BIN)/cipp-hardening plan --stack $(STACK) $(if $(JSON),--json $(JSON)) \
 	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies)) \
 	  $(if $(CIPP_CLIENTS),--cipp-clients $(CIPP_CLIENTS),$(if $(wildcard examples/$(STACK)-cipp-clients.json),--cipp-clients examples/$(STACK)-cipp-clients.json))
 
@@ -41,24 +42,24 @@ e2e: $(VENV)/.dev
 
 ## onboard-client: NAME=contoso TENANT=<guid> [MODE=direct SERVICE_ACCOUNT=<guid>] writes Pulumi.client-NAME.yaml
 onboard-client: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.onboard --name "$(NAME)" --tenant "$(TENANT)" --mode "$(or $(MODE),gdap)" \
+	@$(BIN)/cipp-hardening onboard --name "$(NAME)" --tenant "$(TENANT)" --mode "$(or $(MODE),gdap)" \
 	  $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)")
 
 ## verify: read-only check of a deployed stack (STACK=prod): the scenario matrix against the tenant's live policies
 ##         (Policy.Read.All; exit 3 on a broken invariant, 4 when a client policy still lacks the MSP exclusion)
 verify: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.verify --stack $(STACK) $(if $(JSON),--json $(JSON)) \
+	@$(BIN)/cipp-hardening verify --stack $(STACK) $(if $(JSON),--json $(JSON)) \
 	  $(if $(STACK_FILE),--stack-file "$(STACK_FILE)")
 
 ## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure); `pulumi up` through the
 ##       real CLI when `make engine` built one (or one is on PATH), in process otherwise (NO_ENGINE=1 forces that)
 demo: $(VENV)/.dev
-	$(BIN)/python -m cipp_hardening.demo $(if $(NO_ENGINE),--no-engine)
+	@$(BIN)/cipp-hardening demo $(if $(NO_ENGINE),--no-engine)
 
 ## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed
 fleet: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
+	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
 	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
@@ -74,7 +75,7 @@ bench: $(VENV)/.dev
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when
 ##          none would (or ACCEPT=1 after reading them); exit 1 when it refused, 2 on an error (README "Rolling out safely")
 promote: $(VENV)/.runtime
-	$(BIN)/python -m cipp_hardening.promote --stack $(STACK) --days "$(or $(DAYS),14)" $(if $(ACCEPT),--accept) \
+	@$(BIN)/cipp-hardening promote --stack $(STACK) --days "$(or $(DAYS),14)" $(if $(ACCEPT),--accept) \
 	  $(if $(POLICY_ID),--policy-id "$(POLICY_ID)")
 
 lint: $(VENV)/.dev

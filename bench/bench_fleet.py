@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python bench/bench_fleet.py             # real rate, 1 request/s per tenant (~5 min)
     .venv/bin/python bench/bench_fleet.py --quick     # 10 requests/s and 0.105 s pacing: same ratios, ~10x faster
 
-The scheduler is the fleet runner's own (`cipp_hardening.fleet.run_fleet`: bounded threads, per-stack
+The scheduler is the fleet runner's own (`cipp_hardening.commands.fleet.run_fleet`: bounded threads, per-stack
 logs, continue-on-error); only the per-stack runner is a stand-in for the Automation API: for each
 "stack" it runs a first `pulumi up` of one emulated tenant the way bench/emulated_tenants.py does (the program,
 then a fresh real provider host per tenant, as the engine starts one per stack operation).
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.emulated_tenants import Lab, Rate, TenantRun, machine  # noqa: E402
-from cipp_hardening.fleet import Outcome, run_fleet  # noqa: E402
+from cipp_hardening.commands.fleet import Outcome, run_fleet  # noqa: E402
 
 
 def tenant_sizes(count: int, largest: int) -> list[int]:

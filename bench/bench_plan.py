@@ -10,7 +10,7 @@ from wait4). The commands are interleaved run by run so they share the machine's
 reported, and the ratio of the plan to the baseline measured in the same run.
 
 * baseline: `python -c "import pulumi_azuread"` (what any program of this kind pays first);
-* plan prod: `python -m cipp_hardening.plan --stack prod` (the program under the recording mock runtime,
+* plan prod: `python -m cipp_hardening.commands.plan --stack prod` (the program under the recording mock runtime,
   the Graph bodies rendered, the plan printed to /dev/null);
 * plan client, N policies: the same for a client stack whose snapshot holds N policies (195: Graph's cap);
 * bootstrap: the state-backend program under mocks (pulumi-azure-native's storage and keyvault only).
@@ -99,7 +99,7 @@ def client_stack(folder: Path, size: int) -> list[str]:
     return [
         PY,
         "-m",
-        "cipp_hardening.plan",
+        "cipp_hardening.commands.plan",
         "--stack",
         "client-bench",
         "--stack-file",
@@ -117,7 +117,7 @@ def commands(folder: Path, client_policies: int) -> dict[str, list[str]]:
         "plan prod": [
             PY,
             "-m",
-            "cipp_hardening.plan",
+            "cipp_hardening.commands.plan",
             "--stack",
             "prod",
             "--cipp-clients",

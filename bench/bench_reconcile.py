@@ -7,7 +7,7 @@ Run from the repository root:
 
 Every tenant starts converged (each policy already excludes the MSP) and its stack is adopted by a first
 `up` (from the listing: no per-policy request). Then two measured passes of `up` over the whole fleet
-through the fleet runner (`cipp_hardening.fleet.run_fleet`, PARALLEL=8), each tenant with a fresh
+through the fleet runner (`cipp_hardening.commands.fleet.run_fleet`, PARALLEL=8), each tenant with a fresh
 provider host on the state the last pass left, as a nightly `make fleet ACTION=up` runs them:
 
 1. converged: nothing changed anywhere;
@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.emulated_tenants import CA_PATH, Lab, Rate, machine  # noqa: E402
+from cipp_hardening.commands.fleet import Outcome, run_fleet  # noqa: E402
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
-from cipp_hardening.fleet import Outcome, run_fleet  # noqa: E402
 from emulators.provider_host import StateEntry  # noqa: E402
 from tests.part_d import MSP  # noqa: E402
 

@@ -502,7 +502,7 @@ def _override_reason(reader: _Reader, obj: Mapping[str, Any], path: str) -> str 
     return reason or None
 
 
-# promotedAfter, written by `make promote` (cipp_hardening/promote.py): the evidence Part A was enabled on.
+# promotedAfter, written by `make promote` (cipp_hardening/commands/promote.py): the evidence Part A was enabled on.
 _PROMOTION_KEYS = {
     "policyId",
     "policyDisplayName",

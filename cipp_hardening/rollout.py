@@ -1,6 +1,6 @@
 """Rollout safety, the pure part: evidence from report-only sign-ins, the promotion record, prior state.
 
-Used by `make promote` (cipp_hardening/promote.py) and the CrossGuard pack (policy/policies.py).
+Used by `make promote` (cipp_hardening/commands/promote.py) and the CrossGuard pack (policy/policies.py).
 No I/O here: callers hand in Graph JSON, a `pulumi stack export` document or the engine's config map.
 
 Report-only results (Graph signIn.appliedConditionalAccessPolicies[].result): for a block policy,

@@ -12,10 +12,10 @@ import pulumi
 import pytest
 from rich.console import Console
 
+from cipp_hardening.commands.plan import build_plan, main, print_plan
 from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRunError
-from cipp_hardening.plan import build_plan, main, print_plan
 from tests.helpers import ROOT, msp_raw, run_main
 
 EXAMPLE_CLIENTS = ROOT / "examples" / "prod-cipp-clients.json"

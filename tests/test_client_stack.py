@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from cipp_hardening.commands.onboard import OnboardError, onboard
+from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import ClientStack, ConfigError, parse_stack_config
 from cipp_hardening.inventory import SNAPSHOT_ENV
-from cipp_hardening.onboard import OnboardError, onboard
-from cipp_hardening.plan import build_plan
 from dynamic_providers.ca_exclusion import CaExclusionProvider
 from tests.helpers import ROOT, raw_config, run_main, stack_yaml
 

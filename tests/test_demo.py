@@ -8,7 +8,7 @@ import os
 import pytest
 from rich.console import Console
 
-from cipp_hardening.demo import CIPP_CLIENTS, RMM, environment, main, run_demo
+from cipp_hardening.commands.demo import CIPP_CLIENTS, RMM, environment, main, run_demo
 from tests.conftest import require_corpus
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ import pytest
 from pulumi.automation import OpType
 from rich.console import Console
 
-from cipp_hardening import fleet
-from cipp_hardening.fleet import (
+from cipp_hardening.commands import fleet
+from cipp_hardening.commands.fleet import (
     FAILED,
     SKIPPED,
     SUCCEEDED,

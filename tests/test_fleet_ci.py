@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cipp_hardening import fleet_ci
-from cipp_hardening.fleet_ci import (
+from cipp_hardening.commands import fleet_ci
+from cipp_hardening.commands.fleet_ci import (
     GITHUB_MATRIX_LIMIT,
     batches,
     changed_stacks,
@@ -20,7 +20,7 @@ from cipp_hardening.fleet_ci import (
     render_matrix,
     stack_of,
 )
-from cipp_hardening.plan import build_plan
+from cipp_hardening.commands.plan import build_plan
 from tests.helpers import ROOT
 
 

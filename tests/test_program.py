@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cipp_hardening.commands.plan import build_plan, main
 from cipp_hardening.config import MspStack, parse_stack_config
 from cipp_hardening.offline import run_program
-from cipp_hardening.plan import build_plan, main
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
 from components.trusted_location import TrustedLocation, TrustedLocationArgs

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from rich.console import Console
 
+from cipp_hardening.commands.promote import Request, config_of, main, promote
 from cipp_hardening.config import MspStack, parse_stack_config
-from cipp_hardening.promote import Request, config_of, main, promote
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphError
 from emulators.clients import GRAPH_ROLES, graph_client_env

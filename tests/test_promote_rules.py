@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from cipp_hardening.commands.promote import PromoteError, promoted_stack_text
 from cipp_hardening.config import ConfigError, MspStack, parse_stack_config, raw_from_flat_config
-from cipp_hardening.promote import PromoteError, promoted_stack_text
 from cipp_hardening.rollout import (
     analyse_sign_ins,
     describe_transition,

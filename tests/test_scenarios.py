@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import ClientStack, MspStack, parse_stack_config
 from cipp_hardening.evaluator import SignIn
 from cipp_hardening.exclusion import msp_is_excluded
-from cipp_hardening.plan import build_plan
 from cipp_hardening.policy_files import load_policy_folder
 from cipp_hardening.scenarios import (
     Expectation,

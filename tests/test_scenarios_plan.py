@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cipp_hardening.commands.plan import PlanDocument, main, plan_matrix
 from cipp_hardening.inventory import SNAPSHOT_ENV
-from cipp_hardening.plan import PlanDocument, main, plan_matrix
 from tests.helpers import ROOT
 
 CONTOSO_POLICIES = ROOT / "examples" / "client-contoso-policies"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cipp_hardening import verify
-from cipp_hardening.plan import build_plan
+from cipp_hardening.commands import verify
+from cipp_hardening.commands.plan import build_plan
+from cipp_hardening.commands.verify import EXIT_BROKEN, EXIT_MISSING_EXCLUSIONS, GRAPH_SECRET_ENV, VerifyReport, main
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
-from cipp_hardening.verify import EXIT_BROKEN, EXIT_MISSING_EXCLUSIONS, GRAPH_SECRET_ENV, VerifyReport, main
 from dynamic_providers import credentials
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator

@@ -152,7 +152,7 @@ def test_preview_uses_oidc_the_policy_pack_and_comments_the_matrix() -> None:
     assert "head.repo.full_name == github.repository" in workflow["jobs"]["stacks"]["if"], "no OIDC for forks"
     matrix_step = step(workflow, "stacks", name="changed")["run"]
     assert "git diff --name-only --diff-filter=d" in matrix_step
-    assert "fleet_ci matrix --stacks 'client-*'" in matrix_step
+    assert "fleet-ci matrix --stacks 'client-*'" in matrix_step
     assert "--always prod" in matrix_step
     preview = workflow["jobs"]["preview"]
     assert preview["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
@@ -167,10 +167,10 @@ def test_preview_uses_oidc_the_policy_pack_and_comments_the_matrix() -> None:
     assert pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
     batch = step(workflow, "preview", name="batch")["run"]
-    assert "cipp_hardening.fleet --action preview" in batch
+    assert "cipp-hardening fleet --action preview" in batch
     plan = step(workflow, "preview", name="scenario matrix")["run"]
     assert 'make plan STACK="$stack" JSON=' in plan
-    assert "fleet_ci plan-comment" in plan
+    assert "fleet-ci plan-comment" in plan
     comment = step(workflow, "preview", uses="actions/github-script@v7")["with"]["script"]
     assert "plan-comments" in comment
     assert "updateComment" in comment
@@ -181,7 +181,7 @@ def test_drift_runs_nightly_over_all_client_stacks_in_a_matrix() -> None:
     assert "schedule" in workflow["on"]
     assert "workflow_dispatch" in workflow["on"]
     assert workflow["permissions"] == {"contents": "read", "id-token": "write"}
-    assert "fleet_ci matrix --stacks 'client-*'" in step(workflow, "stacks", name="Matrix")["run"]
+    assert "fleet-ci matrix --stacks 'client-*'" in step(workflow, "stacks", name="Matrix")["run"]
     job = workflow["jobs"]["drift"]
     assert job["if"] == "needs.stacks.outputs.count != '0'"
     assert job["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
@@ -221,7 +221,7 @@ def test_the_drift_step_fails_on_drift(tmp_path: Path, drifting: str, expected: 
 
 
 def test_the_matrix_commands_run_against_the_repository() -> None:
-    command = [sys.executable, "-m", "cipp_hardening.fleet_ci", "matrix", "--stacks", "client-*"]
+    command = [sys.executable, "-m", "cipp_hardening.commands.fleet_ci", "matrix", "--stacks", "client-*"]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=60).stdout
     include = json.loads(out)["include"]
     assert {"name": "client-contoso", "stacks": "client-contoso"} in include

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cipp_hardening.demo import CIPP_CLIENTS, RMM, run_demo
+from cipp_hardening.commands.demo import CIPP_CLIENTS, RMM, run_demo
 
 MANAGER, PSA = CIPP_CLIENTS[0][0], CIPP_CLIENTS[2][0]
 

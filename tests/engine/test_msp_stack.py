@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cipp_hardening.demo import (
+from cipp_hardening.commands.demo import (
     CIPP_CLIENTS,
     OFFICE_CALLER,
     OUTSIDE_CALLER,

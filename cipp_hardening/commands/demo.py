@@ -39,10 +39,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
-from cipp_hardening.plan import build_plan
-from cipp_hardening.scenarios import user_scenarios
-from cipp_hardening.verify import (
+from cipp_hardening.commands.plan import build_plan
+from cipp_hardening.commands.verify import (
     NAMED_LOCATIONS,
     POLICIES,
     VerifyReport,
@@ -51,6 +49,8 @@ from cipp_hardening.verify import (
     token_source,
     verify,
 )
+from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
+from cipp_hardening.scenarios import user_scenarios
 from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
@@ -62,7 +62,7 @@ from emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_re
 from emulators.pulumi_project import PulumiProject, find_cli
 from emulators.tls import TestTLS, make_test_tls
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "corpus"
 SAMPLES = ROOT / "examples" / "client-contoso-policies"
 GRAPH_ROLES = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
@@ -181,7 +181,7 @@ def seed_client(graph: GraphEmulator, name: str, tenant: str, corpus_folder: Pat
     for item in fabrikam_samples():
         put = graph.add_named_location if "ipRanges" in item else graph.put_policy
         put(tenant, item)
-    return ClientTenantSpec(name, tenant, "samples: cipp_hardening/demo.py")
+    return ClientTenantSpec(name, tenant, "samples: cipp_hardening/commands/demo.py")
 
 
 @contextlib.contextmanager
@@ -472,7 +472,9 @@ def apply_all_in_process(world: DemoWorld, stacks: list[DemoStack], outcome: Dem
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening demo", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument(
         "--no-corpus", action="store_true", help="use the bundled sample policies even when ../shared/corpus is there"
     )

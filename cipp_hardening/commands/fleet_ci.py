@@ -1,7 +1,7 @@
 """CI helpers for many stacks: the job matrix of the workflows and the PR comment of a plan.
 
-    python -m cipp_hardening.fleet_ci matrix [--stacks 'client-*'] [--changed-files FILE] [--always prod]
-    python -m cipp_hardening.fleet_ci plan-comment --plan plan.json
+    python -m cipp_hardening.commands.fleet_ci matrix [--stacks 'client-*'] [--changed-files FILE] [--always prod]
+    python -m cipp_hardening.commands.fleet_ci plan-comment --plan plan.json
 
 `matrix` prints a GitHub Actions matrix (`{"include": [{"name", "stacks"}]}`) for the stack files that
 match, optionally only those whose file changed (the paths listed in FILE, e.g. `git diff --name-only`).
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cipp_hardening.fleet import ROOT, discover_stacks, parse_patterns, select_stacks
+from cipp_hardening.commands.fleet import ROOT, discover_stacks, parse_patterns, select_stacks
 
 GITHUB_MATRIX_LIMIT = 256
 MAX_ROWS = 60
@@ -155,7 +155,7 @@ def plan_comment(plan: Mapping[str, Any], stack: str | None = None) -> str:
 
 # -- command line ------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fleet_ci", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cipp-hardening fleet-ci", description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("matrix", help="GitHub Actions matrix of stacks (JSON on stdout)")
     m.add_argument("--stacks", default="client-*", help="shell patterns (default client-*)")

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh")
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
 STATE_FILE = "last-run.json"
@@ -360,7 +360,7 @@ class AutomationApiRunner:
 
 # -- command line ------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleet", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cipp-hardening fleet", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--action", choices=ACTIONS, required=True)
     parser.add_argument("--stacks", default="client-*", help="shell patterns, comma/space separated (default client-*)")
     parser.add_argument("--parallel", type=int, default=8, help="stacks at a time (default 8)")

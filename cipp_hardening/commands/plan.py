@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from cipp_hardening.commands.verify import print_matrix
 from cipp_hardening.config import PROJECT, ConfigError, MspStack
 from cipp_hardening.graph_render import render, with_object_id
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV, snapshot_path
@@ -37,9 +38,8 @@ from cipp_hardening.scenarios import (
     run_matrix,
     user_scenarios,
 )
-from cipp_hardening.verify import print_matrix
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -191,7 +191,9 @@ def _attach(resource: dict[str, Any], by_urn: dict[str, Any], nodes: dict[str | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plan", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening plan", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument(

@@ -18,7 +18,7 @@ import yaml
 from cipp_hardening.config import PROJECT, ConfigError, parse_stack_config
 from cipp_hardening.yamlfile import read_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -81,7 +81,7 @@ def next_steps(name: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="onboard-client", description="Write a validated client stack file.")
+    parser = argparse.ArgumentParser(prog="cipp-hardening onboard", description="Write a validated client stack file.")
     parser.add_argument("--name", required=True)
     parser.add_argument("--tenant", required=True, help="the client tenant id (GUID)")
     parser.add_argument("--mode", choices=["gdap", "direct"], default="gdap")

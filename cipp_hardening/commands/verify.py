@@ -40,7 +40,7 @@ from cipp_hardening.scenarios import (
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = "identity/conditionalAccess/policies"
 NAMED_LOCATIONS = "identity/conditionalAccess/namedLocations"
 GRAPH_SECRET_ENV = "CIPP_HARDENING_GRAPH_CLIENT_SECRET"  # noqa: S105 - an environment variable name
@@ -196,7 +196,9 @@ def print_report(report: VerifyReport, console: Console) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="verify", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening verify", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")

@@ -47,7 +47,7 @@ from cipp_hardening.rollout import (
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = "identity/conditionalAccess/policies"
 SIGN_INS = "auditLogs/signIns"
 MAX_DAYS = 30  # Entra keeps sign-in logs for 30 days (P1/P2)
@@ -304,7 +304,9 @@ def _next_steps(request: Request) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="promote", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening promote", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--stack", default="prod", help="stack name: edits Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="edit this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--days", type=int, default=14, help=f"sign-in window in days, 1..{MAX_DAYS} (default 14)")
