@@ -1,6 +1,6 @@
 """Canonical IP ranges for the two places this project writes them.
 
-Entra named locations (graph-ca.md §2.1, §3) and CIPP-API allowed ranges (cipp-api.md §4, §11)
+Entra named locations (docs/graph-ca.md §2.1, §3) and CIPP-API allowed ranges (docs/cipp-api.md §4, §11)
 accept different spellings of the same network. Each writer gets one canonical form so that the
 text we send is accepted and the diff against what we read back stays stable.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-ENTRA_MIN_PREFIX = 8  # graph-ca.md §3: "Only CIDR masks greater than /8"; TF/Pulumi accept /8 itself.
-ENTRA_MAX_RANGES = 2000  # graph-ca.md §3: IP ranges per named location.
+ENTRA_MIN_PREFIX = 8  # docs/graph-ca.md §3: "Only CIDR masks greater than /8"; TF/Pulumi accept /8 itself.
+ENTRA_MAX_RANGES = 2000  # docs/graph-ca.md §3: IP ranges per named location.
 
 
 class RangeError(ValueError):
@@ -80,17 +80,33 @@ def entra_range(text: str) -> ParsedRange:
 def cipp_range(text: str) -> str:
     """One CIPP-API allowed range in the only spelling CIPP's regex and matcher both handle.
 
-    cipp-api.md §11: IPv4 as network/prefix (bare for /32); IPv6 fully expanded, no '::' (CIPP rejects
+    docs/cipp-api.md §11: IPv4 as network/prefix (bare for /32); IPv6 fully expanded, no '::' (CIPP rejects
     compressed IPv6 with a warning and drops it); /0 refused (the BigInteger sign quirk of §5.6 makes
     0.0.0.0/0 miss half the Internet; an empty list already means Any).
     """
     network = parse_network(text)
     if network.prefixlen == 0:
-        raise RangeError(f"{text!r} is /0: CIPP mismatches /0 (cipp-api.md §5.6); use an empty list for Any")
+        raise RangeError(f"{text!r} is /0: CIPP mismatches /0 (docs/cipp-api.md §5.6); use an empty list for Any")
     if isinstance(network, ipaddress.IPv4Network):
         return str(network.network_address) if network.prefixlen == 32 else str(network)
     address = network.network_address.exploded
     return address if network.prefixlen == 128 else f"{address}/{network.prefixlen}"
+
+
+# Prefixes shorter than these cover a sizeable share of the Internet (a /7 is 1/128 of all IPv4): an
+# allow-list that broad is close to Any, which is almost never what was meant.
+BROAD_IPV4_PREFIX = 8
+BROAD_IPV6_PREFIX = 16
+
+
+def broad_range_note(text: str) -> str | None:
+    """A warning for a range so short that it means nearly everyone (e.g. /1, or IPv6 shorter than /16)."""
+    network = parse_network(text)
+    limit = BROAD_IPV4_PREFIX if isinstance(network, ipaddress.IPv4Network) else BROAD_IPV6_PREFIX
+    if 0 < network.prefixlen < limit:
+        share = f"1/{2**network.prefixlen}" if network.prefixlen > 1 else "half"
+        return f"{network} is shorter than /{limit}: it allows {share} of all IPv{network.version} addresses"
+    return None
 
 
 def dedupe(items: list[str]) -> tuple[list[str], list[str]]:

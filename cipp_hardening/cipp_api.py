@@ -1,6 +1,6 @@
 """Part C rules: the allowed IP ranges of CIPP-API clients, as pure functions over CIPP's JSON.
 
-CIPP keeps one row per API client (cipp-api.md §3) and changes it only through
+CIPP keeps one row per API client (docs/cipp-api.md §3) and changes it only through
 `POST /api/ExecApiClient` `AddUpdate`, which replaces Role, IPRange, Enabled and MCPAllowed together
 (§2.2 step 4). So a range change is always read → merge → write: these functions find the client in a
 `List` body, build the complete AddUpdate body that keeps everything but the ranges, judge CIPP's
@@ -19,6 +19,10 @@ from typing import Any, Literal
 from cipp_hardening.cidr import RangeError, cipp_range, dedupe
 
 ANY = "Any"  # what List shows for a client without ranges (§3): requests from every IP are allowed
+# What we record for a client whose stored IPRange is "[]": Get-CippApiClient leaves its list empty and
+# Test-CIPPAccess then matches no address, so every request is refused (docs/part-c.md). Never a valid range.
+DENY_ALL = "None"
+MCP_SETUP_FAILED = "Client saved, but MCP app configuration failed"  # AddUpdate's warning after the row was saved
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Client = dict[str, Any]
@@ -69,17 +73,27 @@ def find_client(clients: Iterable[Mapping[str, Any]], client_id: str) -> Client 
 
 
 def ranges_of(client: Mapping[str, Any]) -> list[str]:
-    """The client's ranges as CIPP enforces them; [] means Any (§3: List shows ["Any"] for none)."""
+    """The client's ranges as CIPP enforces them: [] means Any, [DENY_ALL] means no address at all.
+
+    List shows ["Any"] for no ranges (§3), and "Any" anywhere in the list allows every address
+    (Test-CIPPAccess: `-notcontains 'Any'`). An *empty* list is what Get-CippApiClient 10.8.2 leaves for
+    a row stored as "[]": no address matches, so the client is refused everywhere (§10.1).
+    """
     stored = client.get("IPRange")
+    if isinstance(stored, list) and not stored:
+        return [DENY_ALL]
     entries = stored if isinstance(stored, list) else [stored] if stored else []
     texts = [str(entry) for entry in entries if entry is not None and str(entry) != ""]
     return [] if any(text.lower() == ANY.lower() for text in texts) else texts
 
 
+def denies_all(ranges: Sequence[str]) -> bool:
+    return list(ranges) == [DENY_ALL]
+
+
 def is_enabled(client: Mapping[str, Any]) -> bool:
-    """Enabled as SaveToAzure reads it; a string "true" is possible in old rows (§2.2) and counts too."""
-    value = client.get("Enabled")
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+    """Enabled as SaveToAzure selects it: `Enabled eq true` matches a JSON boolean only, never "true" (§2.2)."""
+    return client.get("Enabled") is True
 
 
 def summary(client: Mapping[str, Any]) -> ClientSummary:
@@ -103,17 +117,26 @@ def canonical_ranges(entries: Sequence[Any]) -> tuple[list[str], list[str]]:
 
 
 def describe_ranges(ranges: Sequence[str]) -> str:
+    if denies_all(ranges):
+        return 'no address at all (stored as "[]": CIPP refuses the client from every IP)'
     return ", ".join(ranges) if ranges else f"{ANY} (no restriction)"
 
 
 # -- writing AddUpdate ------------------------------------------------------------------------------
-def add_update_body(client: Mapping[str, Any], ranges: Sequence[str]) -> dict[str, Any]:
+class UnknownMcpFlag(ValueError):
+    """List did not say whether the client is MCP-enabled, and AddUpdate would reset the flag."""
+
+
+def add_update_body(
+    client: Mapping[str, Any], ranges: Sequence[str], stated_mcp_allowed: bool | None = None
+) -> dict[str, Any]:
     """The complete AddUpdate body that changes only the ranges of `client` (a List item).
 
     §2.2: AddUpdate resets every omitted field (Role → "", Enabled → false, MCPAllowed → false), reads
     the role from `Role.value` and the ranges from `IPRange[].value`; a plain string array would clear
-    the list. `AppName` is never sent (it would create a new app registration) and neither is
-    `CIPPAPI.ResetSecret` (it deletes every secret of the client).
+    the list. `AppName` is not needed: with a ClientId, New-CIPPAPIConfig looks the existing app up and
+    keeps it, and the row keeps its AppName. `CIPPAPI.ResetSecret` is never sent (it deletes every
+    secret of the client).
     """
     return {
         "Action": "AddUpdate",
@@ -121,8 +144,36 @@ def add_update_body(client: Mapping[str, Any], ranges: Sequence[str]) -> dict[st
         "Role": {"value": str(client.get("Role") or "")},
         "IPRange": [{"label": r, "value": r} for r in ranges],
         "Enabled": _kept_flag(client.get("Enabled")),
-        "MCPAllowed": _kept_flag(client.get("MCPAllowed")),
+        "MCPAllowed": _mcp_flag(client, stated_mcp_allowed),
     }
+
+
+def _mcp_flag(client: Mapping[str, Any], stated: bool | None) -> bool | str:
+    """What AddUpdate must send as MCPAllowed so that the client keeps it (docs/part-c.md "MCPAllowed").
+
+    Some Get-CippApiClient versions leave MCPAllowed out of List while AddUpdate still writes
+    `[bool](Body.MCPAllowed ?? $false)`: guessing false would switch an MCP client's connectors off.
+    """
+    if "MCPAllowed" in client:
+        listed = _kept_flag(client["MCPAllowed"])
+        if stated is not None and stated != ps_bool(listed):
+            raise UnknownMcpFlag(
+                f"cippApi.clients[].mcpAllowed says {str(stated).lower()} but CIPP lists MCPAllowed "
+                f"{listed!r}: Part C keeps what CIPP holds; remove mcpAllowed or change it in CIPP"
+            )
+        return listed
+    if stated is None:
+        raise UnknownMcpFlag(
+            "CIPP's List does not show whether this client is MCP-enabled (this CIPP version omits MCPAllowed), "
+            "and AddUpdate would reset it to false: state it as cippApi.clients[].mcpAllowed (true or false, "
+            "as Integrations > CIPP-API shows it)"
+        )
+    return stated
+
+
+def ps_bool(value: Any) -> bool:
+    """PowerShell's [bool] of a JSON value: a non-empty string is true, even "false" (docs/cipp-api.md §2.2)."""
+    return bool(value)
 
 
 def _kept_flag(value: Any) -> bool | str:
@@ -137,8 +188,9 @@ def add_update_problems(payload: Any) -> list[str]:
     """Why an HTTP 200 AddUpdate answer is a failure; [] when it succeeded.
 
     §2.2 step 7: success is a bare array, failure is `{"Results": [...]}`. Inside either, an entry with
-    state error failed; state warning means CIPP dropped an entry and saved the rest (§2.2 step 6),
-    which for an allow-list is as bad as failing.
+    state error failed; a range warning means CIPP dropped an entry and saved the rest (§2.2 step 6),
+    which for an allow-list is as bad as failing. The MCP warning is not a dropped entry: it comes after
+    the row was saved (`mcp_warnings`), and the caller confirms what was stored through List.
     """
     if isinstance(payload, dict) and "Results" in payload:
         texts = _result_texts(payload["Results"]) or ["no result entries (nothing was saved)"]
@@ -148,8 +200,22 @@ def add_update_problems(payload: Any) -> list[str]:
     return [
         f"CIPP reported {entry['state']}: {entry.get('resultText', '')}"
         for entry in payload
-        if isinstance(entry, dict) and str(entry.get("state", "")).lower() in ("error", "warning")
+        if isinstance(entry, dict) and _state(entry) in ("error", "warning") and not _is_mcp_warning(entry)
     ]
+
+
+def mcp_warnings(payload: Any) -> list[str]:
+    """AddUpdate's "Client saved, but MCP app configuration failed" texts (§2.2 step 5): saved, then warned."""
+    entries = payload if isinstance(payload, list) else []
+    return [str(entry.get("resultText", "")) for entry in entries if isinstance(entry, dict) and _is_mcp_warning(entry)]
+
+
+def _state(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("state", "")).lower()
+
+
+def _is_mcp_warning(entry: Mapping[str, Any]) -> bool:
+    return _state(entry) == "warning" and str(entry.get("resultText", "")).startswith(MCP_SETUP_FAILED)
 
 
 def _result_texts(results: Any) -> list[str]:
@@ -163,23 +229,118 @@ def _shape(payload: Any) -> str:
 
 
 # -- who is open to the world -----------------------------------------------------------------------
-def unrestricted_clients(clients: Iterable[Mapping[str, Any]], managed_ids: Iterable[str]) -> list[ClientSummary]:
-    """Enabled clients with no ranges (Any) that this stack does not manage, in List order."""
+@dataclass(frozen=True)
+class AppServiceAuth:
+    """What App Service authentication lets through, from `GetAzureConfiguration` (§6), read-only.
+
+    `ClientIDs` is the allowed-applications list written by the last Save Azure Configuration: a client
+    outside it gets 401 before CIPP looks at its ranges, whatever its table flag says.
+    """
+
+    client_ids: frozenset[str]  # lower-cased
+    enabled: bool
+
+    def allows(self, client_id: str) -> bool:
+        return self.enabled and client_id.lower() in self.client_ids
+
+
+def parse_azure_configuration(payload: Any) -> AppServiceAuth:
+    """The `Results` of GetAzureConfiguration; CippResponseError with CIPP's own text when it could not read."""
+    results = payload.get("Results") if isinstance(payload, dict) else None
+    if not isinstance(results, dict):
+        raise CippResponseError(f"GetAzureConfiguration returned {_shape(payload)}, expected {{'Results': {{...}}}}")
+    enabled = results.get("Enabled")
+    if not isinstance(enabled, bool):  # on failure CIPP puts its error text in Enabled (§2.1)
+        error = results.get("Error")
+        detail = error.get("Message") if isinstance(error, dict) else error
+        raise CippResponseError(f"{enabled}" + (f" ({detail})" if detail else ""))
+    ids = results.get("ClientIDs")  # null when no client is allowed (authsettingsV2 validation is empty)
+    entries = ids if isinstance(ids, list) else [ids] if ids else []
+    return AppServiceAuth(frozenset(str(entry).lower() for entry in entries), enabled)
+
+
+class ClientList(list[Client]):
+    """List's clients, plus App Service's allowed applications when GetAzureConfiguration could be read."""
+
+    def __init__(
+        self, clients: Iterable[Client] = (), app_service: AppServiceAuth | None = None, app_service_error: str = ""
+    ) -> None:
+        super().__init__(clients)
+        self.app_service = app_service
+        self.app_service_error = app_service_error
+
+
+def can_call(client: Mapping[str, Any], app_service: AppServiceAuth | None) -> bool:
+    """Whether App Service lets the client through; without its list, the table flag SaveToAzure reads."""
+    if app_service is None:
+        return is_enabled(client)
+    return app_service.allows(str(client.get("ClientId", "")))
+
+
+def unrestricted_clients(
+    clients: Iterable[Mapping[str, Any]], managed_ids: Iterable[str], app_service: AppServiceAuth | None = None
+) -> list[ClientSummary]:
+    """Clients that can call and accept every IP (Any), that this stack does not manage, in List order."""
     managed = {client_id.lower() for client_id in managed_ids}
     return [
         summary(client)
         for client in clients
-        if is_enabled(client) and not ranges_of(client) and str(client.get("ClientId", "")).lower() not in managed
+        if can_call(client, app_service)
+        and not ranges_of(client)
+        and str(client.get("ClientId", "")).lower() not in managed
     ]
+
+
+def denying_clients(clients: Iterable[Mapping[str, Any]]) -> list[ClientSummary]:
+    """Clients CIPP refuses from every address (stored "[]"): locked out, not open."""
+    return [summary(client) for client in clients if denies_all(ranges_of(client))]
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """A client whose table flag and App Service's allowed list disagree: Save Azure Configuration is pending."""
+
+    client: ClientSummary
+    table_enabled: bool
+    app_service_allows: bool
+
+    def describe(self) -> str:
+        table = "enabled" if self.table_enabled else "disabled"
+        now = "can call CIPP" if self.app_service_allows else "gets 401 from App Service"
+        return f"{self.client.describe()} is {table} in CIPP's table but {now} until 'Save Azure Configuration' runs"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.client.to_json(),
+            "tableEnabled": self.table_enabled,
+            "appServiceAllows": self.app_service_allows,
+        }
+
+
+def pending_saves(clients: Iterable[Mapping[str, Any]], app_service: AppServiceAuth) -> list[PendingSave]:
+    """Clients whose `Enabled` (as SaveToAzure selects it) differs from App Service's allowed list now."""
+    found = []
+    for client in clients:
+        table, allowed = is_enabled(client), app_service.allows(str(client.get("ClientId", "")))
+        if table != allowed:
+            found.append(PendingSave(summary(client), table, allowed))
+    return found
 
 
 def unrestricted_message(open_clients: Sequence[ClientSummary], mode: Literal["fail", "warn"]) -> str:
     listing = "; ".join(c.describe() for c in open_clients)
     consequence = "refusing to run (cippApi.unrestrictedClients: fail)" if mode == "fail" else "warning only"
     return (
-        f"{len(open_clients)} enabled CIPP-API client(s) accept requests from any IP address and are not "
-        f"managed by this stack: {listing}. Add them to cippApi.clients with allowedRanges, or restrict them "
+        f"{len(open_clients)} CIPP-API client(s) that can call CIPP accept requests from any IP address and are "
+        f"not managed by this stack: {listing}. Add them to cippApi.clients with allowedRanges, or restrict them "
         f"in CIPP > Integrations > CIPP-API ({consequence})"
+    )
+
+
+def denying_message(client: ClientSummary) -> str:
+    return (
+        f'CIPP-API client {client.describe()} has its ranges stored as "[]": CIPP refuses it from every IP '
+        "address (not open, locked). Set its ranges in CIPP > Integrations > CIPP-API, or manage it in cippApi.clients"
     )
 
 
@@ -197,6 +358,15 @@ def delete_plan(props: Mapping[str, Any]) -> DeletePlan:
     if not props.get("restoreOnDelete"):
         return DeletePlan("leave", reason=f"CIPP-API client {client}: no longer managed; its ranges stay as they are")
     adopted = tuple(props.get("adoptedRanges") or ())
+    if denies_all(adopted):
+        return DeletePlan(
+            "leave",
+            reason=(
+                f'CIPP-API client {client}: no longer managed; the ranges found at adoption ("[]", every address '
+                "refused) cannot be written back through AddUpdate, which stores no ranges as Any, so its ranges "
+                "stay as they are"
+            ),
+        )
     if not adopted and not props.get("allowAnyOnDelete"):
         return DeletePlan(
             "refuse",
@@ -220,8 +390,9 @@ INPUT_KEYS = (
     "allowSelfUpdate",
     "restoreOnDelete",
     "allowAnyOnDelete",
+    "mcpAllowed",  # optional: only where CIPP's List omits MCPAllowed (_mcp_flag)
 )
-FLAG_KEYS = ("allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete")
+FLAG_KEYS = ("allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete", "mcpAllowed")
 REQUIRED_KEYS = INPUT_KEYS[:5]
 
 

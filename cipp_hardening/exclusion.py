@@ -1,12 +1,12 @@
 """Part D merge rules: exclude the MSP from one client policy without touching anyone else's setting.
 
 Pure functions over Graph v1.0 `conditions.users` objects. The provider reads a policy, asks these
-functions for the complete new users object, and PATCHes it whole (graph-ca.md §1.3: collections are
+functions for the complete new users object, and PATCHes it whole (docs/graph-ca.md §1.3: collections are
 replaced, so the union must be sent). What was added is recorded as an `Addition`, so that removing
 the exclusion later takes out exactly that and nothing else.
 
 GDAP: the exclusion is `excludeGuestsOrExternalUsers = {serviceProvider, enumerated [MSP tenant]}`.
-One such object carries *one* tenant scope for *all* of its guest types (graph-ca.md §2.4), so when the
+One such object carries *one* tenant scope for *all* of its guest types (docs/graph-ca.md §2.4), so when the
 client already uses it for other guest types, adding ours would also widen theirs: that is a conflict,
 reported by default and written only with `onConflict: widen`.
 Direct tenant mode: the CIPP service account is added to `excludeUsers`.
@@ -72,7 +72,7 @@ class Merge:
 
 
 def full_users(users: Mapping[str, Any] | None) -> Users:
-    """The users object with every collection present, as Graph returns it (graph-ca.md §2.7)."""
+    """The users object with every collection present, as Graph returns it (docs/graph-ca.md §2.7)."""
     source = copy.deepcopy(dict(users or {}))
     complete: Users = {name: list(source.get(name) or []) for name in USER_LISTS}
     for name in GUEST_OBJECTS:
@@ -81,7 +81,7 @@ def full_users(users: Mapping[str, Any] | None) -> Users:
 
 
 def guest_types(guests: Mapping[str, Any] | None) -> list[str]:
-    """The flags enum as a list: one comma-separated string on the wire (graph-ca.md §2.4)."""
+    """The flags enum as a list: one comma-separated string on the wire (docs/graph-ca.md §2.4)."""
     raw = (guests or {}).get("guestOrExternalUserTypes") or ""
     return [t.strip() for t in str(raw).split(",") if t.strip() and t.strip() != "none"]
 
@@ -149,7 +149,7 @@ def _with_scope(guests: Mapping[str, Any], types: Sequence[str], members: Sequen
     updated = dict(guests)
     updated["guestOrExternalUserTypes"] = ",".join(types)
     if kind == "enumerated":
-        # Always with @odata.type: Graph rejects the enumerated form without it (graph-ca.md §2.4).
+        # Always with @odata.type: Graph rejects the enumerated form without it (docs/graph-ca.md §2.4).
         updated["externalTenants"] = {
             "@odata.type": ENUMERATED_TENANTS,
             "membershipKind": "enumerated",
@@ -219,16 +219,26 @@ def remove_addition(users: Mapping[str, Any] | None, addition: Addition) -> tupl
     complete["excludeUsers"] = [u for u in complete["excludeUsers"] if not _has(addition.exclude_users, u)]
     guests = complete["excludeGuestsOrExternalUsers"]
     if guests and (addition.guest_types or addition.tenants):
-        kind, members = _tenant_scope(guests)
-        members = [m for m in members if not _has(addition.tenants, m)]
-        # An object we created that others have since scoped to their tenants too stays theirs: keep its types.
-        keep_types = addition.created_object and kind == "enumerated" and bool(members)
-        types = [t for t in guest_types(guests) if keep_types or t not in addition.guest_types]
-        if not types or (kind == "enumerated" and not members):
-            complete["excludeGuestsOrExternalUsers"] = None  # nothing left to exclude: clear (never widens access)
-        else:
-            complete["excludeGuestsOrExternalUsers"] = _with_scope(guests, types, members)
+        complete["excludeGuestsOrExternalUsers"] = _without_ours(guests, addition)
     return complete, complete != before
+
+
+def _without_ours(guests: Mapping[str, Any], addition: Addition) -> dict[str, Any] | None:
+    """The guest/external exclusion minus our type and tenant; None when nothing of anyone's is left."""
+    kind, members = _tenant_scope(guests)
+    all_types = guest_types(guests)
+    others_tenants = [m for m in members if not _has(addition.tenants, m)]
+    theirs = [t for t in all_types if t not in addition.guest_types]
+    if addition.created_object and kind == "enumerated" and others_tenants:
+        # Others have since scoped our object to their tenants too: our type serves them now, so it stays.
+        return _with_scope(guests, all_types, others_tenants)
+    if addition.created_object and kind == "enumerated" and theirs:
+        # Others added their own type to our object, scoped to our tenant alone: dropping the tenant would
+        # drop their exclusion, and "all tenants" would widen it. Only our type goes.
+        return _with_scope(guests, theirs, members)
+    if not theirs or (kind == "enumerated" and not others_tenants):
+        return None  # nothing left to exclude: clear (never widens access)
+    return _with_scope(guests, theirs, others_tenants)
 
 
 def targets_no_users(policy: Mapping[str, Any]) -> bool:

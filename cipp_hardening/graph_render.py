@@ -1,7 +1,7 @@
 """The Microsoft Graph v1.0 JSON body pulumi-azuread sends for a resource's inputs.
 
 pulumi-azuread bridges terraform-provider-azuread; its "expand" functions decide the body. The
-mapping rules are graph-ca.md §4.3 (policies) and §4.1 (named locations). Inputs are the engine's
+mapping rules are docs/graph-ca.md §4.3 (policies) and §4.1 (named locations). Inputs are the engine's
 wire (camelCase) names, as the offline run records them. Any input this module does not know raises
 `UnsupportedInput`: a silently dropped condition would make every later evaluation wrong.
 
@@ -24,6 +24,13 @@ class UnsupportedInput(ValueError):
     """An input whose Graph rendering is not implemented; refusing beats rendering it wrong."""
 
 
+class RejectedInput(UnsupportedInput):
+    """Inputs the provider itself refuses at plan time, so no body would ever be sent."""
+
+
+DEFAULT_AUTHENTICATION_TYPE = "primaryAndSecondaryAuthentication"
+
+
 def _known(inputs: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(k for k, v in inputs.items() if k not in allowed and v is not None)
     if unknown:
@@ -40,11 +47,19 @@ def render_named_location(inputs: Mapping[str, Any]) -> Body:
         "@odata.type": "#microsoft.graph.ipNamedLocation",
         "displayName": inputs["displayName"],
         "isTrusted": bool(ip.get("trusted", False)),
-        # graph-ca.md §4.1: the provider labels every range iPv4CidrRange, IPv6 included; Graph tolerates it.
+        # docs/graph-ca.md §4.1: the provider labels every range iPv4CidrRange, IPv6 included; Graph tolerates it.
         "ipRanges": [
             {"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": cidr} for cidr in ip.get("ipRanges", [])
         ],
     }
+
+
+def render_named_location_update(olds: Mapping[str, Any], news: Mapping[str, Any]) -> Body:
+    """The PATCH body of an IP named location: displayName only when it changed (docs/graph-ca.md §4.1)."""
+    body = render_named_location(news)
+    if olds.get("displayName") == news.get("displayName"):
+        del body["displayName"]
+    return body
 
 
 def render_policy(inputs: Mapping[str, Any]) -> Body:
@@ -72,6 +87,7 @@ def _conditions(c: Mapping[str, Any]) -> Body:
             "userRiskLevels",
             "servicePrincipalRiskLevels",
             "insiderRiskLevels",
+            "clientApplications",
         },
         "conditions",
     )
@@ -89,7 +105,19 @@ def _conditions(c: Mapping[str, Any]) -> Body:
     }
     if c.get("insiderRiskLevels"):
         body["insiderRiskLevels"] = c["insiderRiskLevels"]
+    if c.get("clientApplications"):
+        body["clientApplications"] = _client_applications(c["clientApplications"])
     return body
+
+
+def _client_applications(a: Mapping[str, Any]) -> Body:
+    """Workload identities (docs/workload-identity.md): the provider's expandConditionalAccessClientApplications
+    sends both lists, `[]` when empty; the whole block is omitted when unset (docs/graph-ca.md §4.3)."""
+    _known(a, {"includedServicePrincipals", "excludedServicePrincipals"}, "conditions.clientApplications")
+    return {
+        "includeServicePrincipals": list(a.get("includedServicePrincipals") or []),
+        "excludeServicePrincipals": list(a.get("excludedServicePrincipals") or []),
+    }
 
 
 def _applications(a: Mapping[str, Any]) -> Body:
@@ -124,14 +152,14 @@ def _users(u: Mapping[str, Any]) -> Body:
 
 
 def _guests(blocks: Any) -> Body | None:
-    # A list of blocks in the SDK, of which only the first is used (graph-ca.md §4.2).
+    # A list of blocks in the SDK, of which only the first is used (docs/graph-ca.md §4.2).
     if not blocks:
         return None
     block = blocks[0]
     _known(block, {"guestOrExternalUserTypes", "externalTenants"}, "guestsOrExternalUsers")
     tenants = (block.get("externalTenants") or [None])[0]
     return {
-        # A flags enum: one comma-separated string (graph-ca.md §2.4).
+        # A flags enum: one comma-separated string (docs/graph-ca.md §2.4).
         "guestOrExternalUserTypes": ",".join(block["guestOrExternalUserTypes"]),
         "externalTenants": _external_tenants(tenants),
     }
@@ -141,7 +169,7 @@ def _external_tenants(tenants: Mapping[str, Any] | None) -> Body | None:
     if tenants is None:
         return None
     if tenants.get("membershipKind") == "enumerated":
-        # Graph rejects the enumerated form without @odata.type (graph-ca.md §2.4, TF #1555/#1601).
+        # Graph rejects the enumerated form without @odata.type (docs/graph-ca.md §2.4, TF #1555/#1601).
         return {
             "@odata.type": "#microsoft.graph.conditionalAccessEnumeratedExternalTenants",
             "membershipKind": "enumerated",
@@ -188,28 +216,43 @@ def _session_controls(s: Mapping[str, Any] | None) -> Body | None:
         },
         "sessionControls",
     )
+    _refuse_every_time_with_a_period(s)
     frequency = _sign_in_frequency(s)
-    every_time = frequency is not None and frequency["frequencyInterval"] == "everyTime"
+    every_time = frequency is not None and frequency.get("frequencyInterval") == "everyTime"
     effective = bool(frequency or s.get("applicationEnforcedRestrictionsEnabled") or s.get("persistentBrowserMode"))
     if not effective and not s.get("disableResilienceDefaults"):
-        return None  # graph-ca.md §2.6 rule 5: an all-off sessionControls is sent as null
+        return None  # docs/graph-ca.md §2.6 rule 5: an all-off sessionControls is sent as null
     body: Body = {"cloudAppSecurity": None}
     if frequency:
         body["signInFrequency"] = frequency
     if not every_time:
-        # graph-ca.md §2.6 rule 1 / §4.3: sent always, except with everyTime, where Graph rejects them.
+        # docs/graph-ca.md §2.6 rule 1 / §4.3: sent always, except with everyTime, where Graph rejects them.
         body["applicationEnforcedRestrictions"] = {
             "@odata.type": "#microsoft.graph.applicationEnforcedRestrictionsSessionControl",
             "isEnabled": bool(s.get("applicationEnforcedRestrictionsEnabled")),
         }
         body["disableResilienceDefaults"] = bool(s.get("disableResilienceDefaults"))
     if s.get("persistentBrowserMode"):
-        body["persistentBrowser"] = {"isEnabled": True, "mode": s["persistentBrowserMode"]}
+        body["persistentBrowser"] = {
+            "@odata.type": "#microsoft.graph.persistentBrowserSessionControl",
+            "isEnabled": True,
+            "mode": s["persistentBrowserMode"],
+        }
     return body
 
 
+def _refuse_every_time_with_a_period(s: Mapping[str, Any]) -> None:
+    if s.get("signInFrequencyInterval") == "everyTime" and (s.get("signInFrequency") or s.get("signInFrequencyPeriod")):
+        raise RejectedInput(
+            "sessionControls: signInFrequencyInterval everyTime cannot be combined with signInFrequency or "
+            "signInFrequencyPeriod; the provider rejects it at plan time (docs/graph-ca.md §4.3)"
+        )
+
+
 def _sign_in_frequency(s: Mapping[str, Any]) -> Body | None:
+    """expandConditionalAccessSessionControls: sent unless every field is at its default (docs/graph-ca.md §4.3)."""
     frequency: Body = {"@odata.type": "#microsoft.graph.signInFrequencySessionControl"}
+    authentication_type = s.get("signInFrequencyAuthenticationType")
     if s.get("signInFrequency"):
         frequency.update(
             isEnabled=True,
@@ -219,9 +262,9 @@ def _sign_in_frequency(s: Mapping[str, Any]) -> Body | None:
         )
     elif s.get("signInFrequencyInterval"):
         frequency.update(isEnabled=True, frequencyInterval=s["signInFrequencyInterval"])
-    else:
+    elif not authentication_type or authentication_type == DEFAULT_AUTHENTICATION_TYPE:
         return None
-    frequency["authenticationType"] = s.get("signInFrequencyAuthenticationType") or "primaryAndSecondaryAuthentication"
+    frequency["authenticationType"] = authentication_type or DEFAULT_AUTHENTICATION_TYPE
     return frequency
 
 

@@ -8,7 +8,14 @@ from typing import Any
 
 import pulumi
 
-from cipp_hardening.cipp_api import unrestricted_clients, unrestricted_message
+from cipp_hardening.cipp_api import (
+    ClientList,
+    denying_clients,
+    denying_message,
+    pending_saves,
+    unrestricted_clients,
+    unrestricted_message,
+)
 from cipp_hardening.config import CippApi
 from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges
 
@@ -16,21 +23,29 @@ from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges
 @dataclass(frozen=True)
 class CippApiAllowlistsArgs:
     cipp_api: CippApi
-    clients_now: Sequence[Mapping[str, Any]] | None  # CIPP's List at program time; None: not read (offline)
+    # CIPP's List at program time (a ClientList also carries App Service's allowed list); None: not read (offline)
+    clients_now: Sequence[Mapping[str, Any]] | None
 
 
 class CippApiAllowlists(pulumi.ComponentResource):
     """One CippApiClientRanges per configured client, named by client id; the open-clients check first.
 
-    With `unrestrictedClients: fail` an enabled, unmanaged client without ranges stops the run before
-    this component registers anything.
+    "Can call" is App Service's allowed list from the last Save Azure Configuration when CIPP could
+    report it (GetAzureConfiguration), else the table's Enabled flag as SaveToAzure selects it. With
+    `unrestrictedClients: fail` such a client without ranges, not managed here, stops the run before this
+    component registers anything. Clients stored as "[]" (refused everywhere) and clients whose flag and
+    App Service disagree (a save is pending) are reported as what they are.
     """
 
     unrestricted: list[dict[str, str]] | None  # None when the clients could not be read (offline plan)
+    denying: list[dict[str, str]] | None
+    pending_save: list[dict[str, Any]] | None  # None when App Service's list was not read
     managed_client_ids: list[str]
 
     def __init__(self, name: str, args: CippApiAllowlistsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         self.unrestricted = _check_open_clients(args)
+        self.denying = _report_denying(args.clients_now)
+        self.pending_save = _report_pending(args.clients_now)
         super().__init__("cipp:hardening:CippApiAllowlists", name, None, opts)
         cipp = args.cipp_api
         self.ranges = {
@@ -45,25 +60,58 @@ class CippApiAllowlists(pulumi.ComponentResource):
                     "allowSelfUpdate": client.allow_self_update,
                     "restoreOnDelete": client.restore_on_delete,
                     "allowAnyOnDelete": client.allow_any_on_delete,
+                    **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for client in cipp.clients
         }
         self.managed_client_ids = sorted(self.ranges)
-        self.register_outputs({"managedClientIds": self.managed_client_ids, "unrestrictedClients": self.unrestricted})
+        self.register_outputs(
+            {
+                "managedClientIds": self.managed_client_ids,
+                "unrestrictedClients": self.unrestricted,
+                "denyingClients": self.denying,
+                "pendingSaveClients": self.pending_save,
+            }
+        )
 
 
 def _check_open_clients(args: CippApiAllowlistsArgs) -> list[dict[str, str]] | None:
     if args.clients_now is None:
         return None
     managed = [client.client_id for client in args.cipp_api.clients]
-    open_clients = unrestricted_clients(args.clients_now, managed)
+    clients = args.clients_now
+    app_service = clients.app_service if isinstance(clients, ClientList) else None
+    if isinstance(clients, ClientList) and app_service is None:
+        pulumi.log.warn(
+            "cippApi: App Service's allowed clients could not be read, so 'can call' is judged from the "
+            f"Enabled flag in CIPP's table: {clients.app_service_error}"
+        )
+    open_clients = unrestricted_clients(clients, managed, app_service)
     if open_clients and args.cipp_api.unrestricted_clients == "fail":
         raise pulumi.RunError(unrestricted_message(open_clients, "fail"))
     for client in open_clients:
         pulumi.log.warn(
-            f"CIPP-API client {client.describe()} is enabled and accepts requests from any IP address; "
+            f"CIPP-API client {client.describe()} can call CIPP and accepts requests from any IP address; "
             "manage it in cippApi.clients or restrict it in CIPP > Integrations > CIPP-API"
         )
     return [client.to_json() for client in open_clients]
+
+
+def _report_denying(clients: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]] | None:
+    if clients is None:
+        return None
+    found = denying_clients(clients)
+    for client in found:
+        pulumi.log.warn(denying_message(client))
+    return [client.to_json() for client in found]
+
+
+def _report_pending(clients: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if not isinstance(clients, ClientList) or clients.app_service is None:
+        return None
+    pending = pending_saves(clients, clients.app_service)
+    for entry in pending:
+        pulumi.log.warn(f"CIPP-API client {entry.describe()} (CIPP > Integrations > CIPP-API)")
+    return [entry.to_json() for entry in pending]

@@ -1,13 +1,16 @@
 """Part C: a dynamic resource that holds one CIPP-API client's allowed IP ranges at the declared list.
 
 The client itself (app registration, role, secret, enabled) belongs to CIPP; this resource changes only
-its `IPRange`, through CIPP's own API as the configured *manager* client (cipp-api.md §8, §13).
+its `IPRange`, through CIPP's own API as the configured *manager* client (docs/cipp-api.md §8, §13).
 Each write reads the client first and sends the complete AddUpdate body with the current Role,
-Enabled and MCPAllowed (cipp_hardening.cipp_api.add_update_body), then re-reads to confirm.
+Enabled and MCPAllowed (cipp_hardening.cipp_api.add_update_body), then re-reads to confirm. A client
+already at its ranges gets no AddUpdate: for an MCP client every AddUpdate re-runs CIPP's MCP set-up
+on its app registration. A client stored as "[]" refuses every address (docs/part-c.md): that is
+recorded as ["None"], never as Any.
 CIPP enforces the ranges on every request from its table, so no SaveToAzure is needed (§1, §6).
 
 The provider object holds no session, lock or token: it is pickled into state by module and class
-name (pulumi-python-notes.md §2.2). The manager's secret comes from `configure()` (stack secret
+name (docs/pulumi.md §2.2). The manager's secret comes from `configure()` (stack secret
 cippApiManagerSecret) or CIPP_API_MANAGER_SECRET, and the token is fetched per call.
 """
 
@@ -33,6 +36,7 @@ from pulumi.runtime.rpc import UNKNOWN
 from cipp_hardening.cipp_api import (
     INPUT_KEYS,
     Client,
+    UnknownMcpFlag,
     add_update_body,
     delete_plan,
     describe_ranges,
@@ -93,7 +97,11 @@ def _write_ranges(cipp: CippClient, props: dict[str, Any], client: Client, range
     refusal = self_update_refusal(props)
     if refusal:
         raise CippApiClientRangesError(f"{_label(props)}: {refusal}")
-    cipp.add_update(add_update_body(client, ranges))
+    try:
+        body = add_update_body(client, ranges, props.get("mcpAllowed"))
+    except UnknownMcpFlag as unknown:
+        raise CippApiClientRangesError(f"{_label(props)}: {unknown}") from None
+    result = cipp.add_update(body)
     try:
         stored = _require_client(cipp, props)
     except CippAccessDenied as denied:
@@ -106,7 +114,15 @@ def _write_ranges(cipp: CippClient, props: dict[str, Any], client: Client, range
     if ranges_of(stored) != ranges:
         raise CippApiClientRangesError(
             f"{_label(props)}: CIPP accepted the change but shows {describe_ranges(ranges_of(stored))} "
-            f"instead of {describe_ranges(ranges)}"
+            f"instead of {describe_ranges(ranges)}" + "".join(f"; {warning}" for warning in result.mcp_warnings)
+        )
+    for warning in result.mcp_warnings:
+        # Saved and confirmed through List; only the MCP app set-up behind it failed (§2.2 step 5).
+        log.warning(
+            "%s: ranges saved and confirmed, but CIPP's MCP app set-up then failed (the client's MCP connectors "
+            "may not work until it is repaired in CIPP): %s",
+            _label(props),
+            warning,
         )
     return stored
 
@@ -127,7 +143,7 @@ def _apply(props: dict[str, Any], adopted: list[str] | None) -> dict[str, Any]:
 
 def _outputs(props: dict[str, Any], client: Client, adopted: list[str]) -> dict[str, Any]:
     return {
-        **{key: props.get(key) for key in INPUT_KEYS},
+        **{key: props.get(key) for key in INPUT_KEYS if key in props},
         "appName": str(client.get("AppName") or ""),
         "adoptedRanges": list(adopted),
         "currentRanges": ranges_of(client),

@@ -1,10 +1,11 @@
 """The one HTTP client for CIPP-API: `/api/ExecApiClient`, its answer shapes, its 403 texts, retries.
 
-CIPP answers logical errors with HTTP 200 and a body (cipp-api.md §2, §9), so every answer is read:
+CIPP answers logical errors with HTTP 200 and a body (docs/cipp-api.md §2, §9), so every answer is read:
 `List` is `{"Results": [...]}` or an empty body when there are no clients, `AddUpdate` succeeds with a
 bare array and fails with `{"Results": [...]}` (the rules live in cipp_hardening.cipp_api). Framework
 refusals are text/plain: 401 from App Service authentication (EasyAuth), 403 from CIPP's access check
-(role or IP allow-list of the *calling* client, §5.5, §8), 404 for an unknown endpoint.
+(the *calling* client's IP allow-list, role, custom-role limits, or the instance itself; each has its own
+text, `explain_denial`), 404 for an unknown endpoint.
 
 CIPP has no rate limits (§9); 5xx, timeouts and dropped connections are retried with exponential
 backoff and jitter, 4xx never. A client is created per provider call and closed after it.
@@ -13,18 +14,35 @@ backoff and jitter, 4xx never. A client is created per provider call and closed 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from cipp_hardening.cipp_api import CippResponseError, Client, add_update_problems, parse_list_body
+from cipp_hardening.cipp_api import (
+    AppServiceAuth,
+    CippResponseError,
+    Client,
+    ClientList,
+    add_update_problems,
+    mcp_warnings,
+    parse_azure_configuration,
+    parse_list_body,
+)
 
 if TYPE_CHECKING:
     import requests
 
 ENDPOINT = "api/ExecApiClient"
+LIST_TENANTS_ENDPOINT = "api/ListTenants"
 TIMEOUT = (10.0, 120.0)  # AddUpdate makes several Graph calls on CIPP's side and can take seconds (§13)
+
+
+@dataclass(frozen=True)
+class AddUpdateResult:
+    entries: list[Any]
+    mcp_warnings: list[str]  # the row was saved, then CIPP's MCP app set-up failed (§2.2 step 5)
 
 
 class CippError(RuntimeError):
@@ -45,7 +63,7 @@ class CippHttpError(CippError):
 
 
 class CippAccessDenied(CippHttpError):
-    """HTTP 403 from CIPP's access check: the manager client's role or its own IP allow-list."""
+    """HTTP 403 from CIPP's access check or the instance; `explain_denial` names which."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -56,24 +74,65 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, requests.Timeout | requests.ConnectionError)
 
 
-def explain_denial(manager_client_id: str) -> str:
-    # §5.5: the IP denial and a missing permission can share one text, so both causes are named.
-    return (
-        f"CIPP refused the manager client {manager_client_id or '(unknown)'}: either its role lacks "
-        "CIPP.Extension.ReadWrite (give it the editor role or higher, and at least the role of every client "
-        "it manages), or its own allowed IP ranges exclude this machine's public IP (add this machine's "
-        "egress IP to the manager client in CIPP > Integrations > CIPP-API)"
-    )
+# The texts CIPP throws, in Test-CIPPAccess.ps1 and the HTTP entry point (docs/cipp-api.md §5.5, §9). For an
+# API client the IP text is thrown only when its ranges miss the caller's address; the permission
+# denials read differently, so each cause can be named.
+_DENIALS: tuple[tuple[str, str], ...] = (
+    (
+        "the API Client does not have the required permission",
+        "its own allowed IP ranges exclude this machine's public IP: add this machine's egress IP to the "
+        "manager client in CIPP > Integrations > CIPP-API",
+    ),
+    (
+        "Cannot bind argument to parameter 'IPAddress'",
+        "CIPP saw no caller IP (no X-Forwarded-For): call the Function App through App Service, not around it",
+    ),
+    (
+        "base role does not have the required permission",
+        "its role lacks CIPP.Extension.ReadWrite: give it the editor role or higher, and at least the role of "
+        "every client it manages",
+    ),
+    (
+        "has blocked this endpoint",
+        "its custom role blocks this endpoint: remove ExecApiClient from the role's blocked endpoints",
+    ),
+    (
+        "you do not have the required permission",
+        "its custom role lacks the endpoint's permission (CIPP.Extension.ReadWrite for ExecApiClient)",
+    ),
+    (
+        "the user does not have the required permission",
+        "it has no role CIPP can find (no role, or a custom role that does not exist): give it a role",
+    ),
+    ("Access to this tenant is not allowed", "its custom role's tenant limits exclude the tenant of this call"),
+    (
+        "Your CIPP subscription has ended",
+        "this CIPP instance's subscription has ended: no client can call it until it is renewed",
+    ),
+    (
+        "API calls are not accepted on this function app",
+        "cippApi.url is CIPP's offloaded processor Function App, which refuses API calls: use the main one",
+    ),
+)
 
 
-def _hint(status: int, manager_client_id: str) -> str:
+def explain_denial(manager_client_id: str, text: str = "") -> str:
+    """The cause of a 403, named from CIPP's text; an unknown text is shown as it is."""
+    who = f"CIPP refused the manager client {manager_client_id or '(unknown)'}"
+    cause = next((reason for marker, reason in _DENIALS if marker.lower() in text.lower()), None)
+    if cause is None:
+        return f"{who} with a text this project does not know; CIPP's text above says why"
+    return f"{who}: {cause}"
+
+
+def _hint(status: int, manager_client_id: str, text: str = "") -> str:
     if status == 401:
         return (
             "App Service authentication rejected the manager client's token: check cippApi.tenantId and "
             "managerClientId, and that the client is enabled in CIPP and 'Save Azure Configuration' ran since"
         )
     if status == 403:
-        return explain_denial(manager_client_id)
+        return explain_denial(manager_client_id, text)
     if status == 404:
         return "Is cippApi.url the Function App (https://<name>.azurewebsites.net), not the Static Web App?"
     return ""
@@ -128,9 +187,8 @@ class CippClient:
         )
         if response.status_code != 200:
             error = CippAccessDenied if response.status_code == 403 else CippHttpError
-            raise error(
-                action, response.status_code, response.text.strip(), _hint(response.status_code, self.manager_client_id)
-            )
+            text = response.text.strip()
+            raise error(action, response.status_code, text, _hint(response.status_code, self.manager_client_id, text))
         return response
 
     def list_clients(self) -> list[Client]:
@@ -141,8 +199,24 @@ class CippClient:
         except CippResponseError as exc:
             raise CippError(f"CIPP-API List at {self.base_url}: {exc}") from None
 
-    def add_update(self, body: dict[str, Any]) -> list[Any]:
-        """POST an AddUpdate body; raise CippError unless CIPP saved it cleanly. Returns the result entries."""
+    def azure_configuration(self) -> AppServiceAuth:
+        """App Service's allowed applications now (`GET ?Action=GetAzureConfiguration`, read-only, §6)."""
+        response = self.request("GetAzureConfiguration", "GET")
+        try:
+            return parse_azure_configuration(response.json())
+        except (ValueError, CippResponseError) as exc:
+            raise CippError(f"CIPP-API GetAzureConfiguration at {self.base_url}: {exc}") from None
+
+    def inventory(self) -> ClientList:
+        """List, plus App Service's allowed list; a failure to read the latter is recorded, not raised."""
+        clients = self.list_clients()
+        try:
+            return ClientList(clients, self.azure_configuration())
+        except CippError as error:
+            return ClientList(clients, app_service_error=str(error))
+
+    def add_update(self, body: dict[str, Any]) -> AddUpdateResult:
+        """POST an AddUpdate body; raise CippError unless CIPP saved it. The MCP warning comes back, not raised."""
         response = self.request("AddUpdate", "POST", body)
         try:
             payload = response.json()
@@ -151,5 +225,47 @@ class CippClient:
         problems = add_update_problems(payload)
         if problems:
             raise CippError(f"CIPP-API AddUpdate for client {body.get('ClientId')}: " + "; ".join(problems))
-        results: list[Any] = payload
-        return results
+        return AddUpdateResult(list(payload), mcp_warnings(payload))
+
+    def list_tenants(self) -> Any:
+        """The tenants CIPP manages, as CIPP sends them (`GET /api/ListTenants`, read-only, CIPP.Core.Read).
+
+        A failed listing is still HTTP 200, with an error entry in place of the tenants: the caller reads
+        the body (cipp_hardening.cipp_tenants). Retried like every other call; a 4xx raises CippHttpError.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self._max_attempts),
+            reraise=True,
+        )
+        response = retrying(self._get_list_tenants)
+        if not response.text.strip():  # an empty list may come back as an empty body, as List's does (§9)
+            return []
+        try:
+            return response.json()
+        except ValueError:
+            raise CippError(f"CIPP-API ListTenants answered with non-JSON: {response.text[:200]!r}") from None
+
+    def _get_list_tenants(self) -> requests.Response:
+        self.sent += 1
+        response = self._session.get(
+            f"{self.base_url}/{LIST_TENANTS_ENDPOINT}",
+            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
+            timeout=TIMEOUT,
+        )
+        if response.status_code != 200:
+            denied = response.status_code == 403
+            hint = _list_tenants_denial(self.manager_client_id) if denied else _hint(response.status_code, "")
+            error = CippAccessDenied if denied else CippHttpError
+            raise error("ListTenants", response.status_code, response.text.strip(), hint)
+        return response
+
+
+def _list_tenants_denial(manager_client_id: str) -> str:
+    # ListTenants needs CIPP.Core.Read, which every built-in role has; the IP allow-list is the likelier cause.
+    return (
+        f"CIPP refused the manager client {manager_client_id or '(unknown)'}: either its own allowed IP ranges "
+        "exclude this machine's public IP (add it to the manager client in CIPP > Integrations > CIPP-API), "
+        "or its custom role lacks CIPP.Core.Read"
+    )

@@ -1,6 +1,6 @@
 """A loopback emulator of CIPP-API: `/api/ExecApiClient` and the request pipeline in front of it.
 
-It follows the CIPP-API research notes (cipp-api.md, cited below as §n) over real HTTPS:
+It follows the CIPP-API research notes (docs/cipp-api.md, cited below as §n) over real HTTPS:
 
     EasyAuth (bearer token, allowed applications/audiences, tenant)      → 401
     New-CippCoreRequest (unknown endpoint)                               → 404 "Endpoint not found"
@@ -61,6 +61,11 @@ BASE_ROLE_DENIED = (
 CUSTOM_ROLE_DENIED = (
     "Access to this CIPP API endpoint is not allowed, you do not have the required permission: {permission}"
 )
+# Test-CIPPAccess.ps1: a custom role's BlockedEndpoints (block pass) and its tenant limits (allow pass).
+BLOCKED_ENDPOINT_DENIED = (
+    "Access to this CIPP API endpoint is not allowed, the custom role '{role}' has blocked this endpoint: {endpoint}"
+)
+TENANT_DENIED = "Access to this tenant is not allowed"
 ENDPOINT_NOT_FOUND = "Endpoint not found"
 ESCALATION_DENIED = (
     "You do not have sufficient permissions to manage an API client with the '{role}' role; "
@@ -97,7 +102,7 @@ def binding_error_empty(parameter: str) -> str:
     return f"Cannot bind argument to parameter '{parameter}' because it is an empty string."
 
 
-# cipp-api.md §5.4 [I]: /api/me hands a built-in role's $null custom-role list to a mandatory parameter.
+# docs/cipp-api.md §5.4 [I]: /api/me hands a built-in role's $null custom-role list to a mandatory parameter.
 ME_BUILT_IN_ROLE_DENIED = "Cannot bind argument to parameter 'UserRoles' because it is null."
 
 
@@ -263,7 +268,7 @@ def client_ip_from_xff(header: str | None) -> str:
 def parse_dotnet_ip(text: str) -> IpAddress:
     """`[System.Net.IPAddress]::Parse`: IPv6 when the text has a colon, else the legacy IPv4 forms.
 
-    cipp-api.md §5.6 [I]: like inet_aton, 1–4 parts, 0x-hex and leading-zero octal ("010.1.1.1" is 8.1.1.1).
+    docs/cipp-api.md §5.6 [I]: like inet_aton, 1–4 parts, 0x-hex and leading-zero octal ("010.1.1.1" is 8.1.1.1).
     """
     if ":" in text:
         bracketed = re.fullmatch(r"\[([^\]]+)\](?::\d+)?", text)
@@ -296,7 +301,7 @@ def _ipv4_part(part: str) -> int:
 
 
 def _big_integer(address: IpAddress, *, signed: bool) -> int:
-    # cipp-api.md §5.6: BigInteger.Parse(hex, HexNumber) reads a leading byte >= 0x80 as negative.
+    # docs/cipp-api.md §5.6: BigInteger.Parse(hex, HexNumber) reads a leading byte >= 0x80 as negative.
     return int.from_bytes(address.packed, "big", signed=signed)
 
 
@@ -316,7 +321,7 @@ def ip_in_range(address: str, cidr: str, *, sign_quirk: bool = True) -> bool:
     if shift < 0:
         return False  # BigInteger.Pow(2, negative) throws
     inverted_mask = -1 ^ (2**shift - 1)
-    # cipp-api.md §5.6: with the sign quirk a /0 mask misses every address >= 128.0.0.0 (or >= 8000::).
+    # docs/cipp-api.md §5.6: with the sign quirk a /0 mask misses every address >= 128.0.0.0 (or >= 8000::).
     ip_masked = _big_integer(ip, signed=sign_quirk) & inverted_mask
     network_masked = _big_integer(network, signed=sign_quirk) & inverted_mask
     return ip_masked == network_masked
@@ -330,7 +335,7 @@ def ip_is_allowed(client_ip: str, ranges: Sequence[Any], *, sign_quirk: bool) ->
         text = ps_string(entry)
         if client_ip.lower() == text.lower():  # `-eq` runs first and is case-insensitive (§5.6)
             return True
-        # cipp-api.md §5.4: no X-Forwarded-For means "" for a mandatory [string] parameter → 403.
+        # docs/cipp-api.md §5.4: no X-Forwarded-For means "" for a mandatory [string] parameter → 403.
         if not client_ip:
             raise AccessDenied(binding_error_empty("IPAddress"))
         if not text:
@@ -367,7 +372,7 @@ def decode_ip_range(raw: Any, *, faithful: bool) -> StoredRanges:
     entries = parsed if isinstance(parsed, list) else [parsed]
     if entries:
         return StoredRanges(entries)
-    # cipp-api.md §3: 10.8.2 emits @('Any') into the output instead of assigning it → deny all.
+    # docs/cipp-api.md §3: 10.8.2 emits @('Any') into the output instead of assigning it → deny all.
     return StoredRanges([], stray_any=True) if faithful else StoredRanges(["Any"])
 
 
@@ -522,6 +527,34 @@ class ApiConfig:
     application_secret: str | None
 
 
+@dataclass(frozen=True)
+class RoleLimits:
+    """A custom role's limits, as Get-CIPPRolePermissions returns them (AllowedTenants empty when unset)."""
+
+    allowed_tenants: tuple[str, ...] = ()
+    blocked_tenants: tuple[str, ...] = ()
+    blocked_endpoints: tuple[str, ...] = ()
+
+
+def _tenant_filter(call: Call | None) -> str:
+    """Test-CIPPAccess: Query.tenantFilter ?? Body.tenantFilter.value ?? Body.tenantFilter ?? … tenantId."""
+    if call is None:
+        return ""
+    body_filter = ps_get(call.body, "tenantFilter")
+    body_tenant = ps_get(call.body, "tenantId")
+    for value in (
+        call.query_value("tenantFilter"),
+        ps_get(body_filter, "value"),
+        body_filter,
+        call.query_value("tenantId"),
+        ps_get(body_tenant, "value"),
+        body_tenant,
+    ):
+        if value is not None:
+            return ps_string(value)
+    return ""
+
+
 class GraphSetupError(PowerShellError):
     """New-CIPPAPIConfig threw; `app` is set when the app was found, which makes a retry possible."""
 
@@ -540,6 +573,65 @@ class GraphSetupError(PowerShellError):
                 "ApplicationObjectID": self.app.object_id,
             }
         return entry
+
+
+# -- ListTenants (Invoke-ListTenants over Get-Tenants -IncludeErrors -SkipDomains) -------------------
+LIST_TENANTS_FAILED = "Failed to retrieve tenants. Perform a permission check."
+GDAP_STATUS = "granularDelegatedAdminPrivileges"
+DIRECT_STATUS = "directTenant"  # set by ExecAddTenant when a tenant is added in Direct Tenant mode
+
+
+def tenant_entity(
+    customer_id: str,
+    default_domain: str,
+    display_name: str | None = None,
+    *,
+    direct: bool = False,
+    graph_errors: int = 0,
+    last_error: str = "",
+    excluded: bool = False,
+) -> dict[str, Any]:
+    """One row of CIPP's Tenants table as Get-Tenants builds it from a GDAP relationship (or a direct add)."""
+    return {
+        "PartitionKey": "Tenants",
+        "RowKey": customer_id,
+        "customerId": customer_id,
+        "displayName": display_name or default_domain,
+        "relationshipEnd": "2027-01-01T00:00:00Z",
+        "relationshipCount": 0 if direct else 1,
+        "defaultDomainName": default_domain,
+        "initialDomainName": default_domain,
+        "hasAutoExtend": not direct,
+        "delegatedPrivilegeStatus": DIRECT_STATUS if direct else GDAP_STATUS,
+        "domains": "",
+        "Excluded": excluded,
+        "ExcludeUser": "",
+        "ExcludeDate": "",
+        "GraphErrorCount": graph_errors,
+        "LastGraphError": last_error,
+        "RequiresRefresh": False,
+        "LastRefresh": "2026-09-01T04:00:00Z",
+    }
+
+
+def partner_tenant_entity(tenant_id: str, initial_domain: str) -> dict[str, Any]:
+    """The MSP's own tenant, listed when CIPP's tenant mode is PartnerTenantAvailable."""
+    return {
+        "RowKey": tenant_id,
+        "PartitionKey": "Tenants",
+        "customerId": tenant_id,
+        "defaultDomainName": initial_domain,
+        "initialDomainName": initial_domain,
+        "displayName": "*Partner Tenant",
+        "domains": "PartnerTenant",
+        "Excluded": False,
+        "ExcludeUser": "",
+        "ExcludeDate": "",
+        "GraphErrorCount": 0,
+        "LastGraphError": "",
+        "RequiresRefresh": False,
+        "LastRefresh": "2026-09-01T04:00:00Z",
+    }
 
 
 # -- HTTP shapes ----------------------------------------------------------------------------------
@@ -621,23 +713,28 @@ class CippEmulator:
         self.easyauth_denied_status = 401  # §14: "configurable to 403"
         self.sam_has_graph_permissions = True  # False: New-CIPPAPIConfig throws the permissions error
         self.managed_identity_has_arm_rights = True  # False: SaveToAzure/GetAzureConfiguration fail (§6)
+        # Get-CippApiClient versions that select only ClientId, AppName, Role, IPRange and Enabled leave MCPAllowed
+        # out of List while AddUpdate still resets it (docs/part-c.md "MCPAllowed"); False plays such a version.
+        self.list_shows_mcp_allowed = True
         # In front of a real CIPP, App Service always sets X-Forwarded-For to the caller's address:port; set this to
         # play that caller. None (the default) leaves requests without the header, which CIPP denies (§5.4).
         self.egress_ip: str | None = None
+        # ListTenants: rows of CIPP's Tenants table (`tenant_entity`), plus the partner tenant itself when
+        # CIPP's tenant mode lists it; `tenant_listing_failure` makes Get-Tenants throw that message.
         self.tenants: list[dict[str, Any]] = [
-            {
-                "customerId": str(uuid.UUID(int=1)),
-                "defaultDomainName": "contoso.onmicrosoft.com",
-                "displayName": "Contoso",
-            }
+            tenant_entity(str(uuid.UUID(int=1)), "contoso.onmicrosoft.com", "Contoso"),
         ]
+        self.partner_tenant_listed = False
+        self.tenant_listing_failure: str | None = None
         self._host = host
         self._port = port
         self._lock = threading.RLock()
         self._clients: dict[str, ClientRow] = {}
         self._apps: dict[str, EntraApp] = {}
         self._custom_roles: dict[str, tuple[str, ...]] = {}
+        self._role_limits: dict[str, RoleLimits] = {}
         self._easyauth_allowed: set[str] = set()
+        self._easyauth_mcp: set[str] = set()  # MCP clients at the last SaveToAzure: their extra audiences
         self._graph_failures: deque[GraphFailure] = deque()
         self._mcp_failures: deque[str] = deque()
         self._secret_resets: list[SecretReset] = []
@@ -711,10 +808,24 @@ class CippEmulator:
                 self._sync_directory_secret(app, secret)
         return replace(row)
 
-    def add_custom_role(self, name: str, permissions: Sequence[str]) -> None:
-        """A custom role (table RowKey, matched case-sensitively, §8)."""
+    def add_custom_role(
+        self,
+        name: str,
+        permissions: Sequence[str],
+        *,
+        allowed_tenants: Sequence[str] = ("AllTenants",),
+        blocked_tenants: Sequence[str] = (),
+        blocked_endpoints: Sequence[str] = (),
+    ) -> None:
+        """A custom role (table RowKey, matched case-sensitively, §8) with its tenant and endpoint limits.
+
+        Tenants are customer ids or "AllTenants"; endpoints are names as routed ("ExecApiClient").
+        """
         with self._lock:
             self._custom_roles[name] = tuple(permissions)
+            self._role_limits[name] = RoleLimits(
+                tuple(allowed_tenants), tuple(blocked_tenants), tuple(blocked_endpoints)
+            )
 
     def client_row(self, client_id: str) -> dict[str, Any] | None:
         """The raw stored entity, IPRange in its stored encoding; None when there is no row."""
@@ -733,10 +844,18 @@ class CippEmulator:
             self._app_for(client_id).identifier_uri_ok = False
 
     def save_to_azure(self) -> None:
-        """What SaveToAzure does to EasyAuth (§6, §14): allow exactly the rows with Enabled = true."""
+        """What SaveToAzure does to EasyAuth (§6, §14): allow exactly the rows with Enabled = true.
+
+        Set-CippApiAuth.ps1: audiences are api://<id> per allowed client; when any of them is MCPAllowed,
+        also https://<host>, https://<host>/api/ExecMcp and each MCP client's bare application id.
+        """
         with self._lock:
             # OData `Enabled eq true` only matches a boolean true (the string "true" does not, §2.2).
             self._easyauth_allowed = {cid for cid, row in self._clients.items() if row.enabled is True}
+            # Invoke-ExecApiClient compares "$($_.MCPAllowed)" -eq 'True' (a string, case-insensitive).
+            self._easyauth_mcp = {
+                cid for cid in self._easyauth_allowed if ps_string(self._clients[cid].mcp_allowed).lower() == "true"
+            }
 
     @property
     def easyauth_allowed(self) -> frozenset[str]:
@@ -747,6 +866,15 @@ class CippEmulator:
     def easyauth_allowed(self, client_ids: Iterable[str]) -> None:
         with self._lock:
             self._easyauth_allowed = set(client_ids)
+            self._easyauth_mcp &= self._easyauth_allowed
+
+    def easyauth_audiences(self) -> frozenset[str]:
+        """allowedAudiences as the last SaveToAzure wrote them (lower-cased)."""
+        with self._lock:
+            audiences = {f"api://{client_id}" for client_id in self._easyauth_allowed}
+            if self._easyauth_mcp and self._server is not None:
+                audiences |= {self.url, f"{self.url}/api/ExecMcp", *self._easyauth_mcp}
+            return frozenset(audience.lower() for audience in audiences)
 
     def graph_failure_next_addupdate(self, error: str = DEFAULT_GRAPH_FAILURE, retry: bool = True) -> None:
         """Make the next AddUpdate's Graph step throw `error` after finding/creating the app."""
@@ -757,6 +885,11 @@ class CippEmulator:
         """Make the next Set-CIPPMCPClientApp throw `error` (AddUpdate then warns, §2.2 step 5)."""
         with self._lock:
             self._mcp_failures.append(error)
+
+    def add_tenant(self, customer_id: str, default_domain: str, display_name: str | None = None, **kw: Any) -> None:
+        """A tenant CIPP manages (keywords of `tenant_entity`: direct, graph_errors, last_error, excluded)."""
+        with self._lock:
+            self.tenants.append(tenant_entity(customer_id, default_domain, display_name, **kw))
 
     def secrets_reset_count(self, client_id: str) -> int:
         with self._lock:
@@ -825,7 +958,8 @@ class CippEmulator:
         app_id = str(claims.get("appid") or claims.get("azp") or "")
         with self._lock:
             allowed = {client_id.lower() for client_id in self._easyauth_allowed}
-        audience_ok = str(claims.get("aud", "")).lower() in {f"api://{client_id}" for client_id in allowed}
+        # allowedAudiences is one list for every allowed application (authsettingsV2), not one per caller.
+        audience_ok = str(claims.get("aud", "")).lower() in self.easyauth_audiences()
         tenant_ok = str(claims.get("tid", "")).lower() == self.tenant_id
         return app_id if app_id.lower() in allowed and audience_ok and tenant_ok else None
 
@@ -842,9 +976,9 @@ class CippEmulator:
                 if endpoint == "me":
                     return self._me(caller, xff)
                 if endpoint == "listtenants":
-                    self._test_access(caller, xff, "CIPP.Core.Read")
-                    return body_response(list(self.tenants))
-                self._test_access(caller, xff, "CIPP.Extension.ReadWrite")
+                    self._test_access(caller, xff, "CIPP.Core.Read", endpoint_name, call)
+                    return body_response(self._list_tenants())
+                self._test_access(caller, xff, "CIPP.Extension.ReadWrite", endpoint_name, call)
                 return body_response(self._exec_api_client(call))
             except AccessDenied as denial:
                 return text_response(403, str(denial))
@@ -862,19 +996,61 @@ class CippEmulator:
             raise AccessDenied(API_CLIENT_DENIED)
         return row.role if ps_truthy(row.role) else None
 
-    def _test_access(self, caller: str, xff: str | None, permission: str) -> None:
+    def _test_access(
+        self, caller: str, xff: str | None, permission: str, endpoint: str = "", call: Call | None = None
+    ) -> None:
         role = self._caller_role(caller, xff)
         base_role = find_base_role(role)
         if base_role is not None:
             if not base_role.allows(permission):
                 raise AccessDenied(BASE_ROLE_DENIED.format(role=base_role.name, permission=permission))
             return
-        custom_permissions = self._custom_roles.get(role or FALLBACK_ROLE)
+        custom_role = role or FALLBACK_ROLE
+        custom_permissions = self._custom_roles.get(custom_role)
         if custom_permissions is None:
             raise AccessDenied(NO_ROLE_DENIED)  # §14 step 3: roleless (or unknown role) client
         # Test-CIPPAccess matches with `$Perm -match $APIRole`: the endpoint permission is a regex.
-        if not any(re.search(permission, granted, re.IGNORECASE) for granted in custom_permissions):
+        grants = any(re.search(permission, granted, re.IGNORECASE) for granted in custom_permissions)
+        limits = self._role_limits.get(custom_role, RoleLimits())
+        tenant_filter = _tenant_filter(call)
+        # Block pass first: deny wins when the blocking role grants the permission and covers the target.
+        blocked = any(endpoint.lower() == name.lower() for name in limits.blocked_endpoints)
+        if grants and blocked and self._tenant_in_scope(limits, tenant_filter, permission, unresolved_in_scope=True):
+            raise AccessDenied(BLOCKED_ENDPOINT_DENIED.format(role=custom_role, endpoint=endpoint))
+        if not grants:
             raise AccessDenied(CUSTOM_ROLE_DENIED.format(permission=permission))
+        if not self._tenant_in_scope(limits, tenant_filter, permission):
+            raise AccessDenied(TENANT_DENIED)
+
+    def _tenant_in_scope(
+        self, limits: RoleLimits, tenant_filter: str, permission: str, *, unresolved_in_scope: bool = False
+    ) -> bool:
+        """Test-CippRoleTenantScope.ps1 without tenant groups: does the role cover the request's tenant?"""
+        if not limits.blocked_tenants and "alltenants" in (t.lower() for t in limits.allowed_tenants):
+            return True
+        if tenant_filter.lower() == "alltenants" and re.search("Write$", permission, re.IGNORECASE):
+            return False
+        if tenant_filter.lower() == "alltenants" and re.search("Read$", permission, re.IGNORECASE):
+            return True
+        known = [str(t.get("customerId") or "") for t in self.tenants]
+        tenant = next(
+            (
+                str(t.get("customerId"))
+                for t in self.tenants
+                if tenant_filter
+                and tenant_filter.lower() in (str(t.get("customerId")).lower(), str(t.get("defaultDomainName")).lower())
+            ),
+            None,
+        )
+        allowed = known if "alltenants" in (t.lower() for t in limits.allowed_tenants) else list(limits.allowed_tenants)
+        if tenant:
+            lowered = tenant.lower()
+            return lowered in (a.lower() for a in allowed) and lowered not in (
+                b.lower() for b in limits.blocked_tenants
+            )
+        if not tenant_filter.strip() or tenant_filter.lower() == "alltenants":
+            return True  # not scoped to one tenant: the role is in scope
+        return unresolved_in_scope
 
     def _me(self, caller: str, xff: str | None) -> HttpResponse:
         """GET /api/me for an API client (§5.4): after the IP check, custom roles only."""
@@ -887,6 +1063,24 @@ class CippEmulator:
             "permissions": sorted(self._custom_roles.get(custom_role, ())),
         }
         return body_response(json.dumps(me, indent=2))  # a JSON *string* body (ConvertTo-Json)
+
+    def _list_tenants(self) -> list[dict[str, Any]]:
+        """Invoke-ListTenants without a filter: `@($Body)`, always HTTP 200; on a throw, one error entry."""
+        if self.tenant_listing_failure is not None:
+            return [
+                {
+                    "Results": f"Failed to retrieve tenants: {self.tenant_listing_failure}",
+                    "defaultDomainName": "",
+                    "displayName": LIST_TENANTS_FAILED,
+                    "customerId": "",
+                }
+            ]
+        rows = [dict(row) for row in self.tenants if row.get("Excluded") is not True]  # -IncludeErrors keeps errors
+        if self.partner_tenant_listed:
+            rows.append(partner_tenant_entity(self.tenant_id, "partner.onmicrosoft.com"))
+        # Get-Tenants drops rows without a default domain (or a 'Domain Error' one) and sorts by display name.
+        kept = [r for r in rows if r.get("defaultDomainName") is not None and not _domain_error(r)]
+        return sorted(kept, key=lambda row: str(row.get("displayName") or "").lower())
 
     def _role_permissions(self, role: str) -> frozenset[str]:
         """Get-CippAllowedPermissions for one role, over the known permissions plus custom ones."""
@@ -937,8 +1131,9 @@ class CippEmulator:
             "Role": row.role if ps_truthy(row.role) else None,
             "IPRange": stored.ranges,
             "Enabled": row.enabled,
-            "MCPAllowed": ps_truthy(row.mcp_allowed),
         }
+        if self.list_shows_mcp_allowed:
+            view["MCPAllowed"] = ps_truthy(row.mcp_allowed)
         return view, stored.stray_any
 
     def _action_list_available(self, call: Call) -> Any:
@@ -1109,7 +1304,8 @@ class CippEmulator:
             "Results": {
                 "ApiUrl": self.url,
                 "TenantID": self.tenant_id,
-                "ClientIDs": sorted(self._easyauth_allowed),
+                # Get-CippApiAuth reads allowedApplications: absent (null) when no client is allowed.
+                "ClientIDs": sorted(self._easyauth_allowed) or None,
                 "Enabled": bool(self._easyauth_allowed),
             }
         }
@@ -1180,6 +1376,10 @@ class CippEmulator:
         if app is not None and self.directory.app(client_id) is not None:
             # The Directory cannot forget an app; an unknowable secret is the closest to deletion.
             self._sync_directory_secret(app, _new_secret())
+
+
+def _domain_error(row: dict[str, Any]) -> bool:
+    return "domain error" in str(row.get("defaultDomainName") or "").lower()  # `-notmatch 'Domain Error'`
 
 
 def _new_secret() -> str:

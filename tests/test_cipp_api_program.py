@@ -112,7 +112,7 @@ def test_fail_mode_stops_before_part_c_registers_anything(monkeypatch: pytest.Mo
 
 def test_fail_mode_passes_when_nothing_is_open(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "no-clients.json"
-    empty.write_text("")  # CIPP's List on an empty table (cipp-api.md §2.1)
+    empty.write_text("")  # CIPP's List on an empty table (docs/cipp-api.md §2.1)
     monkeypatch.setenv(CIPP_SNAPSHOT_ENV, str(empty))
     run = run_main(with_cipp(unrestrictedClients="fail"))
     assert run.outputs["unrestrictedApiClients"] == []

@@ -23,6 +23,7 @@ from pulumi.dynamic import Config, ConfigureRequest, CreateResult, ReadResult, U
 from pulumi.dynamic.dynamic import serialize_provider
 from tenacity import wait_none
 
+from cipp_hardening.cipp_api import DENY_ALL, add_update_body
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, run_program
 from dynamic_providers import credentials
@@ -33,7 +34,7 @@ from dynamic_providers.cipp_api_client_ranges import (
     CippApiClientRangesError,
     CippApiClientRangesProvider,
 )
-from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippHttpError
+from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError, CippHttpError, explain_denial
 from emulators.cipp import API_CLIENT_DENIED, CippEmulator, RequestRecord
 from emulators.clients import CallerFactory, CippCaller
 from emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
@@ -53,7 +54,7 @@ ENV_VARS = ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FIL
 
 
 def egress_from(emulator: CippEmulator, ip: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Play a caller at `ip`: App Service sets X-Forwarded-For to it on every request (cipp-api.md §5.2)."""
+    """Play a caller at `ip`: App Service sets X-Forwarded-For to it on every request (docs/cipp-api.md §5.2)."""
     monkeypatch.setattr(emulator, "egress_ip", ip)
 
 
@@ -89,7 +90,7 @@ class Cipp:
         return row
 
     def ui_edit(self, ranges: list[str]) -> None:
-        """What CIPP > Integrations > CIPP-API > Edit sends (cipp-api.md §2.2), by another administrator."""
+        """What CIPP > Integrations > CIPP-API > Edit sends (docs/cipp-api.md §2.2), by another administrator."""
         body = {
             "Action": "AddUpdate",
             "ClientId": self.rmm.client_id,
@@ -290,7 +291,7 @@ def test_an_unknown_client_is_named(cipp: Cipp) -> None:
         cipp.provider.create(props)
 
 
-def test_a_403_explains_the_manager_role_or_its_own_ip_list(
+def test_a_403_names_the_cause_from_cipps_text(
     cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     egress_from(cipp.emulator, "192.0.2.55", monkeypatch)  # run from outside the manager's office range
@@ -298,11 +299,35 @@ def test_a_403_explains_the_manager_role_or_its_own_ip_list(
         cipp.provider.create(cipp.props())
     message = str(outside.value)
     assert "HTTP 403: " + API_CLIENT_DENIED in message
-    assert "lacks CIPP.Extension.ReadWrite" in message
     assert "exclude this machine's public IP" in message
+    assert "lacks" not in message  # Test-CIPPAccess throws this text only for the IP check
+    egress_from(cipp.emulator, RUNNER_IP, monkeypatch)
     readonly = cipp_caller(role="readonly", app_name="read-only manager")
     with pytest.raises(CippApiClientRangesError, match=r"'readonly' base role .* lacks CIPP\.Extension\.ReadWrite"):
         configured(readonly.secret).create({**cipp.props(), "managerClientId": readonly.client_id})
+
+
+@pytest.mark.parametrize(
+    ("permissions", "blocked", "tenants", "cause"),
+    [
+        (["CIPP.Core.Read"], (), ("AllTenants",), "custom role lacks the endpoint's permission"),
+        (["CIPP.Extension.ReadWrite"], ("ExecApiClient",), ("AllTenants",), "custom role blocks this endpoint"),
+    ],
+)
+def test_a_custom_role_denial_is_named(
+    cipp: Cipp,
+    cipp_caller: CallerFactory,
+    permissions: list[str],
+    blocked: tuple[str, ...],
+    tenants: tuple[str, ...],
+    cause: str,
+) -> None:
+    cipp.emulator.add_custom_role("integrations", permissions, allowed_tenants=tenants, blocked_endpoints=blocked)
+    custom = cipp_caller(role="integrations", ip_ranges=[OFFICE], app_name="custom manager")
+    with pytest.raises(CippApiClientRangesError) as denied:
+        configured(custom.secret).create({**cipp.props(), "managerClientId": custom.client_id})
+    assert cause in str(denied.value)
+    assert "exclude this machine's public IP" not in str(denied.value)
 
 
 def test_a_401_points_at_save_azure_configuration(cipp: Cipp, cipp_caller: CallerFactory) -> None:
@@ -311,10 +336,54 @@ def test_a_401_points_at_save_azure_configuration(cipp: Cipp, cipp_caller: Calle
         configured(unsaved.secret).create({**cipp.props(), "managerClientId": unsaved.client_id})
 
 
-def test_a_warning_in_the_answer_is_a_failure(cipp: Cipp) -> None:
+def test_the_mcp_warning_after_the_save_is_reported_not_failed(cipp: Cipp, caplog: pytest.LogCaptureFixture) -> None:
     cipp.emulator.mcp_failure_next("Graph said no")  # AddUpdate saves, then warns (§2.2 step 5)
-    with pytest.raises(CippApiClientRangesError, match="warning: Client saved, but MCP app configuration failed"):
+    with caplog.at_level(logging.WARNING):
+        outs = outs_of(cipp.provider.create(cipp.props()))
+    assert outs["currentRanges"] == [OFFICE, IPV6]  # confirmed through List
+    assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
+    assert "ranges saved and confirmed, but CIPP's MCP app set-up then failed" in caplog.text
+    assert "Graph said no" in caplog.text
+
+
+def test_a_dropped_range_warning_is_still_a_failure(cipp: Cipp) -> None:
+    body = {
+        **add_update_body(
+            {"ClientId": cipp.rmm.client_id, "Role": "readonly", "Enabled": True, "MCPAllowed": False}, []
+        ),
+        "IPRange": [{"value": OFFICE}, {"value": "2001:db8::/48"}],
+    }
+    expected = r"warning: '2001:db8::/48' is not a valid IP address"
+    with (
+        CippClient(cipp.emulator.url, lambda: token_for(cipp), wait=wait_none()) as client,
+        pytest.raises(CippError, match=expected),
+    ):
+        client.add_update(body)
+
+
+def test_an_mcp_client_already_at_its_ranges_gets_no_add_update(cipp: Cipp) -> None:
+    # Every AddUpdate of an MCPAllowed client re-runs CIPP's MCP set-up on its app registration.
+    outs = outs_of(cipp.provider.create(cipp.props(ranges=["198.51.100.7"])))
+    outs_of(cipp.provider.update(cipp.rmm.client_id, outs, cipp.props(ranges=["198.51.100.7"])))
+    cipp.provider.delete(cipp.rmm.client_id, {**outs, "restoreOnDelete": True})
+    assert cipp.add_updates() == []
+
+
+def test_a_cipp_that_hides_mcp_allowed_gets_no_write_until_the_flag_is_stated(cipp: Cipp) -> None:
+    # AddUpdate writes [bool](Body.MCPAllowed ?? $false): a guess of false would switch the RMM's MCP off.
+    cipp.emulator.list_shows_mcp_allowed = False
+    with pytest.raises(CippApiClientRangesError, match=r"cippApi.clients\[\].mcpAllowed"):
         cipp.provider.create(cipp.props())
+    assert cipp.add_updates() == []
+    outs = outs_of(cipp.provider.create(cipp.props(mcpAllowed=True)))
+    assert outs["currentRanges"] == [OFFICE, IPV6]
+    assert cipp.stored()["MCPAllowed"] is True
+
+
+def test_a_stated_mcp_flag_that_contradicts_cipp_is_refused(cipp: Cipp) -> None:
+    with pytest.raises(CippApiClientRangesError, match="mcpAllowed says false but CIPP lists MCPAllowed True"):
+        cipp.provider.create(cipp.props(mcpAllowed=False))
+    assert cipp.add_updates() == []
 
 
 def test_the_results_wrapper_is_a_failure(cipp: Cipp) -> None:
@@ -494,7 +563,7 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
         egress_from(cipp.emulator, "192.0.2.55", monkeypatch)
         with pytest.raises(ProviderError) as denied:
             engine.up([declared.by_name("rmm")])
-        assert "lacks CIPP.Extension.ReadWrite" in denied.value.summary
+        assert "exclude this machine's public IP" in denied.value.summary
         assert cipp.manager.secret not in host.stderr + denied.value.details
 
 
@@ -556,5 +625,96 @@ def test_a_real_run_that_cannot_list_fails_readably(cipp: Cipp, monkeypatch: pyt
         run_live(cipp, monkeypatch)
     message = str(failed.value.cause)
     assert message.startswith(f"cippApi: could not list the CIPP-API clients at {cipp.emulator.url}")
-    assert "lacks CIPP.Extension.ReadWrite" in message
+    assert "exclude this machine's public IP" in message
     assert RANGES_TYPE not in {r.type for r in failed.value.run.resources}
+
+
+# -- a stored "[]", App Service's allowed list, the 403 texts -----------------------------
+def test_a_client_stored_as_an_empty_array_is_adopted_as_refused_and_opened_when_any_is_wanted(
+    cipp: Cipp, cipp_caller: CallerFactory
+) -> None:
+    locked = cipp_caller(role="readonly", ip_ranges="[]", app_name="locked")  # raw row: "[]"
+    assert locked.request("GET", "/api/ListTenants", xff="203.0.113.5").text == API_CLIENT_DENIED
+    outs = outs_of(cipp.provider.create(cipp.props(locked, ranges=[], restoreOnDelete=True)))
+    assert outs["adoptedRanges"] == [DENY_ALL]
+    assert outs["currentRanges"] == []  # Any, as wanted: the AddUpdate was sent
+    assert cipp.stored(locked)["IPRange"] == ""
+    assert locked.request("GET", "/api/ListTenants", xff="203.0.113.5").status_code == 200
+    cipp.provider.delete(locked.client_id, outs)  # "[]" cannot be written back: left, never Any by accident
+    assert cipp.stored(locked)["IPRange"] == ""
+    assert len(cipp.add_updates()) == 1
+
+
+def test_the_program_reports_a_refused_client_as_refused_not_open(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = cipp_caller(role="readonly", ip_ranges="[]", app_name="locked")
+    run = run_live(cipp, monkeypatch, mode="fail")  # fail mode: a refused client is not an open one
+    assert run.outputs["unrestrictedApiClients"] == []
+    [warning] = [w for w in run.messages("warning") if locked.client_id in w]
+    assert "refuses it from every IP address (not open, locked)" in warning
+    assert [c["clientId"] for c in run.outputs["denyingApiClients"]] == [locked.client_id]
+
+
+def test_the_program_judges_open_clients_by_app_services_allowed_list(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disabled = cipp_caller(role="readonly", app_name="disabled, still allowed")
+    unsaved = cipp_caller(role="readonly", app_name="unsaved", save=False)  # enabled, App Service not told
+    cipp.emulator.add_client(disabled.client_id, "disabled, still allowed", "readonly", enabled=False)  # no save
+    run = run_live(cipp, monkeypatch)
+    assert [c["clientId"] for c in run.outputs["unrestrictedApiClients"]] == [disabled.client_id]
+    pending = [w for w in run.messages("warning") if "until 'Save Azure Configuration' runs" in w]
+    assert len(pending) == 2
+    assert any(unsaved.client_id in w and "gets 401 from App Service" in w for w in pending)
+    assert any(disabled.client_id in w and "is disabled in CIPP's table but can call CIPP" in w for w in pending)
+    pending_ids = {c["clientId"] for c in run.outputs["pendingSaveApiClients"]}
+    assert pending_ids == {unsaved.client_id, disabled.client_id}
+
+
+def test_without_arm_rights_the_table_flag_decides_and_says_so(
+    cipp: Cipp, cipp_caller: CallerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unsaved = cipp_caller(role="readonly", app_name="unsaved", save=False)
+    cipp.emulator.managed_identity_has_arm_rights = False
+    run = run_live(cipp, monkeypatch)
+    assert [c["clientId"] for c in run.outputs["unrestrictedApiClients"]] == [unsaved.client_id]
+    assert any(
+        "judged from the Enabled flag" in w and "Could not get API clients" in w for w in run.messages("warning")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (API_CLIENT_DENIED, "exclude this machine's public IP"),
+        ("Cannot bind argument to parameter 'IPAddress' because it is an empty string.", "no caller IP"),
+        (
+            "Access to this CIPP API endpoint is not allowed, the 'readonly' base role does not have the required "
+            "permission: CIPP.Extension.ReadWrite",
+            "role lacks CIPP.Extension.ReadWrite",
+        ),
+        (
+            "Access to this CIPP API endpoint is not allowed, you do not have the required permission: "
+            "CIPP.Extension.ReadWrite",
+            "custom role lacks",
+        ),
+        ("Access to this CIPP API endpoint is not allowed, the user does not have the required permission", "no role"),
+        (
+            "Access to this CIPP API endpoint is not allowed, the custom role 'x' has blocked this endpoint: "
+            "ExecApiClient",
+            "blocks this endpoint",
+        ),
+        ("Access to this tenant is not allowed", "tenant limits"),
+        ("Your CIPP subscription has ended. Access to this instance is no longer available.", "subscription has ended"),
+        ("API calls are not accepted on this function app", "offloaded processor"),
+        ("Something new", "a text this project does not know"),
+    ],
+)
+def test_each_403_text_names_its_cause(text: str, cause: str) -> None:
+    explained = explain_denial(MANAGER_ID, text)
+    assert cause in explained
+    assert ("public IP" in explained) == (text == API_CLIENT_DENIED)  # one cause, not "role or IP"
+
+
+MANAGER_ID = "00000000-0000-0000-0000-0000000e0001"

@@ -8,14 +8,20 @@ from typing import Any
 import pytest
 
 from cipp_hardening.cipp_api import (
+    DENY_ALL,
+    AppServiceAuth,
     CippResponseError,
     add_update_body,
     add_update_problems,
     canonical_ranges,
     delete_plan,
+    denying_clients,
     find_client,
     is_enabled,
+    mcp_warnings,
+    parse_azure_configuration,
     parse_list_body,
+    pending_saves,
     ranges_of,
     unrestricted_clients,
     unrestricted_message,
@@ -30,7 +36,7 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
 def item(client_id: str, ranges: list[str] | None = None, **fields: Any) -> dict[str, Any]:
-    """A List item as cipp-api.md §3 shows it."""
+    """A List item as docs/cipp-api.md §3 shows it."""
     return {
         "ClientId": client_id,
         "AppName": fields.pop("AppName", "app"),
@@ -63,7 +69,7 @@ def test_an_empty_list_body_means_no_clients(body: str) -> None:
 
 
 def test_list_keeps_only_client_objects() -> None:
-    # cipp-api.md §10.1: the pre-#472 bug puts a bare "Any" string next to a client stored as "[]".
+    # docs/cipp-api.md §10.1: the pre-#472 bug puts a bare "Any" string next to a client stored as "[]".
     body = json.dumps({"Results": ["Any", item(RMM, ["198.51.100.7"]), {"no": "id"}]})
     assert [c["ClientId"] for c in parse_list_body(body)] == [RMM]
 
@@ -87,7 +93,8 @@ def test_find_client_ignores_case() -> None:
     [
         (["Any"], []),
         (["any"], []),
-        ([], []),
+        (["203.0.113.0/24", "Any"], []),  # "Any" beside real ranges: Test-CIPPAccess allows every address
+        ([], [DENY_ALL]),  # stored "[]": 10.8.2 leaves the list empty and refuses every address
         (None, []),
         (["203.0.113.0/24", "198.51.100.7"], ["203.0.113.0/24", "198.51.100.7"]),
         ("198.51.100.7", ["198.51.100.7"]),
@@ -99,7 +106,7 @@ def test_ranges_of(stored: Any, expected: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("value", "enabled"),
-    [(True, True), (False, False), ("true", True), ("True", True), ("false", False), (None, False)],
+    [(True, True), (False, False), ("true", False), ("True", False), ("false", False), (None, False)],
 )
 def test_is_enabled(value: Any, enabled: bool) -> None:
     assert is_enabled({"Enabled": value}) is enabled
@@ -202,7 +209,7 @@ def test_canonical_ranges_refuse_what_cipp_would_mishandle(entry: Any) -> None:
     ],
 )
 def test_canonical_spelling_passes_cipps_regex_and_matches_like_cipp(entry: str, inside: str, outside: str) -> None:
-    """The emulator ports CIPP's validation regex and Test-IpInRange (cipp-api.md §2.2, §5.3)."""
+    """The emulator ports CIPP's validation regex and Test-IpInRange (docs/cipp-api.md §2.2, §5.3)."""
     [canonical], _ = canonical_ranges([entry])
     assert VALID_RANGE_ENTRY.search(canonical)
     assert ip_in_range(inside, canonical)
@@ -254,15 +261,16 @@ def test_unrestricted_clients_are_enabled_any_and_unmanaged() -> None:
         item(RMM, ["198.51.100.7"]),  # restricted
         item(PSA, AppName="PSA"),  # open
         item("00000000-0000-0000-0000-0000000e0004", Enabled=False),  # disabled
-        item("00000000-0000-0000-0000-0000000e0005", Enabled="true", Role=None),  # legacy string flag: enabled
+        item("00000000-0000-0000-0000-0000000e0005", Enabled="true", Role=None),  # a string: SaveToAzure skips it
+        item("00000000-0000-0000-0000-0000000e0006", Role=None),  # open, roleless
     ]
     found = unrestricted_clients(clients, [MANAGER.upper()])
     assert [c.to_json() for c in found] == [
         {"clientId": PSA, "appName": "PSA", "role": "readonly"},
-        {"clientId": "00000000-0000-0000-0000-0000000e0005", "appName": "app", "role": ""},
+        {"clientId": "00000000-0000-0000-0000-0000000e0006", "appName": "app", "role": ""},
     ]
     message = unrestricted_message(found, "fail")
-    assert message.startswith("2 enabled CIPP-API client(s) accept requests from any IP address")
+    assert message.startswith("2 CIPP-API client(s) that can call CIPP accept requests from any IP address")
     assert f"{PSA} (PSA, role readonly)" in message
     assert "role none" in message
     assert "unrestrictedClients: fail" in message
@@ -288,3 +296,65 @@ def test_delete_refuses_to_restore_any_unless_allowed() -> None:
     allowed = delete_plan({**inputs(restoreOnDelete=True, allowAnyOnDelete=True), "adoptedRanges": []})
     assert (allowed.action, allowed.ranges) == ("restore", ())
     assert "Any (no restriction)" in allowed.reason
+
+
+# -- what CIPP's source says ---------------------------------------------------------------
+E4, E5 = "00000000-0000-0000-0000-0000000e0004", "00000000-0000-0000-0000-0000000e0005"
+
+
+def test_a_client_stored_as_an_empty_array_is_refused_everywhere_not_open() -> None:
+    """Get-CippApiClient 10.8.2 leaves "[]" as an empty list (plus a stray "Any"): Test-CIPPAccess matches nothing."""
+    body = json.dumps({"Results": ["Any", item(PSA, AppName="locked")]})
+    [locked] = parse_list_body(body)
+    locked["IPRange"] = []
+    assert ranges_of(locked) == [DENY_ALL]
+    assert unrestricted_clients([locked], []) == []
+    assert [c.client_id for c in denying_clients([locked, item(RMM)])] == [PSA]
+    assert "every address refused" in delete_plan({**inputs(restoreOnDelete=True), "adoptedRanges": [DENY_ALL]}).reason
+
+
+def test_restoring_a_deny_all_adoption_leaves_the_ranges() -> None:
+    # AddUpdate stores no ranges as "" (Any): "[]" cannot be written back, and Any would open the client.
+    plan = delete_plan({**inputs(restoreOnDelete=True, allowAnyOnDelete=True), "adoptedRanges": [DENY_ALL]})
+    assert (plan.action, plan.ranges) == ("leave", ())
+    assert "cannot be written back" in plan.reason
+
+
+def test_a_missing_restore_on_delete_means_leave() -> None:
+    props = {k: v for k, v in inputs().items() if k != "restoreOnDelete"}
+    assert delete_plan({**props, "adoptedRanges": ["198.51.100.7"]}).action == "leave"
+
+
+def test_open_is_judged_by_app_services_allowed_list_when_known() -> None:
+    clients = [item(PSA), item(E4, Enabled=False), item(E5, Enabled="true")]
+    app_service = AppServiceAuth(frozenset({E4, E5}), True)  # the last save ran while E4/E5 were enabled
+    assert [c.client_id for c in unrestricted_clients(clients, [], app_service)] == [E4, E5]
+    assert [c.client_id for c in unrestricted_clients(clients, [])] == [PSA]  # table flag: booleans only
+    pending = pending_saves(clients, app_service)
+    assert [(p.client.client_id, p.table_enabled, p.app_service_allows) for p in pending] == [
+        (PSA, True, False),
+        (E4, False, True),
+        (E5, False, True),
+    ]
+    assert "until 'Save Azure Configuration' runs" in pending[0].describe()
+    assert unrestricted_clients(clients, [], AppServiceAuth(frozenset({PSA}), False)) == []  # EasyAuth off
+
+
+def test_get_azure_configuration_bodies() -> None:
+    saved = {"Results": {"ApiUrl": "https://x", "TenantID": "t", "ClientIDs": [PSA.upper()], "Enabled": True}}
+    assert parse_azure_configuration(saved) == AppServiceAuth(frozenset({PSA}), True)
+    none = {"Results": {"ApiUrl": "https://x", "TenantID": "", "ClientIDs": None, "Enabled": False}}
+    assert parse_azure_configuration(none) == AppServiceAuth(frozenset(), False)
+    failed = {"Results": {"Enabled": "Could not get API clients, ensure ...", "Error": {"Message": "403 ARM"}}}
+    with pytest.raises(CippResponseError, match=r"Could not get API clients.*403 ARM"):
+        parse_azure_configuration(failed)
+
+
+def test_the_mcp_warning_is_not_a_dropped_entry() -> None:
+    mcp = {"resultText": "Client saved, but MCP app configuration failed: Graph said no", "state": "warning"}
+    assert add_update_problems(["API client updated", mcp]) == []
+    assert mcp_warnings(["API client updated", mcp]) == [mcp["resultText"]]
+    dropped = {"resultText": "'x' is not a valid IP address or CIDR range.", "state": "warning"}
+    assert add_update_problems(["API client updated", mcp, dropped]) == [
+        f"CIPP reported warning: {dropped['resultText']}"
+    ]

@@ -1,4 +1,4 @@
-"""The CIPP-API emulator against cipp-api.md (§n below), through real HTTPS and real azure-identity tokens."""
+"""The CIPP-API emulator against docs/cipp-api.md (§n below), through real HTTPS and real azure-identity tokens."""
 
 from __future__ import annotations
 
@@ -666,3 +666,130 @@ def test_cli_starts_serves_and_stops() -> None:
         finally:
             process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+# -- ListTenants (Invoke-ListTenants over Get-Tenants -IncludeErrors -SkipDomains) --------------------------
+def test_list_tenants_answers_in_cipps_shape_sorted_by_display_name(
+    cipp_emulator: CippEmulator, cipp_caller: CallerFactory
+) -> None:
+    cipp_emulator.tenants.clear()
+    cipp_emulator.add_tenant("00000000-0000-0000-0000-0000000000b2", "beta.com", "Beta")
+    cipp_emulator.add_tenant("00000000-0000-0000-0000-0000000000a1", "alpha.onmicrosoft.com", "alpha", direct=True)
+    cipp_emulator.add_tenant("00000000-0000-0000-0000-0000000000c3", "gamma.com", "Gamma", graph_errors=60)
+    cipp_emulator.add_tenant("00000000-0000-0000-0000-0000000000d4", "delta.com", "Delta", excluded=True)
+    cipp_emulator.partner_tenant_listed = True
+    response = cipp_caller(role="readonly").request("GET", "/api/ListTenants")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert [t["displayName"] for t in body] == ["*Partner Tenant", "alpha", "Beta", "Gamma"], "Excluded left out"
+    partner, alpha, beta, gamma = body
+    assert (partner["customerId"], partner["domains"]) == (CIPP_TENANT_ID, "PartnerTenant")
+    assert "delegatedPrivilegeStatus" not in partner
+    assert alpha["delegatedPrivilegeStatus"] == "directTenant"
+    assert beta["delegatedPrivilegeStatus"] == "granularDelegatedAdminPrivileges"
+    assert (gamma["GraphErrorCount"], gamma["Excluded"]) == (60, False), "-IncludeErrors keeps failing tenants"
+    assert set(beta) >= {"customerId", "defaultDomainName", "initialDomainName", "RowKey", "LastGraphError"}
+
+
+def test_a_failed_tenant_listing_is_http_200_with_an_error_entry(
+    cipp_emulator: CippEmulator, cipp_caller: CallerFactory
+) -> None:
+    cipp_emulator.tenant_listing_failure = "Could not get a token for the partner tenant"
+    response = cipp_caller(role="readonly").request("GET", "/api/ListTenants")
+    assert response.status_code == 200
+    assert response.json() == [
+        {
+            "Results": "Failed to retrieve tenants: Could not get a token for the partner tenant",
+            "defaultDomainName": "",
+            "displayName": "Failed to retrieve tenants. Perform a permission check.",
+            "customerId": "",
+        }
+    ]
+
+
+def test_list_tenants_needs_core_read_and_drops_domain_errors(
+    cipp_emulator: CippEmulator, cipp_caller: CallerFactory
+) -> None:
+    cipp_emulator.add_custom_role("no-core", ["CIPP.Extension.ReadWrite"])
+    denied = cipp_caller(role="no-core").request("GET", "/api/ListTenants")
+    assert denied.status_code == 403
+    assert "CIPP.Core.Read" in denied.text
+    cipp_emulator.tenants.clear()
+    cipp_emulator.add_tenant("00000000-0000-0000-0000-0000000000e5", "Domain Error", "Broken")
+    assert cipp_caller(role="readonly").request("GET", "/api/ListTenants").json() == []
+
+
+# -- audiences and custom-role limits (Set-CippApiAuth.ps1, Test-CIPPAccess.ps1) -------------
+def token_with_audience(emulator: CippEmulator, caller: CippCaller, audience: str) -> str:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": caller.client_id,
+        "client_secret": caller.secret,
+        "scope": f"{audience}/.default",
+    }
+    response = requests.post(
+        f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/token", data=form, verify=str(caller.ca_bundle), timeout=10
+    )
+    return str(response.json()["access_token"])
+
+
+def list_with(emulator: CippEmulator, caller: CippCaller, audience: str) -> int:
+    headers = {
+        "Authorization": f"Bearer {token_with_audience(emulator, caller, audience)}",
+        "X-Forwarded-For": "1.1.1.1",
+    }
+    url = f"{emulator.url}/api/ExecApiClient?Action=List"
+    return requests.get(url, headers=headers, verify=str(caller.ca_bundle), timeout=10).status_code
+
+
+def test_audiences_are_those_save_to_azure_writes(cipp_emulator: CippEmulator, cipp_caller: CallerFactory) -> None:
+    manager = cipp_caller(role="editor")
+    assert list_with(cipp_emulator, manager, f"api://{manager.client_id}") == 200
+    for audience in (manager.client_id, cipp_emulator.url, f"{cipp_emulator.url}/api/ExecMcp"):
+        assert list_with(cipp_emulator, manager, audience) == 401  # no MCP client saved: api:// only
+    mcp = cipp_caller(role="editor", mcp_allowed=True)  # saves again, now with an MCP client
+    assert cipp_emulator.easyauth_audiences() >= {mcp.client_id, f"{cipp_emulator.url}/api/execmcp"}
+    for audience in (mcp.client_id, cipp_emulator.url, f"{cipp_emulator.url}/api/ExecMcp", f"api://{mcp.client_id}"):
+        assert list_with(cipp_emulator, mcp, audience) == 200
+    assert list_with(cipp_emulator, manager, manager.client_id) == 401  # bare ids only for MCP clients
+    assert list_with(cipp_emulator, manager, mcp.client_id) == 200  # one audience list for every caller
+
+
+def test_a_custom_roles_blocked_endpoint(cipp_emulator: CippEmulator, cipp_caller: CallerFactory) -> None:
+    cipp_emulator.add_custom_role("no-api-admin", ["CIPP.Extension.ReadWrite"], blocked_endpoints=["ExecApiClient"])
+    response = cipp_caller(role="no-api-admin").exec_api_client(action="List")
+    assert (response.status_code, response.text) == (
+        403,
+        "Access to this CIPP API endpoint is not allowed, the custom role 'no-api-admin' has blocked this endpoint: "
+        "ExecApiClient",
+    )
+    assert cipp_caller(role="no-api-admin").request("GET", "/api/ListTenants").status_code == 403  # no Core.Read
+
+
+def listed_for(caller: CippCaller, tenant_filter: str) -> requests.Response:
+    return caller.request("GET", "/api/ExecApiClient", params={"Action": "List", "tenantFilter": tenant_filter})
+
+
+def test_a_custom_roles_tenant_limits(cipp_emulator: CippEmulator, cipp_caller: CallerFactory) -> None:
+    contoso = str(uuid.UUID(int=1))
+    fabrikam = "00000000-0000-0000-0000-0000000000f2"
+    cipp_emulator.add_tenant(fabrikam, "fabrikam.onmicrosoft.com", "Fabrikam")
+    cipp_emulator.add_custom_role("contoso-only", ["CIPP.Extension.ReadWrite"], allowed_tenants=[contoso])
+    caller = cipp_caller(role="contoso-only")
+    assert caller.exec_api_client(action="List").status_code == 200  # no tenantFilter: not tenant-scoped
+    assert listed_for(caller, contoso).status_code == 200
+    by_domain = caller.exec_api_client({"Action": "List", "tenantFilter": {"value": "contoso.onmicrosoft.com"}})
+    assert by_domain.status_code == 200
+    for target in (fabrikam, "unknown.example", "AllTenants"):  # AllTenants with a Write permission: denied
+        denied = listed_for(caller, target)
+        assert (denied.status_code, denied.text) == (403, "Access to this tenant is not allowed")
+    cipp_emulator.add_custom_role(
+        "blocks-in-fabrikam",
+        ["CIPP.Extension.ReadWrite"],
+        allowed_tenants=[fabrikam],
+        blocked_endpoints=["execapiclient"],
+    )
+    scoped = cipp_caller(role="blocks-in-fabrikam")
+    assert "has blocked this endpoint" in listed_for(scoped, fabrikam).text
+    assert listed_for(scoped, contoso).text == "Access to this tenant is not allowed"

@@ -176,3 +176,40 @@ def test_selection_skips_by_state_id_and_workload_identity_policies() -> None:
         "3": "targets no users (workload identities only)",
         "4": "listed in clientTenant.skipPolicyIds",
     }
+
+
+# -- destroy keeps what the client added since; widening an unknown scope is refused ----------
+def test_removal_keeps_a_guest_type_the_client_added_to_our_object() -> None:
+    merge = exclude_msp(users(), MSP)
+    edited = merge.users
+    edited["excludeGuestsOrExternalUsers"]["guestOrExternalUserTypes"] = "serviceProvider,b2bCollaborationGuest"
+    after, changed = remove_addition(edited, merge.addition)
+    assert changed
+    # Their b2b exclusion stays exactly as they scoped it (to the MSP tenant); only our type goes.
+    assert after["excludeGuestsOrExternalUsers"] == guests("b2bCollaborationGuest", "enumerated", [MSP])
+
+
+def test_removal_keeps_a_type_and_tenant_the_client_added_to_our_object() -> None:
+    merge = exclude_msp(users(), MSP)
+    edited = merge.users
+    edited["excludeGuestsOrExternalUsers"] = guests("serviceProvider,internalGuest", "enumerated", [MSP, OTHER])
+    after, _ = remove_addition(edited, merge.addition)
+    # The object now serves OTHER: every type stays for OTHER, and the MSP tenant (ours) goes.
+    assert after["excludeGuestsOrExternalUsers"] == guests("serviceProvider,internalGuest", "enumerated", [OTHER])
+
+
+def test_removal_of_our_untouched_object_clears_it() -> None:
+    merge = exclude_msp(users(), MSP)
+    after, changed = remove_addition(merge.users, merge.addition)
+    assert changed
+    assert after["excludeGuestsOrExternalUsers"] is None
+
+
+@pytest.mark.parametrize("kind", ["unknownFutureValue", "somethingNew"])
+def test_widening_an_unknown_membership_kind_is_refused_not_guessed(kind: str) -> None:
+    existing = {"guestOrExternalUserTypes": "internalGuest", "externalTenants": {"membershipKind": kind}}
+    merge = exclude_msp(users(excludeGuestsOrExternalUsers=existing), MSP, "widen")
+    assert merge.status == "conflict"
+    assert not merge.write
+    assert f"scope this project does not understand ({kind!r})" in merge.detail
+    assert merge.users["excludeGuestsOrExternalUsers"] == existing

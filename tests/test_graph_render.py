@@ -1,10 +1,16 @@
-"""The Graph bodies pulumi-azuread sends, checked against hand-written expected JSON (graph-ca.md §4.3)."""
+"""The Graph bodies pulumi-azuread sends, checked against hand-written expected JSON (docs/graph-ca.md §4.3)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cipp_hardening.graph_render import UnsupportedInput, render_named_location, render_policy
+from cipp_hardening.graph_render import (
+    RejectedInput,
+    UnsupportedInput,
+    render_named_location,
+    render_named_location_update,
+    render_policy,
+)
 
 USERS_EMPTY: dict[str, object] = {
     "includeUsers": [],
@@ -228,3 +234,69 @@ def test_unknown_inputs_are_refused(path: str, extra: dict[str, object]) -> None
     target.update(extra)
     with pytest.raises(UnsupportedInput):
         render_policy(inputs)
+
+
+# -- what terraform-provider-azuread's expand functions send (internal/services/conditionalaccess) ----
+def minimal_policy(session: dict[str, object]) -> dict[str, object]:
+    return {
+        "displayName": "p",
+        "state": "enabled",
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includedApplications": ["All"]},
+            "users": {"includedUsers": ["All"]},
+        },
+        "sessionControls": session,
+    }
+
+
+def test_an_authentication_type_alone_is_sent_as_the_provider_sends_it() -> None:
+    """expandConditionalAccessSessionControls keeps a non-default authenticationType with nothing else set."""
+    body = render_policy(minimal_policy({"signInFrequencyAuthenticationType": "secondaryAuthentication"}))
+    assert body["sessionControls"] == {
+        "cloudAppSecurity": None,
+        "signInFrequency": {
+            "@odata.type": "#microsoft.graph.signInFrequencySessionControl",
+            "authenticationType": "secondaryAuthentication",
+        },
+        "applicationEnforcedRestrictions": {
+            "@odata.type": "#microsoft.graph.applicationEnforcedRestrictionsSessionControl",
+            "isEnabled": False,
+        },
+        "disableResilienceDefaults": False,
+    }
+    default_only = minimal_policy({"signInFrequencyAuthenticationType": "primaryAndSecondaryAuthentication"})
+    assert render_policy(default_only)["sessionControls"] is None  # all-default: not sent
+
+
+def test_persistent_browser_carries_its_odata_type() -> None:
+    body = render_policy(minimal_policy({"persistentBrowserMode": "never"}))
+    assert body["sessionControls"]["persistentBrowser"] == {
+        "@odata.type": "#microsoft.graph.persistentBrowserSessionControl",
+        "isEnabled": True,
+        "mode": "never",
+    }
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        {"signInFrequencyInterval": "everyTime", "signInFrequency": 4, "signInFrequencyPeriod": "hours"},
+        {"signInFrequencyInterval": "everyTime", "signInFrequencyPeriod": "days"},
+    ],
+)
+def test_every_time_with_a_period_or_value_is_rejected_like_the_provider_does(session: dict[str, object]) -> None:
+    with pytest.raises(RejectedInput, match="everyTime cannot be combined"):
+        render_policy(minimal_policy(session))
+
+
+def test_a_named_location_update_sends_the_display_name_only_when_it_changed() -> None:
+    olds = {"displayName": "Trusted - MSP Office", "ip": {"ipRanges": ["203.0.113.0/24"], "trusted": True}}
+    news = {"displayName": "Trusted - MSP Office", "ip": {"ipRanges": ["198.51.100.0/24"], "trusted": True}}
+    assert render_named_location_update(olds, news) == {
+        "@odata.type": "#microsoft.graph.ipNamedLocation",
+        "isTrusted": True,
+        "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"}],
+    }
+    renamed = {**news, "displayName": "Trusted - MSP Offices"}
+    assert render_named_location_update(olds, renamed)["displayName"] == "Trusted - MSP Offices"
