@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, cipp_range, dedupe, entra_range
+from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, broad_range_note, cipp_range, dedupe, entra_range
 
 PROJECT = "cipp-hardening"
 
@@ -25,7 +25,7 @@ DEFAULT_TECHNICIAN_POLICY_NAME = "Block CIPP Access - Outside Trusted IPs"
 DEFAULT_SERVICE_ACCOUNT_POLICY_NAME = "CIPP Service Account Conditional Access Policy"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 
-# Config spelling → Graph `state` (graph-ca.md §2.2).
+# Config spelling → Graph `state` (docs/graph-ca.md §2.2).
 POLICY_STATES = {
     "reportOnly": "enabledForReportingButNotEnforced",
     "enabled": "enabled",
@@ -34,6 +34,11 @@ POLICY_STATES = {
 GRAPH_STATES = frozenset(POLICY_STATES.values())
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Hex digits and dashes only, GUID-long: a GUID with a typo, never a name worth looking up.
+_GUID_LIKE = re.compile(r"^[0-9a-fA-F-]{30,40}$")
+_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The example stacks' ids: GUIDs no tenant hands out, replaced before going live.
+PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"
 
 SECRET_KEYS = frozenset({"cippApiManagerSecret", "graphClientSecret"})
 
@@ -98,6 +103,36 @@ class CippApiClient:
     allow_self_update: bool = False
     restore_on_delete: bool = False
     allow_any_on_delete: bool = False
+    mcp_allowed: bool | None = None  # stated MCPAllowed, for CIPP versions whose List omits it
+
+
+DEFAULT_WORKLOAD_IDENTITY_PREFIX = "CIPP-API client"
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityClient:
+    """One managed CIPP-API client held to its ranges by Entra (docs/workload-identity.md)."""
+
+    client_id: str  # the application (client) id; the policy needs its service principal's object id
+    cidrs: tuple[str, ...]  # its allowedRanges in Entra's canonical named-location form
+    config_key: str  # cippApi.clients[i], for messages
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityPolicies:
+    """cippApi.workloadIdentityPolicies: one named location and one CA policy per client with ranges."""
+
+    state: str  # Graph spelling
+    display_name_prefix: str
+    clients: tuple[WorkloadIdentityClient, ...]
+    operator_check_ip: str | None = None  # where `pulumi up` runs as the manager client (lockout guard)
+    lockout_guard_override: str | None = None
+
+    def location_name(self, client_id: str) -> str:
+        return f"{self.display_name_prefix} {client_id} - allowed ranges"
+
+    def policy_name(self, client_id: str) -> str:
+        return f"{self.display_name_prefix} {client_id} - block outside allowed ranges"
 
 
 @dataclass(frozen=True)
@@ -107,6 +142,29 @@ class CippApi:
     manager_client_id: str
     clients: tuple[CippApiClient, ...]
     unrestricted_clients: Literal["fail", "warn"] = "warn"
+    workload_identity: WorkloadIdentityPolicies | None = None  # off when the section is absent
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """What Graph v1.0 cannot tell, stated by the operator (docs/assurance.md "Stated assumptions")."""
+
+    legacy_mfa_trusted_ips: tuple[str, ...] | None = None  # the tenant's legacy MFA trusted IPs; None: not stated
+    cannot_prove_override: str | None = None  # why guard rows that cannot be proven are accepted anyway
+
+
+@dataclass(frozen=True)
+class DirectoryName:
+    """A config value that is a name, not an object id: looked up read-only at plan/preview time.
+
+    Users by user principal name, groups by display name (docs/commands.md "Names as well as ids").
+    `tenant` says where: the MSP tenant, or (clientTenant.serviceAccountUserId) the client tenant.
+    """
+
+    key: str  # the config key, e.g. technicianAccess.includeGroupIds[0]
+    kind: Literal["user", "group"]
+    name: str  # a UPN (users) or a display name (groups)
+    tenant: Literal["msp", "client"] = "msp"
 
 
 @dataclass(frozen=True)
@@ -120,6 +178,8 @@ class MspStack:
     warnings: tuple[str, ...] = ()
     mode: Literal["msp"] = "msp"
     scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
+    assumptions: Assumptions = Assumptions()
+    names: tuple[DirectoryName, ...] = ()  # values given as names, still to resolve (resolve_names)
 
 
 @dataclass(frozen=True)
@@ -141,6 +201,8 @@ class ClientStack:
     warnings: tuple[str, ...] = ()
     mode: Literal["client"] = "client"
     scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
+    assumptions: Assumptions = Assumptions()
+    names: tuple[DirectoryName, ...] = ()  # values given as names, still to resolve (resolve_names)
 
 
 StackConfig = MspStack | ClientStack
@@ -154,8 +216,19 @@ _MSP_KEYS = {
     "cippApiManagerSecret",
     "graphUrl",
     "scenariosFile",
+    "assumptions",
+    "offlineSnapshot",
 }
-_CLIENT_KEYS = {"mode", "clientTenant", "graphUrl", "graphClientId", "graphClientSecret", "scenariosFile"}
+_CLIENT_KEYS = {
+    "mode",
+    "clientTenant",
+    "graphUrl",
+    "graphClientId",
+    "graphClientSecret",
+    "scenariosFile",
+    "assumptions",
+    "offlineSnapshot",
+}
 _FOREIGN_ALLOWED = {"azuread:tenantId", "azuread:clientId", "azuread:useOidc", "azuread:useCli", "azuread:environment"}
 
 
@@ -165,6 +238,7 @@ class _Reader:
 
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    names: list[DirectoryName] = field(default_factory=list)
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
@@ -231,6 +305,37 @@ class _Reader:
             self.fail(f"{path}.{key}", f"lists {item} more than once")
         return tuple(kept)
 
+    def ref(
+        self, value: Any, key: str, kind: Literal["user", "group"], tenant: Literal["msp", "client"] = "msp"
+    ) -> str:
+        """A GUID (lower-cased) or a name: a user principal name for users, a display name for groups."""
+        text = value.strip() if isinstance(value, str) else ""
+        if _GUID.match(text):
+            return text.lower()
+        what = "a user principal name (name@domain)" if kind == "user" else "a group display name"
+        if not text or _GUID_LIKE.match(text) or (kind == "user" and not _UPN.match(text)):
+            self.fail(key, f"must be a GUID like 00000000-0000-0000-0000-000000000000 or {what}, got {value!r}")
+            return ""
+        self.names.append(DirectoryName(key, kind, text, tenant))
+        return text
+
+    def ref_field(
+        self, obj: Mapping[str, Any], key: str, path: str, kind: Literal["user", "group"], **options: Any
+    ) -> str | None:
+        required = options.pop("required", True)
+        if obj.get(key) is None:
+            if required:
+                self.fail(f"{path}.{key}", "is required")
+            return None
+        return self.ref(obj[key], f"{path}.{key}", kind, **options)
+
+    def refs(self, obj: Mapping[str, Any], key: str, path: str, kind: Literal["user", "group"]) -> tuple[str, ...]:
+        found = [self.ref(item, f"{path}.{key}[{i}]", kind) for i, item in enumerate(self.items(obj, key, path))]
+        kept, repeated = dedupe([g for g in found if g])
+        for item in repeated:
+            self.fail(f"{path}.{key}", f"lists {item} more than once")
+        return tuple(kept)
+
     def each(self, obj: Mapping[str, Any], key: str, path: str, parse: Callable[[Any, str], T | None]) -> list[T]:
         parsed = (parse(item, f"{path}.{key}[{i}]") for i, item in enumerate(self.items(obj, key, path)))
         return [item for item in parsed if item is not None]
@@ -246,7 +351,7 @@ def _closest(word: str, options: set[str]) -> str | None:
 def raw_from_flat_config(flat: Mapping[str, Any], secret_keys: Iterable[str] = SECRET_KEYS) -> dict[str, Any]:
     """The engine's {"ns:key": text} config map → what parse_stack_config takes.
 
-    Our namespace stripped, structured values decoded from JSON text (pulumi-python-notes.md §4.3), the
+    Our namespace stripped, structured values decoded from JSON text (docs/pulumi.md §4.3), the
     azuread keys kept, and secret values replaced by a marker: they are never validated or shown.
     """
     secrets = set(secret_keys)
@@ -308,6 +413,7 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
     technicians = _technician_access(reader, raw.get("technicianAccess"), service_account.user_id)
     _check_lockout_guard(reader, technicians, location)
     cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id) if raw.get("cippApi") is not None else None
+    assumptions = _assumptions(reader, raw)  # before the warnings are collected: the override adds one
     return MspStack(
         tenant_id,
         location,
@@ -317,6 +423,8 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
         graph_url,
         tuple(reader.warnings),
         scenarios_file=_scenarios_file(reader, raw),
+        assumptions=assumptions,
+        names=tuple(reader.names),
     )
 
 
@@ -362,7 +470,7 @@ def _service_account(reader: _Reader, value: Any) -> ServiceAccount:
     obj = reader.obj(value, path, {"displayName", "userId", "state"})
     return ServiceAccount(
         reader.text(obj, "displayName", path, DEFAULT_SERVICE_ACCOUNT_POLICY_NAME),
-        reader.guid_field(obj, "userId", path) or "",
+        reader.ref_field(obj, "userId", path, "user") or "",
         _state(reader, obj, path, "enabled"),
     )
 
@@ -391,10 +499,10 @@ def _technician_access(reader: _Reader, value: Any, service_account_id: str) -> 
     target = reader.choice(obj, "target", path, ["allCloudApps", "cippApp"], "allCloudApps")
     access = TechnicianAccess(
         display_name=reader.text(obj, "displayName", path, DEFAULT_TECHNICIAN_POLICY_NAME),
-        include_group_ids=reader.guids(obj, "includeGroupIds", path),
-        include_user_ids=reader.guids(obj, "includeUserIds", path),
-        break_glass_user_ids=reader.guids(obj, "breakGlassUserIds", path),
-        break_glass_group_ids=reader.guids(obj, "breakGlassGroupIds", path),
+        include_group_ids=reader.refs(obj, "includeGroupIds", path, "group"),
+        include_user_ids=reader.refs(obj, "includeUserIds", path, "user"),
+        break_glass_user_ids=reader.refs(obj, "breakGlassUserIds", path, "user"),
+        break_glass_group_ids=reader.refs(obj, "breakGlassGroupIds", path, "group"),
         target=target,  # type: ignore[arg-type]
         cipp_app_id=reader.guid_field(obj, "cippAppId", path, required=target == "cippApp"),
         state=_state(reader, obj, path, "reportOnly"),
@@ -433,6 +541,40 @@ def _scenarios_file(reader: _Reader, raw: Mapping[str, Any]) -> str | None:
     return value
 
 
+_ASSUMPTION_KEYS = {"legacyMfaTrustedIps", "cannotProveOverride"}
+
+
+def _assumptions(reader: _Reader, raw: Mapping[str, Any]) -> Assumptions:
+    """The stated assumptions (docs/assurance.md): each one makes a condition Graph v1.0 hides decidable."""
+    path = "assumptions"
+    if raw.get(path) is None:
+        return Assumptions()
+    obj = reader.obj(raw[path], path, _ASSUMPTION_KEYS)
+    trusted_ips = None
+    if obj.get("legacyMfaTrustedIps") is not None:
+        trusted_ips = tuple(
+            _networks(reader, reader.items(obj, "legacyMfaTrustedIps", path), f"{path}.legacyMfaTrustedIps")
+        )
+    override = None
+    if obj.get("cannotProveOverride") is not None:
+        override = reader.text(obj, "cannotProveOverride", path) or None
+    if override:
+        reader.warnings.append(
+            f"{PROJECT}:{path}.cannotProveOverride: guard rows that cannot be proven are accepted: {override}"
+        )
+    return Assumptions(trusted_ips, override)
+
+
+def _networks(reader: _Reader, entries: list[Any], key: str) -> list[str]:
+    networks: list[str] = []
+    for i, entry in enumerate(entries):
+        try:
+            networks.append(str(ipaddress.ip_network(str(entry).strip(), strict=True)))
+        except ValueError as exc:
+            reader.fail(f"{key}[{i}]", f"must be an IP range in CIDR notation like 192.0.2.0/24 ({exc})")
+    return networks
+
+
 def _check_technician_rules(reader: _Reader, access: TechnicianAccess, service_account_id: str) -> None:
     path = "technicianAccess"
     if not (access.include_group_ids or access.include_user_ids):
@@ -461,32 +603,69 @@ _GUARD_OVERRIDE_HINT = (
 
 def _check_lockout_guard(reader: _Reader, access: TechnicianAccess, location: TrustedLocation) -> None:
     """Part A enforced: the operators' current public address must be trusted (README "Rolling out safely")."""
-    path = "technicianAccess"
-    inside = access.operator_check_ip is not None and _address_in(access.operator_check_ip, location.cidrs)
-    if access.state != "enabled":
-        if access.operator_check_ip is not None and location.cidrs and not inside:
+    guard = _EgressGuard(
+        path="technicianAccess",
+        cidrs_key="trustedLocation.cidrs",
+        address="the public address the operators use now",
+        locks_out="locks them out of the MSP tenant",
+        locks_out_now="would lock the operators out from where they sign in now",
+        hint=_GUARD_OVERRIDE_HINT,
+    )
+    _check_egress_guard(
+        reader, guard, access.state, access.operator_check_ip, access.lockout_guard_override, location.cidrs
+    )
+    if access.state == "enabled" and access.promoted_after is None:
+        reader.warnings.append(
+            f"{PROJECT}:technicianAccess.promotedAfter: Part A is enabled with no promotion record: nobody has "
+            "read the sign-in logs for whom it blocks; set state back to reportOnly and run "
+            "`cipp-hardening promote --stack <stack>` (docs/commands.md), which enables it on that evidence"
+        )
+
+
+@dataclass(frozen=True)
+class _EgressGuard:
+    """A lockout guard: enforcing a block outside `cidrs_key` needs `path`.operatorCheckIp inside them."""
+
+    path: str  # the config object with state, operatorCheckIp and lockoutGuardOverride
+    cidrs_key: str
+    address: str  # whose address operatorCheckIp is
+    locks_out: str  # what enforcing does when that address is outside
+    locks_out_now: str
+    hint: str  # how to waive the guard on purpose
+
+
+def _check_egress_guard(
+    reader: _Reader,
+    guard: _EgressGuard,
+    state: str,
+    check_ip: str | None,
+    override: str | None,
+    cidrs: Sequence[str],
+) -> None:
+    path = guard.path
+    inside = check_ip is not None and _address_in(check_ip, cidrs)
+    if state != "enabled":
+        if check_ip is not None and cidrs and not inside:
             reader.warnings.append(
-                f"{PROJECT}:{path}.operatorCheckIp: {access.operator_check_ip} is outside trustedLocation.cidrs; "
+                f"{PROJECT}:{path}.operatorCheckIp: {check_ip} is outside {guard.cidrs_key}; "
                 "setting the policy to enabled will be refused"
             )
         return
-    if access.lockout_guard_override is not None:
-        reader.warnings.append(
-            f"{PROJECT}:{path}.lockoutGuardOverride: lockout guard waived: {access.lockout_guard_override}"
-        )
+    if override is not None:
+        reader.warnings.append(f"{PROJECT}:{path}.lockoutGuardOverride: lockout guard waived: {override}")
         return
-    if access.operator_check_ip is None:
+    if check_ip is None:
         reader.fail(
             f"{path}.operatorCheckIp",
-            "is required while the policy is enabled: the public address the operators use now "
-            "(e.g. from `curl -s https://ifconfig.me`) must be inside trustedLocation.cidrs, or enforcing "
-            f"the block locks them out of the MSP tenant; {_GUARD_OVERRIDE_HINT}",
+            f"is required while the policy is enabled: {guard.address} "
+            f"(e.g. from `curl -s https://ifconfig.me`) must be inside {guard.cidrs_key}, or enforcing "
+            f"the block {guard.locks_out}; {guard.hint}",
         )
-    elif not inside and location.cidrs:
+    elif not inside and cidrs:
         reader.fail(
             f"{path}.operatorCheckIp",
-            f"{access.operator_check_ip} is outside trustedLocation.cidrs: enforcing the block would lock "
-            f"the operators out from where they sign in now; add their range or {_GUARD_OVERRIDE_HINT}",
+            f"{check_ip} is outside {guard.cidrs_key}: enforcing the block {guard.locks_out_now}; "
+            f"add their range or {guard.hint}",
         )
 
 
@@ -567,12 +746,16 @@ def _count(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> int:
 
 def _cipp_api(reader: _Reader, value: Any, default_tenant: str) -> CippApi:
     path = "cippApi"
-    obj = reader.obj(value, path, {"url", "tenantId", "managerClientId", "clients", "unrestrictedClients"})
+    obj = reader.obj(
+        value,
+        path,
+        {"url", "tenantId", "managerClientId", "clients", "unrestrictedClients", "workloadIdentityPolicies"},
+    )
     url = reader.text(obj, "url", path)
     if url and not url.startswith("https://"):
         reader.fail(f"{path}.url", f"must be the https:// URL of CIPP's Function App, got {url!r}")
     if ".azurestaticapps.net" in url:
-        reader.fail(f"{path}.url", "is the Static Web App; use the Function App URL (cipp-api.md §7)")
+        reader.fail(f"{path}.url", "is the Static Web App; use the Function App URL (docs/cipp-api.md §7)")
     tenant = reader.guid_field(obj, "tenantId", path, required=False) or default_tenant
     manager = reader.guid_field(obj, "managerClientId", path) or ""
     clients = reader.each(obj, "clients", path, lambda item, key: _cipp_client(reader, item, key, manager))
@@ -580,10 +763,87 @@ def _cipp_api(reader: _Reader, value: Any, default_tenant: str) -> CippApi:
     for item in repeated:
         reader.fail(f"{path}.clients", f"lists client {item} more than once")
     mode = reader.choice(obj, "unrestrictedClients", path, ["fail", "warn"], "warn")
-    return CippApi(url.rstrip("/"), tenant, manager, tuple(clients), mode)  # type: ignore[arg-type]
+    workload = None
+    if obj.get("workloadIdentityPolicies") is not None:
+        workload = _workload_identity(reader, obj["workloadIdentityPolicies"], clients, manager)
+        if tenant and default_tenant and tenant != default_tenant:
+            reader.fail(
+                f"{path}.workloadIdentityPolicies",
+                f"the CIPP-API clients live in cippApi.tenantId {tenant}, but the policies would be created in "
+                f"azuread:tenantId {default_tenant}, where they cannot apply to them",
+            )
+    return CippApi(url.rstrip("/"), tenant, manager, tuple(clients), mode, workload)  # type: ignore[arg-type]
 
 
-_CIPP_CLIENT_KEYS = {"clientId", "allowedRanges", "allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete"}
+_WORKLOAD_IDENTITY_KEYS = {"state", "displayNamePrefix", "operatorCheckIp", "lockoutGuardOverride"}
+
+
+def _workload_identity(
+    reader: _Reader, value: Any, clients: Sequence[CippApiClient], manager_id: str
+) -> WorkloadIdentityPolicies:
+    path = "cippApi.workloadIdentityPolicies"
+    obj = reader.obj(value, path, _WORKLOAD_IDENTITY_KEYS)
+    held = [_held_client(reader, client, f"cippApi.clients[{i}]") for i, client in enumerate(clients)]
+    policies = WorkloadIdentityPolicies(
+        state=_state(reader, obj, path, "reportOnly"),
+        display_name_prefix=reader.text(obj, "displayNamePrefix", path, DEFAULT_WORKLOAD_IDENTITY_PREFIX),
+        clients=tuple(client for client in held if client is not None),
+        operator_check_ip=_ip_address(reader, obj, "operatorCheckIp", path),
+        lockout_guard_override=_override_reason(reader, obj, path),
+    )
+    manager = next((c for c in policies.clients if c.client_id == manager_id), None)
+    if manager is not None:
+        guard = _EgressGuard(
+            path=path,
+            cidrs_key=f"{manager.config_key}.allowedRanges",
+            address="the public address `pulumi up` runs from (the manager client's egress)",
+            locks_out="refuses the manager client its tokens, and with them every later run of Part C",
+            locks_out_now="would refuse the manager client its tokens where this stack runs now",
+            hint=f"for a deliberate change (a new runner, a new egress address) set {path}.lockoutGuardOverride "
+            "to the reason, reviewed like any change",
+        )
+        _check_egress_guard(
+            reader, guard, policies.state, policies.operator_check_ip, policies.lockout_guard_override, manager.cidrs
+        )
+    return policies
+
+
+def _held_client(reader: _Reader, client: CippApiClient, key: str) -> WorkloadIdentityClient | None:
+    """The client's allowedRanges as one Entra named location, or None when it has none (any address)."""
+    if not client.client_id:
+        return None
+    if not client.allowed_ranges:
+        reader.warnings.append(
+            f"{PROJECT}:{key}.allowedRanges: empty (any address), so cippApi.workloadIdentityPolicies declares "
+            f"no policy for client {client.client_id}"
+        )
+        return None
+    cidrs: list[str] = []
+    for cipp_text in client.allowed_ranges:
+        try:
+            cidrs.append(str(entra_range(cipp_text).network))
+        except RangeError as exc:
+            reader.fail(
+                f"{key}.allowedRanges",
+                f"{exc}; cippApi.workloadIdentityPolicies needs every range in an Entra named location",
+            )
+    if len(cidrs) > ENTRA_MAX_RANGES:
+        reader.fail(
+            f"{key}.allowedRanges",
+            f"has {len(cidrs)} ranges; the named location of cippApi.workloadIdentityPolicies holds at most "
+            f"{ENTRA_MAX_RANGES}",
+        )
+    return WorkloadIdentityClient(client.client_id, tuple(cidrs), key)
+
+
+_CIPP_CLIENT_KEYS = {
+    "clientId",
+    "allowedRanges",
+    "allowSelfUpdate",
+    "restoreOnDelete",
+    "allowAnyOnDelete",
+    "mcpAllowed",
+}
 
 
 def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> CippApiClient | None:
@@ -595,6 +855,9 @@ def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> Cip
             ranges.append(cipp_range(entry))
         except RangeError as exc:
             reader.fail(f"{path}.allowedRanges[{i}]", str(exc))
+            continue
+        if note := broad_range_note(entry):
+            reader.warnings.append(f"{PROJECT}:{path}.allowedRanges[{i}]: {note}")
     kept, repeated = dedupe(ranges)
     for item in repeated:
         reader.warnings.append(f"{PROJECT}:{path}.allowedRanges: {item} listed twice; sent once")
@@ -604,6 +867,7 @@ def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> Cip
         reader.flag(obj, "allowSelfUpdate", path),
         reader.flag(obj, "restoreOnDelete", path),
         reader.flag(obj, "allowAnyOnDelete", path),
+        reader.flag(obj, "mcpAllowed", path) if "mcpAllowed" in obj else None,
     )
     if client_id and client_id == manager_id and not client.allow_self_update:
         reader.fail(
@@ -618,8 +882,15 @@ def _client_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> Cl
     client_id = reader.guid(raw["graphClientId"], "graphClientId") if "graphClientId" in raw else None
     if bool(client_id) != ("graphClientSecret" in raw):
         reader.fail("graphClientSecret", "graphClientId and the secret graphClientSecret go together")
+    scenarios_file, assumptions = _scenarios_file(reader, raw), _assumptions(reader, raw)
     return ClientStack(
-        tenant, graph_url, client_id, tuple(reader.warnings), scenarios_file=_scenarios_file(reader, raw)
+        tenant,
+        graph_url,
+        client_id,
+        tuple(reader.warnings),
+        scenarios_file=scenarios_file,
+        assumptions=assumptions,
+        names=tuple(reader.names),
     )
 
 
@@ -641,7 +912,9 @@ def _client_tenant(reader: _Reader, value: Any) -> ClientTenant:
         value = {}
     obj = reader.obj(value, path, _CLIENT_TENANT_KEYS)
     access_mode = reader.choice(obj, "accessMode", path, ["gdap", "direct"], "gdap")
-    service_account = reader.guid_field(obj, "serviceAccountUserId", path, required=access_mode == "direct")
+    service_account = reader.ref_field(
+        obj, "serviceAccountUserId", path, "user", required=access_mode == "direct", tenant="client"
+    )
     if access_mode == "gdap" and service_account:
         reader.fail(f"{path}.serviceAccountUserId", "is only used with accessMode direct")
     tenant = reader.guid_field(obj, "tenantId", path) or ""

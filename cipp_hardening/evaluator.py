@@ -1,7 +1,7 @@
 """Offline Conditional Access "what if" evaluation over Microsoft Graph v1.0 policy JSON.
 
 Answers, for one sign-in, which policies apply and what the combined effect is, following the
-documented semantics in the Graph research notes (graph-ca.md §5.3) (assignments ANDed, exclude beats
+documented semantics in the Graph research notes (docs/graph-ca.md §5.3) (assignments ANDed, exclude beats
 include, all applying policies must be satisfied, block wins, report-only not enforced, disabled
 ignored). Stdlib only, no I/O.
 
@@ -16,7 +16,7 @@ Usage::
     evaluation = policy_set.evaluate(SignIn(user_id=..., application_id=..., client_ip="203.0.113.7"))
     evaluation.enforced.blocked, evaluation.enforced.uncertain, evaluation.result(policy_id).reason
 
-Decisions where the reference is silent (all [I], inferred, in graph-ca.md's terms):
+Decisions where the reference is silent (all [I], inferred, in docs/graph-ca.md's terms):
 
 1. Order of conditions (the `reason`): Graph's analysisReasons enum order — users, workloadIdentities,
    application | userActions | authenticationContext, devicePlatform, devices, clientApps, location,
@@ -69,6 +69,15 @@ Decisions where the reference is silent (all [I], inferred, in graph-ca.md's ter
    does not meet an authentication strength).
 10. Placeholders can only be asserted positively: a scenario can list "<AdminGroup>" in `group_ids`,
    but not state that the user is outside it, so an exclusion by placeholder stays cannot tell.
+11. Workload identities (`ServicePrincipalSignIn`, What If's servicePrincipalSignIn; docs/workload-identity.md):
+   a policy without `clientApplications` targets users and never applies to a service principal (reason
+   `users`); a policy with it skips the users condition and matches `include/excludeServicePrincipals`
+   (ids, or `ServicePrincipalsInMyTenant`). Only single-tenant service principals registered in the
+   tenant are covered (`single_tenant=False`: no workload policy applies). A sign-in whose service
+   principal is a placeholder (not a GUID) matches only that same string, and is cannot tell against
+   lists of ids; `servicePrincipalFilter` is cannot tell; `servicePrincipalRiskLevels` is matched
+   against `service_principal_risk` (None: cannot tell). Client app types other than `all` are cannot
+   tell for a service principal.
 """
 
 from __future__ import annotations
@@ -97,7 +106,7 @@ def _any_of(*values: Tri) -> Tri:
 
 
 def _included_not_excluded(included: Tri, excluded: Tri) -> Tri:
-    """Exclude beats include (graph-ca.md §5.3)."""
+    """Exclude beats include (docs/graph-ca.md §5.3)."""
     if excluded == MATCH or included == NO_MATCH:
         return NO_MATCH
     if included == MATCH and excluded == NO_MATCH:
@@ -174,7 +183,7 @@ def _canonical(value: str, allowed: Iterable[str], what: str) -> str:
 
 @dataclass(frozen=True)
 class ExternalUser:
-    """A guest or external user as the resource tenant sees it (graph-ca.md §2.4)."""
+    """A guest or external user as the resource tenant sees it (docs/graph-ca.md §2.4)."""
 
     kind: str
     home_tenant_id: str | None = None
@@ -185,7 +194,7 @@ class ExternalUser:
 
 @dataclass(frozen=True, kw_only=True)
 class SignIn:
-    """One simulated sign-in (the What If request of graph-ca.md §5.1, plus what a scenario knows)."""
+    """One simulated sign-in (the What If request of docs/graph-ca.md §5.1, plus what a scenario knows)."""
 
     user_id: str
     application_id: str | None = None  # None / "All": the app is not stated
@@ -226,6 +235,39 @@ class SignIn:
             _parse_address(self.client_ip)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServicePrincipalSignIn:
+    """A workload identity asking Entra for a token (the What If servicePrincipalSignIn, docs/graph-ca.md §5.1)."""
+
+    service_principal_id: str  # the service principal's object id; a non-GUID is an unresolved placeholder
+    application_id: str | None = None  # the resource the token is for; None / "All": not stated
+    client_ip: str | None = None
+    country: str | None = None
+    service_principal_risk: str | None = None
+    single_tenant: bool = True  # an app registered in this tenant: the only kind decision 11 covers
+    label: str | None = None  # what the principal is, for summaries (e.g. "CIPP-API client <id>")
+
+    def __post_init__(self) -> None:
+        if self.service_principal_risk is not None:
+            risk = _canonical(self.service_principal_risk, RISK_LEVELS, "service principal risk")
+            object.__setattr__(self, "service_principal_risk", risk)
+        if self.client_ip is not None:
+            _parse_address(self.client_ip)
+
+
+AnySignIn = SignIn | ServicePrincipalSignIn
+
+
+@dataclass(frozen=True, slots=True)
+class _Workload:
+    """The service principal side of a workload-identity sign-in, normalised."""
+
+    principal: str
+    resolved: bool  # a GUID, not a placeholder
+    in_scope: bool
+    risk: str | None
+
+
 def _parse_address(text: str) -> tuple[int, int]:
     """(IP version, integer value); IPv4-mapped IPv6 addresses count as IPv4."""
     address = ipaddress.ip_address(text.strip())
@@ -255,9 +297,14 @@ class _Facts:
         "user_action",
         "user_ids",
         "user_risk",
+        "workload",
     )
 
-    def __init__(self, sign_in: SignIn, locations: Mapping[str, Tri]) -> None:
+    def __init__(self, sign_in: AnySignIn, locations: Mapping[str, Tri]) -> None:
+        if isinstance(sign_in, ServicePrincipalSignIn):
+            self._of_workload(sign_in, locations)
+            return
+        self.workload: _Workload | None = None
         external = sign_in.external
         self.user_ids = frozenset({sign_in.user_id.lower()})
         self.group_ids = frozenset(g.lower() for g in sign_in.group_ids)
@@ -270,12 +317,30 @@ class _Facts:
         self.app_groups = None if sign_in.app_groups is None else frozenset(g.lower() for g in sign_in.app_groups)
         self.user_action = _user_action_key(sign_in.user_action) if sign_in.user_action else None
         self.auth_context = sign_in.authentication_context.lower() if sign_in.authentication_context else None
-        self.client_app = sign_in.client_app_type.lower()
+        self.client_app: str | None = sign_in.client_app_type.lower()
         self.platform = sign_in.device_platform.lower() if sign_in.device_platform else None
         self.sign_in_risk = _lower_or_none(sign_in.sign_in_risk)
         self.user_risk = _lower_or_none(sign_in.user_risk)
         self.insider_risk = _lower_or_none(sign_in.insider_risk)
         self.auth_flow = _lower_or_none(sign_in.authentication_flow)
+        self.locations = locations
+
+    def _of_workload(self, sign_in: ServicePrincipalSignIn, locations: Mapping[str, Tri]) -> None:
+        principal = sign_in.service_principal_id.strip().lower()
+        self.workload = _Workload(
+            principal,
+            bool(_GUID.match(principal)),
+            sign_in.single_tenant,
+            _lower_or_none(sign_in.service_principal_risk),
+        )
+        self.user_ids = self.group_ids = self.role_ids = frozenset()
+        self.external_kind = self.home_tenant = None
+        self.has_user_object = False
+        app_id = (sign_in.application_id or _UNSTATED_APP).lower()
+        self.app_id = None if app_id == _UNSTATED_APP else app_id
+        self.app_groups = None
+        self.user_action = self.auth_context = self.client_app = self.platform = None
+        self.sign_in_risk = self.user_risk = self.insider_risk = self.auth_flow = None
         self.locations = locations
 
 
@@ -343,7 +408,7 @@ _NO_REFS = _Refs(frozenset(), False)
 
 @dataclass(frozen=True, slots=True)
 class _GuestSelection:
-    """includeGuestsOrExternalUsers / excludeGuestsOrExternalUsers (graph-ca.md §2.4)."""
+    """includeGuestsOrExternalUsers / excludeGuestsOrExternalUsers (docs/graph-ca.md §2.4)."""
 
     kinds: frozenset[str]
     tenants: frozenset[str] | None  # None: all external tenants
@@ -415,14 +480,83 @@ Check = Callable[[_Facts], Tri]
 Condition = tuple[str, Check]
 
 
-def _users_condition(users: Mapping[str, Any]) -> Condition:
+def _users_condition(users: Mapping[str, Any], workload_policy: bool = False) -> Condition:
     include = _UserSelection.of(users, "include")
     exclude = _UserSelection.of(users, "exclude")
 
     def check(facts: _Facts) -> Tri:
+        if facts.workload is not None:
+            # Decision 11: a service principal is held only by policies with clientApplications.
+            return MATCH if workload_policy else NO_MATCH
         return _included_not_excluded(include.match(facts), exclude.match(facts))
 
     return "users", check
+
+
+@dataclass(frozen=True, slots=True)
+class _PrincipalRefs:
+    """includeServicePrincipals / excludeServicePrincipals (decision 11)."""
+
+    everyone: bool  # ServicePrincipalsInMyTenant
+    ids: frozenset[str]
+    has_unresolved: bool
+
+    @classmethod
+    def of(cls, values: Any) -> _PrincipalRefs:
+        lowered = _lowered(values)
+        ids = lowered - {"serviceprincipalsinmytenant", "none"}
+        return cls("serviceprincipalsinmytenant" in lowered, ids, any(not _GUID.match(i) for i in ids))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.everyone or self.ids)
+
+    def match(self, workload: _Workload) -> Tri:
+        if self.everyone or workload.principal in self.ids:
+            return MATCH
+        if self.has_unresolved or (self.ids and not workload.resolved):
+            return UNKNOWN
+        return NO_MATCH
+
+
+def _client_applications_condition(value: Any) -> Condition | None:
+    if not _is_configured(value):
+        return None
+    client_apps = _dict(value)
+    include = _PrincipalRefs.of(client_apps.get("includeServicePrincipals"))
+    exclude = _PrincipalRefs.of(client_apps.get("excludeServicePrincipals"))
+    sp_filter = _dict(client_apps.get("servicePrincipalFilter"))
+    filter_mode = str(sp_filter.get("mode", "")).lower() if sp_filter.get("rule") else ""
+
+    def check(facts: _Facts) -> Tri:
+        workload = facts.workload
+        if workload is None:
+            return UNKNOWN  # decision 6: user sign-ins fail the users condition of such a policy first
+        if not workload.in_scope:
+            return NO_MATCH
+        included = include.match(workload)
+        excluded = NO_MATCH if exclude.empty else exclude.match(workload)
+        if filter_mode == "include":
+            included = _any_of(included, UNKNOWN)
+        elif filter_mode == "exclude":
+            excluded = _any_of(excluded, UNKNOWN)
+        return _included_not_excluded(included, excluded)
+
+    return "workloadIdentities", check
+
+
+def _service_principal_risk_condition(value: Any) -> Condition | None:
+    levels = _lowered(value)
+    if not levels:
+        return None
+
+    def check(facts: _Facts) -> Tri:
+        workload = facts.workload
+        if workload is None or workload.risk is None:
+            return UNKNOWN
+        return MATCH if workload.risk in levels else NO_MATCH
+
+    return "workloadIdentities", check
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +640,10 @@ def _client_apps_condition(value: Any) -> Condition | None:
         return None
     if "eassupported" in types:
         types |= {"exchangeactivesync"}
-    return "clientApps", lambda facts: MATCH if facts.client_app in types else NO_MATCH
+    return (
+        "clientApps",
+        lambda facts: UNKNOWN if facts.client_app is None else MATCH if facts.client_app in types else NO_MATCH,
+    )
 
 
 def _platforms_condition(value: Any) -> Condition | None:
@@ -569,9 +706,9 @@ def _compile_conditions(conditions: Mapping[str, Any]) -> tuple[Condition, ...]:
         return (_unknowable("invalidPolicy"),)
     flows = _lowered(_dict(conditions.get("authenticationFlows")).get("transferMethods")) - {"none"}
     candidates: list[Condition | None] = [
-        _users_condition(users),
-        _unknowable("workloadIdentities") if _is_configured(conditions.get("clientApplications")) else None,
-        _unknowable("workloadIdentities") if _strings(conditions.get("servicePrincipalRiskLevels")) else None,
+        _users_condition(users, workload_policy=_is_configured(conditions.get("clientApplications"))),
+        _client_applications_condition(conditions.get("clientApplications")),
+        _service_principal_risk_condition(conditions.get("servicePrincipalRiskLevels")),
         _applications_condition(_dict(conditions.get("applications"))),
         _platforms_condition(conditions.get("platforms")),
         _unknowable("devices") if _is_configured(conditions.get("devices")) else None,
@@ -745,7 +882,7 @@ def _is_mfa_like(control: str) -> bool:
 
 
 def _compile_grant(policy_key: str, grant: Mapping[str, Any]) -> tuple[bool, Requirement | None]:
-    """(blocks, requirement) from grantControls (graph-ca.md §2.5)."""
+    """(blocks, requirement) from grantControls (docs/graph-ca.md §2.5)."""
     built_in = _strings(grant.get("builtInControls"))
     blocks = any(c.lower() == "block" for c in built_in)
     controls = [c for c in built_in if c.lower() != "block"]
@@ -760,7 +897,7 @@ def _compile_grant(policy_key: str, grant: Mapping[str, Any]) -> tuple[bool, Req
 
 @dataclass(frozen=True)
 class SessionEffect:
-    """Session controls in force (graph-ca.md §2.6); merged over policies, the strictest wins."""
+    """Session controls in force (docs/graph-ca.md §2.6); merged over policies, the strictest wins."""
 
     every_time: bool = False
     frequency_hours: float | None = None
@@ -904,7 +1041,7 @@ def _evaluate_policy(policy: CompiledPolicy, facts: _Facts) -> PolicyResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The combined effect of the policies in one view (graph-ca.md §5.3 "Multiple policies")."""
+    """The combined effect of the policies in one view (docs/graph-ca.md §5.3 "Multiple policies")."""
 
     blocked: bool
     blocking: tuple[PolicyResult, ...]
@@ -971,7 +1108,7 @@ _REPORT_ONLY_VIEW_STATES: Final = frozenset({ENABLED, REPORT_ONLY})
 class Evaluation:
     """Per-policy results and the two verdicts: what is enforced, and what report-only would add."""
 
-    sign_in: SignIn
+    sign_in: AnySignIn
     results: tuple[PolicyResult, ...]
     enforced: Verdict
     if_report_only_were_on: Verdict
@@ -1011,7 +1148,7 @@ class PolicySet:
         compiled = [CompiledPolicy.compile(p, i) for i, p in enumerate(policies)]
         return cls(compiled, _LocationIndex(named_locations, mfa_trusted_ips))
 
-    def evaluate(self, sign_in: SignIn) -> Evaluation:
+    def evaluate(self, sign_in: AnySignIn) -> Evaluation:
         facts = _Facts(sign_in, self._locations.table(sign_in.client_ip, sign_in.country))
         results = tuple(
             fixed or _evaluate_policy(policy, facts)
@@ -1028,7 +1165,7 @@ class PolicySet:
 def evaluate(
     policies: Iterable[Mapping[str, Any]],
     named_locations: Iterable[Mapping[str, Any]],
-    sign_in: SignIn,
+    sign_in: AnySignIn,
     *,
     mfa_trusted_ips: Iterable[str] | None = None,
 ) -> Evaluation:

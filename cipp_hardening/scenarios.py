@@ -17,7 +17,7 @@ Derived scenarios (all from an address outside the trusted ranges unless stated)
   mode), from the Azure address → `never_blocked`. The policies to pass are the client's policies as
   they will be after `pulumi up`: see `policies_after_apply`.
 
-Expectations, and the view of the policy states each is judged in (graph-ca.md §5.3 "Report-only"):
+Expectations, and the view of the policy states each is judged in (docs/graph-ca.md §5.3 "Report-only"):
 
     blocked                 a policy in force blocks it
     would_be_blocked        blocked once report-only policies are switched on (or already blocked)
@@ -29,8 +29,16 @@ Expectations, and the view of the policy states each is judged in (graph-ca.md �
 "Cannot tell": the evaluator says `cannot_tell` for a policy that depends on something the scenario
 does not state (risk, device, country, MFA trusted IPs, an unresolved placeholder...). A row is
 `ok` only when its expectation holds in every resolution of those unknowns, `fail` when it fails in
-every resolution, and `uncertain` otherwise. `MatrixResult.failures` holds only the definite failures
-(they fail `make plan`); uncertain rows are flagged but do not fail.
+every resolution, and `uncertain` otherwise. `MatrixResult.failures` holds the definite failures
+(exit 3). Guard rows — the derived rows that protect access: each break-glass account and group, the
+CIPP service account, a client stack's MSP users or Direct-mode service account — are never merely
+uncertain: undecided, they are `cannot_prove` (exit 5, docs/assurance.md), naming each undecided policy,
+its conditions and the stated assumption (config `assumptions`) that would settle it, unless
+`assumptions.cannotProveOverride` gives the reviewed reason to accept them. Other uncertain rows are
+flagged but do not fail.
+
+With a `DirectoryView` (`make verify`), the break-glass accounts, the service account and the technicians
+sign in with the memberships the directory reports; real technician group members replace the synthetic one.
 
 Scenario file (the stack's `scenariosFile`, a path relative to the project root)::
 
@@ -55,6 +63,7 @@ Scenario file (the stack's `scenariosFile`, a path relative to the project root)
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import itertools
@@ -64,19 +73,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import yaml
 
 from cipp_hardening.config import PROJECT, ClientStack, MspStack, StackConfig, parse_stack_config
+from cipp_hardening.directory_facts import DirectoryView
 from cipp_hardening.evaluator import (
     ENABLED,
     REPORT_ONLY,
+    AnySignIn,
+    CompiledPolicy,
     Evaluation,
     ExternalUser,
     Outcome,
     PolicyResult,
     PolicySet,
+    ServicePrincipalSignIn,
     SignIn,
     Verdict,
 )
@@ -97,14 +110,24 @@ class Status(StrEnum):
     OK = "ok"
     FAIL = "fail"
     UNCERTAIN = "uncertain"
+    CANNOT_PROVE = "cannot_prove"  # a guard row the evaluator cannot decide
+
+
+EXIT_BROKEN: Final = 3  # an invariant is definitely broken
+EXIT_CANNOT_PROVE: Final = 5  # a guard row cannot be decided (and no cannotProveOverride)
+
+
+SignInT = TypeVar("SignInT", SignIn, ServicePrincipalSignIn)
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Scenario(Generic[SignInT]):
     name: str
-    sign_in: SignIn
+    sign_in: SignInT  # a user's SignIn, or a service principal's token request (workload_scenarios)
     expect: Expectation
     origin: str = "derived"  # or "<file>: scenarios[i]"
+    policy: str | None = None  # the policy (display name) a block row is about, for its failure detail; else Part A
+    guard: bool = False  # protects access: undecided is cannot_prove, not uncertain
 
 
 # --- addresses ------------------------------------------------------------------------------------
@@ -147,36 +170,46 @@ def synthetic_user(label: str) -> str:
 # --- derived scenarios ----------------------------------------------------------------------------
 
 
-def derive_scenarios(config: StackConfig) -> list[Scenario]:
-    """The scenarios the article's invariants are about, for this stack."""
+def derive_scenarios(config: StackConfig, directory: DirectoryView | None = None) -> list[Scenario]:
+    """The scenarios the article's invariants are about, for this stack; with `directory`, real memberships."""
     if isinstance(config, MspStack):
-        return _msp_scenarios(config)
-    return _client_scenarios(config)
+        return _msp_scenarios(config, directory)
+    return _client_scenarios(config, directory)
 
 
-def _msp_scenarios(config: MspStack) -> list[Scenario]:
+def _msp_scenarios(config: MspStack, directory: DirectoryView | None) -> list[Scenario]:
     access = config.technician_access
     trusted = config.trusted_location.cidrs
     outside, azure = address_outside(trusted), address_outside(trusted, _AZURE_CANDIDATES)
     tech_groups = frozenset(access.include_group_ids[:1])
-    technician = access.include_user_ids[0] if access.include_user_ids else synthetic_user("technician")
     app = access.cipp_app_id
 
     def sign_in(user: str, ip: str, groups: frozenset[str] = tech_groups) -> SignIn:
+        known = directory.membership(user) if directory else None
+        if known is not None:  # the directory's memberships instead of the asserted worst case
+            return SignIn(
+                user_id=user,
+                application_id=app,
+                client_ip=ip,
+                group_ids=known.group_ids,
+                role_template_ids=known.role_template_ids,
+            )
         return SignIn(user_id=user, application_id=app, client_ip=ip, group_ids=groups)
 
     outside_expectation = Expectation.BLOCKED if access.state == ENABLED else Expectation.WOULD_BE_BLOCKED
+    technicians = _technicians(config, directory)
+    first = technicians[0][0]
     scenarios = [
-        Scenario(
-            f"technician inside {cidr}", sign_in(technician, address_inside(cidr)), Expectation.NOT_BLOCKED_BY_PART_A
-        )
+        Scenario(f"technician inside {cidr}", sign_in(first, address_inside(cidr)), Expectation.NOT_BLOCKED_BY_PART_A)
         for cidr in trusted
     ]
-    scenarios.append(
-        Scenario("technician outside the trusted ranges", sign_in(technician, outside), outside_expectation)
-    )
+    scenarios.append(Scenario("technician outside the trusted ranges", sign_in(first, outside), outside_expectation))
     scenarios += [
-        Scenario(f"break-glass {user} from outside", sign_in(user, outside), Expectation.NEVER_BLOCKED)
+        Scenario(f"technician {label} outside the trusted ranges", sign_in(user, outside), outside_expectation)
+        for user, label in technicians[1:]
+    ]
+    scenarios += [
+        Scenario(f"break-glass {user} from outside", sign_in(user, outside), Expectation.NEVER_BLOCKED, guard=True)
         for user in access.break_glass_user_ids
     ]
     scenarios += [
@@ -184,27 +217,97 @@ def _msp_scenarios(config: MspStack) -> list[Scenario]:
             f"member of break-glass group {group} from outside",
             sign_in(synthetic_user(f"break-glass {group}"), outside, tech_groups | {group}),
             Expectation.NEVER_BLOCKED,
+            guard=True,
         )
         for group in access.break_glass_group_ids
     ]
     service_account = sign_in(config.service_account.user_id, azure)
-    scenarios.append(Scenario("CIPP service account from Azure", service_account, Expectation.MFA_EVERY_TIME))
+    scenarios.append(
+        Scenario("CIPP service account from Azure", service_account, Expectation.MFA_EVERY_TIME, guard=True)
+    )
     return scenarios
 
 
-def _client_scenarios(config: ClientStack) -> list[Scenario]:
+def workload_scenarios(
+    config: StackConfig, service_principals: Mapping[str, str]
+) -> list[Scenario[ServicePrincipalSignIn]]:
+    """cippApi.workloadIdentityPolicies: each client's service principal asking for a token from inside each
+    of its ranges → never_blocked, and from outside them → blocked (enabled) or would_be_blocked.
+
+    `service_principals`: client (application) id → service principal object id; a client missing from it
+    signs in as a placeholder, which the evaluator cannot match (the rows come out uncertain)."""
+    cipp = config.cipp_api if isinstance(config, MspStack) else None
+    workload = cipp.workload_identity if cipp is not None else None
+    if workload is None:
+        return []
+    outside_expectation = Expectation.BLOCKED if workload.state == ENABLED else Expectation.WOULD_BE_BLOCKED
+    by_client = {k.lower(): v for k, v in service_principals.items()}
+    scenarios: list[Scenario[ServicePrincipalSignIn]] = []
+    for client in workload.clients:
+        label = f"CIPP-API client {client.client_id}"
+        principal = by_client.get(client.client_id.lower()) or f"<service principal of {label}>"
+
+        def token_request(ip: str, principal: str = principal, label: str = label) -> ServicePrincipalSignIn:
+            return ServicePrincipalSignIn(service_principal_id=principal, client_ip=ip, label=label)
+
+        policy = workload.policy_name(client.client_id)
+        scenarios += [
+            Scenario(
+                f"{label} token from inside {cidr}", token_request(address_inside(cidr)), Expectation.NEVER_BLOCKED
+            )
+            for cidr in client.cidrs
+        ]
+        outside = token_request(address_outside(client.cidrs))
+        scenarios.append(
+            Scenario(f"{label} token from outside its ranges", outside, outside_expectation, policy=policy)
+        )
+    return scenarios
+
+
+def planned_service_principals(config: StackConfig, policies: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Client id → the service principal its workload-identity policy (by display name) includes: what the
+    plan looked up. `make verify` reads them from the tenant instead."""
+    cipp = config.cipp_api if isinstance(config, MspStack) else None
+    workload = cipp.workload_identity if cipp is not None else None
+    if workload is None:
+        return {}
+    by_name = {str(p.get("displayName")): p for p in policies}
+    found: dict[str, str] = {}
+    for client in workload.clients:
+        policy = by_name.get(workload.policy_name(client.client_id)) or {}
+        included = ((policy.get("conditions") or {}).get("clientApplications") or {}).get("includeServicePrincipals")
+        if isinstance(included, list) and len(included) == 1 and isinstance(included[0], str):
+            found[client.client_id] = included[0]
+    return found
+
+
+def _technicians(config: MspStack, directory: DirectoryView | None) -> list[tuple[str, str]]:
+    """(user id, label) of the technicians to sign in: the sampled real ones, else the first includeUserId or
+    a synthetic member of the first technician group."""
+    if directory is not None and directory.technicians:
+        return [(t.user_id, t.label) for t in directory.technicians]
+    access = config.technician_access
+    user = access.include_user_ids[0] if access.include_user_ids else synthetic_user("technician")
+    return [(user, user)]
+
+
+def _client_scenarios(config: ClientStack, directory: DirectoryView | None) -> list[Scenario]:
     tenant = config.client_tenant
     azure = _AZURE_CANDIDATES[0]
     if tenant.access_mode == "direct":
-        sign_in = SignIn(user_id=str(tenant.service_account_user_id), client_ip=azure)
-        return [Scenario("CIPP service account (Direct mode) from Azure", sign_in, Expectation.NEVER_BLOCKED)]
+        account = str(tenant.service_account_user_id)
+        known = directory.membership(account) if directory else None
+        groups, roles = (known.group_ids, known.role_template_ids) if known else (frozenset(), frozenset())
+        sign_in = SignIn(user_id=account, client_ip=azure, group_ids=groups, role_template_ids=roles)
+        name = "CIPP service account (Direct mode) from Azure"
+        return [Scenario(name, sign_in, Expectation.NEVER_BLOCKED, guard=True)]
     msp_user = SignIn(
         user_id=synthetic_user(f"service provider {tenant.msp_tenant_id}"),
         client_ip=azure,
         external=ExternalUser("serviceProvider", tenant.msp_tenant_id),
     )
     name = f"MSP service-provider user (GDAP, tenant {tenant.msp_tenant_id}) from Azure"
-    return [Scenario(name, msp_user, Expectation.NEVER_BLOCKED)]
+    return [Scenario(name, msp_user, Expectation.NEVER_BLOCKED, guard=True)]
 
 
 def policies_after_apply(config: ClientStack, policies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -233,6 +336,49 @@ _ENFORCED: Final = frozenset({ENABLED})
 _WITH_REPORT_ONLY: Final = frozenset({ENABLED, REPORT_ONLY})
 
 
+# What each stated assumption (config `assumptions`, docs/assurance.md) tells the evaluator.
+ASSUMPTIONS: Final = {
+    "assumptions.legacyMfaTrustedIps": (
+        "the tenant's legacy MFA trusted IPs, which AllTrusted includes and Graph v1.0 does not expose; "
+        "[] when there are none, as Microsoft recommends"
+    ),
+}
+OVERRIDE_KEY: Final = "assumptions.cannotProveOverride"
+ROLES_UNREAD: Final = "directoryRoles"  # the condition of a role-targeted policy when the roles could not be read
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """A policy the evaluator cannot decide for a row, and the stated assumption that would settle it."""
+
+    policy: str  # display name, else id
+    key: str
+    conditions: tuple[str, ...]  # named like Graph's analysisReasons (location, signInRisk, users...)
+    settled_by: str | None = None  # a key of ASSUMPTIONS
+
+    def describe(self) -> str:
+        text = f"'{self.policy}' cannot be decided on {', '.join(self.conditions)}"
+        if ROLES_UNREAD in self.conditions:
+            return (
+                f"{text}: the account's directory roles came back without their template ids; grant the "
+                "verifying identity RoleManagement.Read.Directory (docs/assurance.md)"
+            )
+        if self.settled_by:
+            return f"{text}; stating {PROJECT}:{self.settled_by} ({ASSUMPTIONS[self.settled_by]}) settles it"
+        return (
+            f"{text}; no stated assumption settles it: exclude the account from the policy, or accept it with a "
+            f"reviewed reason in {PROJECT}:{OVERRIDE_KEY}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "id": self.key,
+            "conditions": list(self.conditions),
+            "settledBy": f"{PROJECT}:{self.settled_by}" if self.settled_by else None,
+        }
+
+
 @dataclass(frozen=True)
 class MatrixRow:
     name: str
@@ -242,6 +388,7 @@ class MatrixRow:
     status: Status
     responsible: tuple[str, ...] = ()  # policies behind a failure, or the cannot-tell ones
     origin: str = "derived"
+    undecided: tuple[Undecided, ...] = ()  # uncertain and cannot_prove rows: what the evaluator cannot decide
 
     @property
     def ok(self) -> bool:
@@ -264,6 +411,7 @@ class MatrixRow:
 @dataclass(frozen=True)
 class MatrixResult:
     rows: tuple[MatrixRow, ...]
+    waiver: str | None = None  # assumptions.cannotProveOverride: why cannot_prove rows are accepted
 
     @property
     def failures(self) -> tuple[MatrixRow, ...]:
@@ -272,19 +420,35 @@ class MatrixResult:
 
     @property
     def uncertain(self) -> tuple[MatrixRow, ...]:
-        """Rows that hold or fail depending on what the evaluator cannot tell offline."""
+        """Non-guard rows that hold or fail depending on what the evaluator cannot tell offline (flagged)."""
         return tuple(r for r in self.rows if r.status is Status.UNCERTAIN)
 
     @property
+    def unproven(self) -> tuple[MatrixRow, ...]:
+        """Guard rows the evaluator cannot decide: "cannot prove" fails unless waived."""
+        return tuple(r for r in self.rows if r.status is Status.CANNOT_PROVE)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failures:
+            return EXIT_BROKEN
+        return EXIT_CANNOT_PROVE if self.unproven and not self.waiver else 0
+
+    @property
     def ok(self) -> bool:
-        """No invariant definitely broken (uncertain rows are flagged, not failed)."""
-        return not self.failures
+        """No invariant broken and every guard row proven (or the unproven ones accepted with a reason)."""
+        return self.exit_code == 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "exitCode": self.exit_code,
             "failures": len(self.failures),
             "uncertain": len(self.uncertain),
+            "cannotProve": [
+                {"row": row.name, **undecided.to_json()} for row in self.unproven for undecided in row.undecided
+            ],
+            "cannotProveOverride": self.waiver,
             "rows": [r.to_json() for r in self.rows],
         }
 
@@ -413,10 +577,10 @@ class PolicyRoles:
         return [r for r in evaluation.results if name is not None and r.display_name == name]
 
 
-def judge(scenario: Scenario, evaluation: Evaluation, roles: PolicyRoles | None = None) -> MatrixRow:
+def judge(scenario: Scenario[Any], evaluation: Evaluation, roles: PolicyRoles | None = None) -> MatrixRow:
     """One matrix row: the scenario's expectation against the evaluation of its sign-in."""
     roles = roles or PolicyRoles()
-    part_a = roles.find(evaluation, roles.part_a)
+    part_a = roles.find(evaluation, scenario.policy or roles.part_a)
     expect = scenario.expect
     if expect is Expectation.BLOCKED:
         judgement = _judge_block(evaluation, _ENFORCED, part_a)
@@ -430,19 +594,77 @@ def judge(scenario: Scenario, evaluation: Evaluation, roles: PolicyRoles | None 
         judgement = _judge_not_blocked(evaluation, _ENFORCED)
     else:
         judgement = _judge_mfa_every_time(evaluation, roles.find(evaluation, roles.part_b))
+    status = judgement.status
+    if status is Status.UNCERTAIN and scenario.guard:
+        status = Status.CANNOT_PROVE
+    undecided: tuple[Undecided, ...] = ()
+    if status in (Status.UNCERTAIN, Status.CANNOT_PROVE):
+        undecided = tuple(
+            Undecided(r.display_name or r.key, r.key, r.unknown_conditions)
+            for r in judgement.responsible
+            if r.outcome is Outcome.CANNOT_TELL
+        )
     return MatrixRow(
         name=scenario.name,
         sign_in=summarize(scenario.sign_in),
         expected=str(expect),
         actual=judgement.actual,
-        status=judgement.status,
-        responsible=_names(judgement.responsible) if judgement.status is not Status.OK else (),
+        status=status,
+        responsible=_names(judgement.responsible) if status is not Status.OK else (),
         origin=scenario.origin,
+        undecided=undecided,
     )
 
 
-def summarize(sign_in: SignIn) -> str:
+def _targets_roles(policy: CompiledPolicy) -> bool:
+    users = ((policy.source.get("conditions") or {}).get("users")) or {}
+    return policy.active and policy.has_effect and bool(users.get("includeRoles") or users.get("excludeRoles"))
+
+
+def _roles_unread(
+    row: MatrixRow, scenario: Scenario, directory: DirectoryView | None, role_targeted: Sequence[CompiledPolicy]
+) -> MatrixRow:
+    """A guard row whose account's directory roles could not be read is not proven while a policy targets roles:
+    the sign-in was evaluated as holding none, which may be wrong (a break-glass account is often a Global
+    Administrator)."""
+    user_id = getattr(scenario.sign_in, "user_id", "")
+    membership = directory.membership(user_id) if directory is not None and user_id else None
+    if not scenario.guard or membership is None or membership.roles_read or row.status is Status.FAIL:
+        return row
+    if not role_targeted:
+        return row
+    undecided = row.undecided + tuple(Undecided(p.display_name or p.key, p.key, (ROLES_UNREAD,)) for p in role_targeted)
+    actual = f"cannot prove {row.expected}: " + "; ".join(item.describe() for item in undecided)
+    responsible = tuple(dict.fromkeys([*row.responsible, *(u.policy for u in undecided)]))
+    return dataclasses.replace(
+        row, status=Status.CANNOT_PROVE, undecided=undecided, actual=actual, responsible=responsible
+    )
+
+
+def _settle(row: MatrixRow, sign_in: AnySignIn, probes: Sequence[tuple[str, PolicySet]]) -> MatrixRow:
+    """Name, for each undecided policy, the first stated assumption under which the evaluator decides it."""
+    if not row.undecided:
+        return row
+    evaluations = [(key, policy_set.evaluate(sign_in)) for key, policy_set in probes]
+    undecided = tuple(
+        dataclasses.replace(
+            item,
+            settled_by=next(
+                (key for key, e in evaluations if e.result(item.key).outcome is not Outcome.CANNOT_TELL), None
+            ),
+        )
+        for item in row.undecided
+    )
+    actual = row.actual
+    if row.status is Status.CANNOT_PROVE:
+        actual = f"cannot prove {row.expected}: " + "; ".join(item.describe() for item in undecided)
+    return dataclasses.replace(row, undecided=undecided, actual=actual)
+
+
+def summarize(sign_in: AnySignIn) -> str:
     """The sign-in in one line, parts separated by "; " (what the scenario states; the rest is unknown)."""
+    if isinstance(sign_in, ServicePrincipalSignIn):
+        return _summarize_workload(sign_in)
     if sign_in.external is not None:
         parts = [f"{sign_in.external.kind} of tenant {sign_in.external.home_tenant_id or '(unknown)'}"]
     else:
@@ -463,6 +685,17 @@ def summarize(sign_in: SignIn) -> str:
     return "; ".join(parts)
 
 
+def _summarize_workload(sign_in: ServicePrincipalSignIn) -> str:
+    parts = [f"service principal {sign_in.service_principal_id}"]
+    if sign_in.label:
+        parts[0] += f" ({sign_in.label})"
+    parts.append(f"from {sign_in.client_ip}" if sign_in.client_ip else "from an unstated address")
+    parts.append(f"token for {sign_in.application_id}" if sign_in.application_id else "token for any resource")
+    if sign_in.service_principal_risk:
+        parts.append(f"service principal risk {sign_in.service_principal_risk}")
+    return "; ".join(parts)
+
+
 def run_matrix(
     config: StackConfig,
     policies: list[dict[str, Any]],
@@ -470,16 +703,37 @@ def run_matrix(
     extra: Sequence[Scenario] = (),
     *,
     mfa_trusted_ips: Iterable[str] | None = None,
+    directory: DirectoryView | None = None,
+    service_principals: Mapping[str, str] | None = None,
 ) -> MatrixResult:
     """Evaluate the derived scenarios and `extra` against these policies (Graph v1.0 JSON).
 
-    `mfa_trusted_ips`: the tenant's legacy MFA trusted IPs when known (Graph v1.0 does not expose them);
-    None leaves `AllTrusted` locations undecidable for addresses in no trusted named location.
+    `mfa_trusted_ips`: the tenant's legacy MFA trusted IPs (Graph v1.0 does not expose them); None takes
+    the stack's `assumptions.legacyMfaTrustedIps`, and when that is not stated either, `AllTrusted`
+    locations stay undecidable for addresses in no trusted named location. `directory`: the memberships
+    `make verify` read, used instead of asserted ones. `service_principals`: client id → service principal
+    object id of cippApi.workloadIdentityPolicies as read from the tenant; None takes them from the planned
+    policies (`planned_service_principals`).
     """
+    if mfa_trusted_ips is None:
+        mfa_trusted_ips = config.assumptions.legacy_mfa_trusted_ips
     policy_set = PolicySet.compile(policies, named_locations, mfa_trusted_ips=mfa_trusted_ips)
+    probes: list[tuple[str, PolicySet]] = []
+    if mfa_trusted_ips is None:  # what stating the assumption (any value: [] is the common one) would decide
+        probes.append(
+            ("assumptions.legacyMfaTrustedIps", PolicySet.compile(policies, named_locations, mfa_trusted_ips=[]))
+        )
     roles = PolicyRoles.of(config)
-    scenarios = [*derive_scenarios(config), *extra]
-    return MatrixResult(tuple(judge(s, policy_set.evaluate(s.sign_in), roles) for s in scenarios))
+    role_targeted = [p for p in policy_set.policies if _targets_roles(p)]
+    rows = []
+    if service_principals is None:
+        service_principals = planned_service_principals(config, policies)
+    workload = workload_scenarios(config, service_principals)
+    scenarios: list[Scenario[Any]] = [*derive_scenarios(config, directory), *workload, *extra]
+    for scenario in scenarios:
+        row = _settle(judge(scenario, policy_set.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
+        rows.append(_roles_unread(row, scenario, directory, role_targeted))
+    return MatrixResult(tuple(rows), config.assumptions.cannot_prove_override)
 
 
 # --- the scenario file ----------------------------------------------------------------------------
@@ -640,8 +894,19 @@ def _is_ip(text: str) -> bool:
 
 
 def user_scenarios(config: StackConfig, root: Path) -> list[Scenario]:
-    """The scenarios of the stack's `scenariosFile` (relative to `root`), or none."""
-    return load_scenarios_file(root / config.scenarios_file) if config.scenarios_file else []
+    """The scenarios of the stack's `scenariosFile` (relative to `root`), or none. Raises ScenarioFileError
+    when one names ids the stack does not (an example's scenarios left on an edited stack)."""
+    if not config.scenarios_file:
+        return []
+    path = root / config.scenarios_file
+    scenarios = load_scenarios_file(path)
+    if not config.names:  # with names still unresolved, the ids the stack names are not known yet
+        from cipp_hardening.offline_inputs import stale_scenario_ids
+
+        problems = stale_scenario_ids(config, scenarios)
+        if problems:
+            raise ScenarioFileError(path, problems)
+    return scenarios
 
 
 # --- the stack file -------------------------------------------------------------------------------

@@ -6,17 +6,20 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
   backed by :class:`emulators.identity.Directory`;
 * ``/v1.0/identity/conditionalAccess/{policies,namedLocations,deletedItems/...}`` with Graph's
   validation, PATCH merge semantics, canonical GET shapes, paging and error envelope;
-* ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging.
+* ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging;
+* ``/v1.0/servicePrincipals`` (read-only: ``?$filter=appId eq '…'``, ``/{id}``, ``(appId='…')``), and
+  workload-identity policies (``conditions.clientApplications``) checked as Graph does, with the 1150
+  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md).
 
 Tests steer it from Python: tenants and state (``load_policies``, ``put_policy``...), throttling
-(graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
-refer to the Graph research notes (graph-ca.md).
+(docs/graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
+refer to the Graph research notes (docs/graph-ca.md).
 
 Usage::
 
     with GraphEmulator(seed=1) as graph:                      # or the fixtures in tests/emulators/fixtures.py
         graph.register_app(client_id, secret, tenant_id)       # consented in tenant_id; tokens via MSAL
-        graph.load_policies(tenant_id, "../shared/corpus/j0eyv__ConditionalAccessBaseline")
+        graph.load_policies(tenant_id, "exported-policies/")  # a folder of exported policy JSON
         graph.set_throttle(enabled=True)                       # 1 request/s/tenant, 429 without Retry-After
         graph.inject(method="PATCH", path_contains="/policies/", status=503, times=1)
         ClientSecretCredential(tenant_id, client_id, secret, authority=graph.url,
@@ -52,6 +55,7 @@ import base64
 import codecs
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -74,6 +78,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from emulators import graph_directory
+from emulators.graph_directory import DirectoryRequestError, DirectoryState
 from emulators.identity import GRAPH_RESOURCE, AppRegistration, Directory, InvalidToken, openid_configuration
 from emulators.tls import TestTLS, make_test_tls
 
@@ -383,6 +389,14 @@ LOCATION_1007 = (
     "https://docs.microsoft.com/en-us/graph/api/conditionalaccessroot-post-namedlocations?view=graph-rest-1.0."
 )
 MALFORMED = "The server could not process the request because it is malformed or incorrect."
+# Writing a workload-identity policy (conditions.clientApplications) in a tenant without Workload Identities
+# Premium. The text is the one quoted in MicrosoftDocs/azure-docs issue #101310 (2022-11) and in Microsoft's
+# support troubleshooting notes ("Error 1150"); the 400 BadRequest envelope around it is [I], as for 1040.
+WORKLOAD_IDENTITY_LICENCE_1150 = (
+    "1150: Cannot create or update policies with workload identity premium features. Upgrade to a workload "
+    "identity premium P1 or P2 license and try again"
+)
+SERVICE_PRINCIPAL_BY_APP_ID = re.compile(r"^servicePrincipals\(appId='(?P<app_id>[^']*)'\)$", re.IGNORECASE)
 
 
 class GraphError(Exception):
@@ -756,6 +770,35 @@ def check_password_change(policy: JSONObject) -> None:
         )
 
 
+def is_workload_identity_policy(policy: JSONObject) -> bool:
+    """A policy for service principals: conditions.clientApplications holds something."""
+    client_apps = (policy.get("conditions") or {}).get("clientApplications") or {}
+    keys = ("includeServicePrincipals", "excludeServicePrincipals", "servicePrincipalFilter")
+    return isinstance(client_apps, dict) and any(client_apps.get(key) for key in keys)
+
+
+def check_workload_identity_policy(policy: JSONObject) -> None:
+    """Conditional Access for workload identities (docs/workload-identity.md): no users, block only.
+
+    Microsoft's docs: the policy is scoped to service principals instead of users ("None" users, as the
+    What If example 4 of docs/graph-ca.md §5.2 shows) and "Block" is the only grant control. The wording of
+    Graph's refusal is not documented, so the generic 400 is answered [I]."""
+    if not is_workload_identity_policy(policy):
+        return
+    users = (policy.get("conditions") or {}).get("users")
+    if isinstance(users, dict):
+        lists = ("excludeUsers", "includeGroups", "excludeGroups", "includeRoles", "excludeRoles")
+        guests = ("includeGuestsOrExternalUsers", "excludeGuestsOrExternalUsers")
+        if (users.get("includeUsers") or ["None"]) != ["None"] or any(users.get(k) for k in (*lists, *guests)):
+            raise bad_request(MALFORMED, reason="a workload-identity policy must not target users (includeUsers None)")
+    grant = policy.get("grantControls") or {}
+    extras = any(grant.get(key) for key in ("authenticationStrength", "termsOfUse", "customAuthenticationFactors"))
+    if grant.get("builtInControls") != ["block"] or extras:
+        raise bad_request(MALFORMED, reason="a workload-identity policy supports only the block grant control")
+    if policy.get("sessionControls"):
+        raise bad_request(MALFORMED, reason="a workload-identity policy has no session controls")
+
+
 def check_cidr(cidr: Any, path: str) -> None:
     if not isinstance(cidr, str) or "/" not in cidr:
         # XSOAR pack [S]: bare addresses without a prefix are rejected.
@@ -931,6 +974,9 @@ class TenantState:
     policies: EntitySet = field(default_factory=EntitySet)
     named_locations: EntitySet = field(default_factory=EntitySet)
     sign_ins: list[JSONObject] = field(default_factory=list)
+    service_principals: dict[str, JSONObject] = field(default_factory=dict)  # object id → servicePrincipal
+    workload_identities_premium: bool = False  # the licence workload-identity policies need (1150 without)
+    directory: DirectoryState = field(default_factory=DirectoryState)  # users, groups (emulators/graph_directory.py)
     throttle_tokens: float = 0.0
     throttle_checked: float = 0.0
 
@@ -945,6 +991,7 @@ class EmulatorSettings:
     enforce_roles: bool = False  # 403 when the token lacks the application permissions of §1.2
     default_page_size: int | None = None  # CA lists come back in one page unless $top is given
     sign_in_page_size: int = 1000
+    directory_page_size: int = 100  # transitiveMemberOf and members: Graph's default page (at most 999)
     max_policies: int = MAX_POLICIES
     max_named_locations: int = MAX_NAMED_LOCATIONS
 
@@ -1319,9 +1366,62 @@ class GraphEmulator:
             self._tenant(tenant_id).sign_ins.extend(built)
         return [record["id"] for record in built]
 
+    def add_user(self, tenant_id: str, user: JSONObject) -> str:
+        """A user (id required; accountEnabled defaults to true); replaces one with the same id."""
+        with self._lock:
+            return self._tenant(tenant_id).directory.add_user(user)
+
+    def add_group(self, tenant_id: str, group: JSONObject, members: Iterable[str] = ()) -> str:
+        """A group (id required) with its direct members (user or group ids)."""
+        with self._lock:
+            return self._tenant(tenant_id).directory.add_group(group, members)
+
+    def add_directory_role(self, tenant_id: str, role: JSONObject, members: Iterable[str] = ()) -> str:
+        """An activated directory role (id, roleTemplateId, displayName) and its members."""
+        with self._lock:
+            return self._tenant(tenant_id).directory.add_role(role, members)
+
     def sign_ins(self, tenant_id: str) -> list[JSONObject]:
         with self._lock:
             return copy.deepcopy(self._tenant(tenant_id).sign_ins)
+
+    def add_service_principal(
+        self,
+        tenant_id: str,
+        app_id: str,
+        display_name: str = "",
+        *,
+        object_id: str | None = None,
+        app_owner_tenant_id: str | None = None,
+    ) -> str:
+        """A service principal (enterprise application) of `app_id` in the tenant; returns its object id.
+        By default the app is registered in the same tenant (a single-tenant app, as CIPP's API clients are)."""
+        object_id = object_id or str(uuid.uuid4())
+        record = {
+            "id": object_id,
+            "appId": app_id,
+            "displayName": display_name or app_id,
+            "appOwnerOrganizationId": (app_owner_tenant_id or tenant_id).lower(),
+            "accountEnabled": True,
+            "servicePrincipalType": "Application",
+            "signInAudience": "AzureADMyOrg" if app_owner_tenant_id in (None, tenant_id) else "AzureADMultipleOrgs",
+            "servicePrincipalNames": [app_id],
+        }
+        with self._lock:
+            principals = self._tenant(tenant_id).service_principals
+            if any(sp["appId"].lower() == app_id.lower() for sp in principals.values()):
+                raise ValueError(f"tenant {tenant_id} already has a service principal for application {app_id}")
+            principals[object_id] = record
+        return object_id
+
+    def service_principals(self, tenant_id: str) -> list[JSONObject]:
+        with self._lock:
+            return copy.deepcopy(list(self._tenant(tenant_id).service_principals.values()))
+
+    def set_licences(self, tenant_id: str, *, workload_identities_premium: bool) -> None:
+        """Whether the tenant holds Workload Identities Premium (without it, workload-identity policy writes fail)."""
+        with self._lock:
+            self._tenant(tenant_id).workload_identities_premium = workload_identities_premium
 
     # -- internals: state --------------------------------------------------------------------------
     def _tenant(self, tenant_id: str) -> TenantState:
@@ -1532,6 +1632,11 @@ class GraphEmulator:
         if lowered[:2] == ["auditlogs", "signins"]:
             self._authorize(claims, request.method, "signins")
             return self._sign_ins(request, tenant, segments[2:])
+        if lowered[:1] in (["users"], ["groups"]):
+            return self._directory(request, claims, tenant, lowered)
+        if lowered[:1] and lowered[0].split("(", 1)[0] == "serviceprincipals":
+            self._authorize(claims, request.method, "applications")
+            return self._service_principals(request, tenant, segments)
         first = segments[0] if segments else ""
         raise bad_request(f"Resource not found for the segment '{first}'.", reason="unknown Graph route")
 
@@ -1559,6 +1664,8 @@ class GraphEmulator:
         roles = set(claims.get("roles") or [])
         if area == "signins":
             needed = [{"AuditLog.Read.All"}]
+        elif area == "applications":
+            needed = [{"Application.Read.All"}, {"Directory.Read.All"}]
         elif method == "GET":
             needed = [{"Policy.Read.All"}, {"Policy.ReadWrite.ConditionalAccess"}]
         else:
@@ -1736,6 +1843,10 @@ class GraphEmulator:
             check_guest_scopes((merged.get("conditions") or {}).get("users"))
         if current is None or "grantControls" in sent or touched_conditions - {"users"}:
             check_password_change(merged)
+        if current is None or {"grantControls", "sessionControls"} & set(sent) or touched_conditions:
+            check_workload_identity_policy(merged)
+        if is_workload_identity_policy(merged) and not self._tenant(tenant).workload_identities_premium:
+            raise bad_request(WORKLOAD_IDENTITY_LICENCE_1150, reason="the tenant has no Workload Identities Premium")
         self._check_location_references(tenant, location_ids_sent(sent))
         if current is None and len(self._tenant(tenant).policies.items) >= self.settings.max_policies:
             raise bad_request(MALFORMED, reason=f"the tenant already has {self.settings.max_policies} policies (§3)")
@@ -1848,6 +1959,50 @@ class GraphEmulator:
 
     def _context(self, path: str) -> str:
         return f"{self.url}/v1.0/$metadata#{path}"
+
+    # -- service principals (read-only) -------------------------------------------------------------
+    def _service_principals(self, request: Request, tenant: str, segments: list[str]) -> Response:
+        """GET servicePrincipals[?$filter=appId eq '…'], servicePrincipals/{id}, servicePrincipals(appId='…')."""
+        if request.method != "GET":
+            raise method_not_allowed()
+        with self._lock:
+            principals = copy.deepcopy(list(self._tenant(tenant).service_principals.values()))
+        by_app_id = SERVICE_PRINCIPAL_BY_APP_ID.match(segments[0])
+        if by_app_id is None and segments[0].lower() != "serviceprincipals":
+            raise bad_request(f"Resource not found for the segment '{segments[0]}'.", reason="unknown route")
+        if by_app_id is None and len(segments) == 1:
+            return self._page(request, "servicePrincipals", principals, None)
+        if len(segments) > (1 if by_app_id else 2):
+            raise bad_request(f"Resource not found for the segment '{segments[-1]}'.", reason="unknown route")
+        wanted, field_name = (by_app_id["app_id"], "appId") if by_app_id else (segments[1], "id")
+        match = next((sp for sp in principals if str(sp[field_name]).lower() == wanted.lower()), None)
+        if match is None:
+            # What Graph answers for a directory object that is not there (also CIPP's "Resource '…' does not
+            # exist" when an API client's app is gone, docs/cipp-api.md).
+            raise GraphError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{wanted}' does not exist or one of its queried reference-property objects are not present.",
+            )
+        select = [name.strip() for name in request.query["$select"].split(",")] if "$select" in request.query else None
+        body = select_properties(match, select) if select else match
+        return Response(200, {"@odata.context": self._context("servicePrincipals/$entity"), **body})
+
+    # -- directory objects (read-only) -------------------------------------------------------------
+    def _directory(self, request: Request, claims: JSONObject, tenant: str, lowered: list[str]) -> Response:
+        roles = set(claims.get("roles") or []) if self.settings.enforce_roles else None
+        query = request.query
+        select = [n.strip() for n in query["$select"].split(",") if n.strip()] if "$select" in query else None
+        try:
+            with self._lock:
+                result = graph_directory.handle(self._tenant(tenant).directory, request.method, lowered, roles, select)
+        except DirectoryRequestError as error:
+            raise GraphError(error.status, error.code, error.message, reason=error.reason) from None
+        if result.entity is not None:
+            return Response(200, {"@odata.context": self._context(result.context), **result.entity})
+        if "$top" not in query:
+            request = dataclasses.replace(request, query={**query, "$top": str(self.settings.directory_page_size)})
+        return self._page(request, result.context, result.items or [], None)
 
     # -- sign-in logs --------------------------------------------------------------------------------
     def _sign_ins(self, request: Request, tenant: str, segments: list[str]) -> Response:

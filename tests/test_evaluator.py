@@ -1,6 +1,6 @@
 """The Conditional Access what-if evaluator: documented semantics, edge cases, and the real corpus.
 
-Semantics under test are graph-ca.md §5.3 (and §2.3–2.6); the decisions where the reference is silent
+Semantics under test are docs/graph-ca.md §5.3 (and §2.3–2.6); the decisions where the reference is silent
 are listed in the docstring of cipp_hardening/evaluator.py.
 """
 
@@ -124,7 +124,7 @@ def external(kind: str, tenant: str | None = MSP_TENANT) -> ExternalUser:
     return ExternalUser(kind, tenant)
 
 
-# --- documented semantics (graph-ca.md §5.3) ----------------------------------------------------
+# --- documented semantics (docs/graph-ca.md §5.3) ----------------------------------------------------
 
 
 def test_no_policy_means_access_is_granted_without_controls() -> None:
@@ -409,7 +409,7 @@ def test_host_in_excluded_location_is_out_of_scope() -> None:
 
 
 def test_ranges_are_parsed_from_the_address_not_the_odata_type() -> None:
-    # pulumi-azuread labels IPv6 ranges iPv4CidrRange (graph-ca.md §4.1); ranges also come as lower/upper.
+    # pulumi-azuread labels IPv6 ranges iPv4CidrRange (docs/graph-ca.md §4.1); ranges also come as lower/upper.
     locations = [
         {
             "id": "ffffffff-0000-0000-0000-000000000001",
@@ -435,7 +435,7 @@ def test_country_location_uses_the_stated_country() -> None:
     assert outcome(policy, country="US")[0] is Outcome.APPLIES
 
 
-# --- guests, external users, service providers (graph-ca.md §2.4) --------------------------------
+# --- guests, external users, service providers (docs/graph-ca.md §2.4) --------------------------------
 
 
 def msp_exclusion(types: str = "serviceProvider", members: Iterable[str] = (MSP_TENANT,)) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The Graph CA emulator behaves like Microsoft Graph v1.0 (graph-ca.md), over real HTTPS on loopback."""
+"""The Graph CA emulator behaves like Microsoft Graph v1.0 (docs/graph-ca.md), over real HTTPS on loopback."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from emulators.graph import (
     TYPES,
     ExportRejected,
     GraphEmulator,
+    is_workload_identity_policy,
     json_files,
     read_json_document,
 )
@@ -740,9 +741,11 @@ def test_every_corpus_file_loads(
         policy = graph_client.get(f"{POLICIES}/{policy_id}").json()
         assert isinstance(policy["conditions"]["users"]["excludeUsers"], list)
         assert annotation_keys(policy) <= {"@odata.context", "@odata.type"}
-        # A users-only PATCH never trips over stale location ids or beta leftovers in the stored policy.
+        # A users-only PATCH never trips over stale location ids or beta leftovers in the stored policy; a
+        # workload-identity policy takes no users (and no write at all without the licence), so it is refused.
         patch = {"conditions": {"users": {"excludeUsers": ["breakglass"]}}}
-        assert graph_client.patch(f"{POLICIES}/{policy_id}", json=patch).status_code == 204
+        expected = 400 if is_workload_identity_policy(policy) else 204
+        assert graph_client.patch(f"{POLICIES}/{policy_id}", json=patch).status_code == expected
 
 
 def test_loader_reads_every_encoding_and_container(tmp_path: Path, graph_emulator: GraphEmulator):
@@ -863,3 +866,105 @@ def test_cli_entry_point_serves_graph(cli_process: tuple[subprocess.Popen[str], 
     token = requests.post(config["token_endpoint"], data=form, verify=verify, timeout=10).json()["access_token"]
     policies = GraphClient(base, verify, token).get(POLICIES).json()["value"]
     assert [policy["displayName"] for policy in policies] == ["from disk"]
+
+
+# -- workload identities: service principals and policies for them (docs/workload-identity.md) ----------
+
+CIPP_APP = "00000000-0000-0000-0000-0000000e0002"
+
+
+def workload_policy(principal: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "displayName": "CIPP-API client outside its ranges",
+        "state": "enabledForReportingButNotEnforced",
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["None"]},
+            "clientApplications": {"includeServicePrincipals": [principal], "excludeServicePrincipals": []},
+            "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]},
+    }
+    return body | overrides
+
+
+def test_service_principal_by_app_id_and_by_filter(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+):
+    object_id = graph_emulator.add_service_principal(graph_app.tenant, CIPP_APP, "RMM integration")
+    graph_emulator.add_service_principal(graph_app.tenant, str(uuid.uuid4()), "another app")
+
+    direct = graph_client.get(f"/v1.0/servicePrincipals(appId='{CIPP_APP}')")
+    assert direct.status_code == 200, direct.text
+    assert (direct.json()["id"], direct.json()["appId"]) == (object_id, CIPP_APP)
+    assert direct.json()["appOwnerOrganizationId"] == graph_app.tenant
+    listed = graph_client.get("/v1.0/servicePrincipals", params={"$filter": f"appId eq '{CIPP_APP}'"}).json()
+    assert [sp["id"] for sp in listed["value"]] == [object_id]
+    assert graph_client.get(f"/v1.0/servicePrincipals/{object_id}").json()["displayName"] == "RMM integration"
+    selected = graph_client.get(f"/v1.0/servicePrincipals(appId='{CIPP_APP}')", params={"$select": "id"}).json()
+    assert set(selected) == {"@odata.context", "id"}
+
+
+def test_missing_service_principal_is_404_and_an_empty_filter(graph_client: GraphClient):
+    missing = graph_client.get(f"/v1.0/servicePrincipals(appId='{CIPP_APP}')")
+    assert_graph_error(missing, 404, "Request_ResourceNotFound", f"Resource '{CIPP_APP}' does not exist")
+    assert graph_client.get(f"/v1.0/servicePrincipals/{uuid.uuid4()}").status_code == 404
+    listed = graph_client.get("/v1.0/servicePrincipals", params={"$filter": f"appId eq '{CIPP_APP}'"})
+    assert listed.json()["value"] == []
+    assert graph_client.post("/v1.0/servicePrincipals", json={"appId": CIPP_APP}).status_code == 405
+
+
+def test_service_principals_need_an_application_read_permission(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+):
+    graph_emulator.add_service_principal(graph_app.tenant, CIPP_APP)
+    graph_emulator.settings.enforce_roles = True
+    assert graph_client.get(f"/v1.0/servicePrincipals(appId='{CIPP_APP}')").status_code == 403
+
+
+def test_workload_identity_policy_without_the_licence_is_refused_with_1150(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+):
+    principal = graph_emulator.add_service_principal(graph_app.tenant, CIPP_APP)
+    refused = graph_client.post(POLICIES, json=workload_policy(principal))
+    assert_graph_error(refused, 400, "BadRequest", "1150: Cannot create or update policies with workload identity")
+    assert graph_emulator.policies(graph_app.tenant) == []
+
+    graph_emulator.set_licences(graph_app.tenant, workload_identities_premium=True)
+    created = create(graph_client, POLICIES, workload_policy(principal))
+    assert created["conditions"]["clientApplications"]["includeServicePrincipals"] == [principal]
+    assert created["conditions"]["users"]["includeUsers"] == ["None"]
+
+    graph_emulator.set_licences(graph_app.tenant, workload_identities_premium=False)
+    state_change = graph_client.patch(f"{POLICIES}/{created['id']}", json={"state": "enabled"})
+    assert_graph_error(state_change, 400, "BadRequest", "1150:")
+    assert graph_client.post(POLICIES, json=policy_body()).status_code == 201  # user policies need no such licence
+
+
+@pytest.mark.parametrize(
+    "users",
+    [
+        pytest.param({"includeUsers": ["All"]}, id="targets users"),
+        pytest.param({"includeUsers": ["None"], "excludeGroups": [str(uuid.uuid4())]}, id="lists a group"),
+    ],
+)
+def test_workload_identity_policy_must_not_target_users(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp, users: dict[str, Any]
+):
+    graph_emulator.set_licences(graph_app.tenant, workload_identities_premium=True)
+    body = workload_policy(str(uuid.uuid4()))
+    body["conditions"]["users"] = users
+    assert_graph_error(graph_client.post(POLICIES, json=body), 400, "BadRequest")
+    assert graph_emulator.policies(graph_app.tenant) == []
+
+
+def test_workload_identity_policy_grants_only_block(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+):
+    graph_emulator.set_licences(graph_app.tenant, workload_identities_premium=True)
+    mfa = workload_policy(str(uuid.uuid4()), grantControls={"operator": "OR", "builtInControls": ["mfa"]})
+    assert_graph_error(graph_client.post(POLICIES, json=mfa), 400, "BadRequest")
+    created = create(graph_client, POLICIES, workload_policy(str(uuid.uuid4())))
+    to_mfa = graph_client.patch(f"{POLICIES}/{created['id']}", json={"grantControls": mfa["grantControls"]})
+    assert_graph_error(to_mfa, 400, "BadRequest")

@@ -71,3 +71,60 @@ def test_the_example_stack_stays_valid() -> None:
     config = parse_stack_config(msp_raw())
     assert isinstance(config, MspStack)
     assert config.technician_access.state == "enabledForReportingButNotEnforced"
+
+
+# -- stated assumptions and the "cannot prove" override (docs/assurance.md) ---------------------------
+
+
+def with_assumptions(**assumptions: Any) -> dict[str, Any]:
+    raw = msp_raw()
+    raw["assumptions"] = assumptions
+    return raw
+
+
+def test_the_example_states_no_legacy_mfa_trusted_ips() -> None:
+    config = parse_stack_config(msp_raw())
+    assert config.assumptions.legacy_mfa_trusted_ips == ()
+    assert config.assumptions.cannot_prove_override is None
+
+
+def test_legacy_mfa_trusted_ips_are_validated_ranges() -> None:
+    config = parse_stack_config(with_assumptions(legacyMfaTrustedIps=["192.0.2.0/24", "2001:db8::/48"]))
+    assert config.assumptions.legacy_mfa_trusted_ips == ("192.0.2.0/24", "2001:db8::/48")
+    assert parse_stack_config(with_assumptions()).assumptions.legacy_mfa_trusted_ips is None, "absent: not stated"
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(with_assumptions(legacyMfaTrustedIps=["192.0.2.7/24", "office"], mfaTrustedIps=[]))
+    keys = [p.key for p in caught.value.problems]
+    assert keys == [
+        "assumptions.mfaTrustedIps",
+        "assumptions.legacyMfaTrustedIps[0]",
+        "assumptions.legacyMfaTrustedIps[1]",
+    ]
+    assert "did you mean legacyMfaTrustedIps?" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"assumptions\.legacyMfaTrustedIps: must be a list"):
+        parse_stack_config(with_assumptions(legacyMfaTrustedIps="none"))
+
+
+def test_the_cannot_prove_override_needs_a_reason_and_is_logged_at_every_run() -> None:
+    reason = "Part B's device filter reviewed with the security team on 2026-05-01"
+    raw = with_assumptions(cannotProveOverride=reason)
+    config = parse_stack_config(raw)
+    assert config.assumptions.cannot_prove_override == reason
+    assert any("cannotProveOverride" in w and reason in w for w in config.warnings)
+    assert any(reason in message for message in run_main(raw).messages("warning"))
+    with pytest.raises(ConfigError, match=r"assumptions\.cannotProveOverride: must be a non-empty string"):
+        parse_stack_config(with_assumptions(cannotProveOverride=" "))
+
+
+def test_client_stacks_state_assumptions_too() -> None:
+    raw = {
+        "mode": "client",
+        "clientTenant": {
+            "tenantId": "00000000-0000-0000-0000-0000000c0001",
+            "mspTenantId": "00000000-0000-0000-0000-00000000a001",
+        },
+        "assumptions": {"legacyMfaTrustedIps": [], "cannotProveOverride": "reviewed"},
+    }
+    config = parse_stack_config(raw)
+    assert config.assumptions.legacy_mfa_trusted_ips == ()
+    assert config.warnings

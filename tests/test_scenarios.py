@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 
 from cipp_hardening.commands.plan import build_plan
-from cipp_hardening.config import ClientStack, MspStack, parse_stack_config
+from cipp_hardening.config import Assumptions, ClientStack, MspStack, parse_stack_config
+from cipp_hardening.directory_facts import DirectoryView, Membership, membership_of
 from cipp_hardening.evaluator import SignIn
 from cipp_hardening.exclusion import msp_is_excluded
 from cipp_hardening.policy_files import load_policy_folder
 from cipp_hardening.scenarios import (
+    EXIT_BROKEN,
+    EXIT_CANNOT_PROVE,
     Expectation,
     MatrixResult,
     Scenario,
@@ -215,24 +218,144 @@ def test_a_part_a_that_excludes_the_wrong_location_blocks_the_office(planned: tu
 # -- "cannot tell" ---------------------------------------------------------------------------------
 
 
-def test_a_risk_policy_makes_break_glass_uncertain_not_failed(planned: tuple[Policies, Policies]) -> None:
+def test_a_risk_policy_makes_break_glass_cannot_prove_with_no_assumption_to_settle_it(
+    planned: tuple[Policies, Policies],
+) -> None:
     policies, locations = planned
     risky = block_all("Block high-risk sign-ins", signInRiskLevels=["high"])
     result = run_matrix(msp_config(), [*policies, risky], locations)
     flagged = row(result, f"break-glass {BREAK_GLASS_1}")
-    assert flagged.status is Status.UNCERTAIN
+    assert flagged.status is Status.CANNOT_PROVE
     assert not flagged.ok
     assert flagged.responsible == ("Block high-risk sign-ins",)
-    assert "cannot tell: 'Block high-risk sign-ins' (signInRisk)" in flagged.actual
-    assert result.ok, "an invariant that is only uncertain does not fail"
-    assert flagged in result.uncertain
+    assert flagged.actual.startswith("cannot prove never_blocked: 'Block high-risk sign-ins' cannot be decided on")
+    assert "signInRisk; no stated assumption settles it" in flagged.actual
+    assert "cipp-hardening:assumptions.cannotProveOverride" in flagged.actual
+    assert [u.settled_by for u in flagged.undecided] == [None]
+    assert flagged in result.unproven
     assert flagged not in result.failures
+    assert flagged not in result.uncertain
+    assert (result.ok, result.exit_code) == (False, EXIT_CANNOT_PROVE)
     stated = Scenario(
         "break-glass, no risk",
         SignIn(user_id=BREAK_GLASS_1, client_ip="198.51.100.9", sign_in_risk="none"),
         Expectation.NEVER_BLOCKED,
     )
     assert run_matrix(msp_config(), [*policies, risky], locations, [stated]).rows[-1].status is Status.OK
+
+
+def test_a_non_guard_row_that_cannot_be_decided_stays_flag_only(planned: tuple[Policies, Policies]) -> None:
+    policies, locations = planned
+    risky = block_all("Block high-risk sign-ins", signInRiskLevels=["high"])
+    risky["conditions"]["users"]["excludeUsers"] = [BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT]
+    staff = Scenario("staff", SignIn(user_id="staff", client_ip="198.51.100.9"), Expectation.NEVER_BLOCKED)
+    result = run_matrix(msp_config(), [*policies, risky], locations, [staff])
+    assert result.rows[-1].status is Status.UNCERTAIN
+    assert result.uncertain == (result.rows[-1],)
+    assert (result.ok, result.exit_code, result.unproven) == (True, 0, ())
+
+
+ALL_TRUSTED = {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}
+
+
+def block_outside_all_trusted(*excluded: str) -> dict[str, Any]:
+    """The portal policy of docs/assurance.md: everyone outside AllTrusted is blocked, some accounts excluded."""
+    policy = block_all("Block everyone outside AllTrusted", locations=ALL_TRUSTED)
+    policy["conditions"]["users"]["excludeUsers"] = list(excluded)
+    return policy
+
+
+def test_the_service_account_outside_all_trusted_cannot_be_proven_until_the_mfa_ips_are_stated(
+    planned: tuple[Policies, Policies],
+) -> None:
+    policies, locations = planned
+    portal = block_outside_all_trusted(BREAK_GLASS_1, BREAK_GLASS_2)
+    result = run_matrix(unstated(msp_config()), [*policies, portal], locations)
+    flagged = row(result, "CIPP service account")
+    assert flagged.status is Status.CANNOT_PROVE
+    [undecided] = flagged.undecided
+    assert (undecided.policy, undecided.conditions) == ("Block everyone outside AllTrusted", ("location",))
+    assert undecided.settled_by == "assumptions.legacyMfaTrustedIps"
+    assert "stating cipp-hardening:assumptions.legacyMfaTrustedIps" in flagged.actual
+    assert result.exit_code == EXIT_CANNOT_PROVE
+    assert result.to_json()["cannotProve"] == [
+        {
+            "row": "CIPP service account from Azure",
+            "policy": "Block everyone outside AllTrusted",
+            "id": portal["id"],
+            "conditions": ["location"],
+            "settledBy": "cipp-hardening:assumptions.legacyMfaTrustedIps",
+        }
+    ]
+    for user in (BREAK_GLASS_1, BREAK_GLASS_2):
+        assert row(result, f"break-glass {user}").status is Status.OK
+
+    stated = with_assumptions(msp_config(), legacyMfaTrustedIps=[])
+    decided = run_matrix(stated, [*policies, portal], locations)
+    assert row(decided, "CIPP service account").status is Status.FAIL
+    assert decided.exit_code == EXIT_BROKEN
+    inside = with_assumptions(msp_config(), legacyMfaTrustedIps=["13.64.0.0/11"])
+    assert run_matrix(inside, [*policies, portal], locations).ok, "an Azure range among the MFA trusted IPs"
+    portal["conditions"]["users"]["excludeUsers"].append(SERVICE_ACCOUNT)
+    assert run_matrix(unstated(msp_config()), [*policies, portal], locations).ok
+
+
+def unstated(config: Any) -> Any:
+    """The config with no assumption stated (the example MSP stack states legacyMfaTrustedIps: [])."""
+    return dataclasses.replace(config, assumptions=Assumptions())
+
+
+def with_assumptions(config: Any, **assumptions: Any) -> Any:
+    raw = {"mode": "msp"} if isinstance(config, MspStack) else {"mode": "client"}
+    return dataclasses.replace(config, assumptions=_assumptions_of({**raw, "assumptions": assumptions}))
+
+
+def _assumptions_of(raw: dict[str, Any]) -> Any:
+    full = msp_raw() if raw["mode"] == "msp" else config_raw_client()
+    full["assumptions"] = raw["assumptions"]
+    return parse_stack_config(full).assumptions
+
+
+def config_raw_client() -> dict[str, Any]:
+    return {
+        "mode": "client",
+        "clientTenant": {"tenantId": "00000000-0000-0000-0000-0000000c0001", "mspTenantId": MSP_TENANT},
+    }
+
+
+def test_each_guard_row_cannot_be_proven_when_undecided(planned: tuple[Policies, Policies]) -> None:
+    group = "00000000-0000-0000-0000-00000000e0e0"
+    policies, locations = list(policies_of(planned).values()), planned[1]
+    for policy in policies:
+        policy["conditions"]["users"]["excludeGroups"] = [group]
+    config = unstated(msp_config(break_glass_group_ids=(group,)))
+    portal = block_outside_all_trusted()
+    result = run_matrix(config, [*policies, portal], locations)
+    unproven = {r.name for r in result.unproven}
+    assert unproven == {
+        f"break-glass {BREAK_GLASS_1} from outside",
+        f"break-glass {BREAK_GLASS_2} from outside",
+        "member of break-glass group 00000000-0000-0000-0000-00000000e0e0 from outside",
+        "CIPP service account from Azure",
+    }
+    gdap = run_matrix(client_config(), [portal], [])
+    assert [r.status for r in gdap.rows] == [Status.CANNOT_PROVE]
+    direct = client_config(access_mode="direct", service_account_user_id=SERVICE_ACCOUNT)
+    assert [r.status for r in run_matrix(direct, [portal], []).rows] == [Status.CANNOT_PROVE]
+    assert run_matrix(with_assumptions(client_config(), legacyMfaTrustedIps=[]), [portal], []).exit_code == 3
+
+
+def test_a_reviewed_override_accepts_what_cannot_be_proven_but_never_a_failure(
+    planned: tuple[Policies, Policies],
+) -> None:
+    policies, locations = planned
+    waived = with_assumptions(msp_config(), cannotProveOverride="risk policy reviewed with the security team")
+    risky = block_all("Block high-risk sign-ins", signInRiskLevels=["high"])
+    result = run_matrix(waived, [*policies, risky], locations)
+    assert result.unproven
+    assert (result.ok, result.exit_code) == (True, 0)
+    assert result.to_json()["cannotProveOverride"] == "risk policy reviewed with the security team"
+    assert run_matrix(waived, [*policies, block_all("Block everyone")], locations).exit_code == EXIT_BROKEN
 
 
 def test_a_certain_block_is_not_hidden_by_an_unknown(planned: tuple[Policies, Policies]) -> None:
@@ -243,12 +366,13 @@ def test_a_certain_block_is_not_hidden_by_an_unknown(planned: tuple[Policies, Po
     assert failing.responsible == ("Block everyone",)
 
 
-def test_mfa_every_time_from_an_unknowable_policy_is_uncertain(planned: tuple[Policies, Policies]) -> None:
+def test_mfa_every_time_from_an_unknowable_policy_cannot_be_proven(planned: tuple[Policies, Policies]) -> None:
     policies = policies_of(planned)
     policies[PART_B]["conditions"]["devices"] = {"deviceFilter": {"mode": "include", "rule": "device.isCompliant"}}
     flagged = row(run_matrix(msp_config(), list(policies.values()), planned[1]), "CIPP service account")
-    assert flagged.status is Status.UNCERTAIN
+    assert flagged.status is Status.CANNOT_PROVE
     assert flagged.responsible == (PART_B,)
+    assert f"'{PART_B}' cannot be decided on devices; no stated assumption settles it" in flagged.actual
 
 
 def test_blocked_expectation_with_an_unknowable_block_is_uncertain(planned: tuple[Policies, Policies]) -> None:
@@ -433,3 +557,32 @@ def test_the_stack_file_reader_counts_secure_values_as_set(tmp_path: Path) -> No
     config = config_from_stack_file(path)
     assert isinstance(config, ClientStack)
     assert config.graph_client_id == "00000000-0000-0000-0000-0000000000f1"
+
+
+# -- memberships from the directory (make verify) ---------------------------------------------------
+
+
+def test_directory_memberships_replace_asserted_ones_and_unread_roles_cannot_prove_a_guard(
+    planned: tuple[Policies, Policies],
+) -> None:
+    policies, locations = planned
+    admins_template = "62e90394-69f5-4237-9190-012177145e10"
+    block_admins = block_all("Block admins outside the office", locations={"includeLocations": ["All"]})
+    block_admins["conditions"]["users"] = {"includeRoles": [admins_template]}
+    limited = [{"@odata.type": "#microsoft.graph.directoryRole", "id": "9c1e7a0b-0000-0000-0000-000000000001"}]
+    unread = membership_of(limited)
+    assert not unread.roles_read
+    view = DirectoryView({BREAK_GLASS_1: unread, BREAK_GLASS_2: Membership(role_template_ids=frozenset())})
+    result = run_matrix(msp_config(), [*policies, block_admins], locations, directory=view)
+    flagged = row(result, f"break-glass {BREAK_GLASS_1}")
+    assert flagged.status is Status.CANNOT_PROVE
+    assert "RoleManagement.Read.Directory" in flagged.actual
+    assert row(result, f"break-glass {BREAK_GLASS_2}").status is Status.OK, "its roles were read: none"
+
+    read = membership_of([{**limited[0], "roleTemplateId": admins_template}])
+    failing = row(
+        run_matrix(msp_config(), [*policies, block_admins], locations, directory=DirectoryView({BREAK_GLASS_1: read})),
+        f"break-glass {BREAK_GLASS_1}",
+    )
+    assert failing.status is Status.FAIL
+    assert failing.responsible == ("Block admins outside the office",)

@@ -13,15 +13,23 @@ import yaml
 
 from cipp_hardening.commands import verify
 from cipp_hardening.commands.plan import build_plan
-from cipp_hardening.commands.verify import EXIT_BROKEN, EXIT_MISSING_EXCLUSIONS, GRAPH_SECRET_ENV, VerifyReport, main
+from cipp_hardening.commands.verify import (
+    EXIT_BROKEN,
+    EXIT_CANNOT_PROVE,
+    EXIT_MISSING_EXCLUSIONS,
+    GRAPH_SECRET_ENV,
+    VerifyReport,
+    main,
+)
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
 from dynamic_providers import credentials
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
 from tests.emulators.fixtures import use_env
-from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT
+from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, MSP_TENANT, ROOT, SERVICE_ACCOUNT, TECH_GROUP
 
 CLIENT_TENANT = "00000000-0000-0000-0000-0000000c0001"
+NO_MFA_IPS: dict[str, Any] = {"assumptions": {"legacyMfaTrustedIps": []}}
 CONTOSO_POLICIES = ROOT / "examples" / "client-contoso-policies"
 
 
@@ -59,13 +67,38 @@ def reader(graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> It
     credentials.reset_cache()
 
 
+TECHNICIANS = {
+    "00000000-0000-0000-0000-0000000f0001": "tech.one@msp.example",
+    "00000000-0000-0000-0000-0000000f0002": "tech.two@msp.example",
+}
+UPNS = {
+    BREAK_GLASS_1: "breakglass1@msp.example",
+    BREAK_GLASS_2: "breakglass2@msp.example",
+    SERVICE_ACCOUNT: "cipp-service@msp.example",
+    **TECHNICIANS,
+}
+
+
+def seed_directory(emulator: GraphEmulator, users: dict[str, dict[str, Any]] | None = None) -> None:
+    """The accounts and the technician group the example MSP stack names, enabled and cloud-only; `users`
+    overrides properties by user id."""
+    tenant = MSP_TENANT
+    for user_id, upn in UPNS.items():
+        emulator.add_user(tenant, {"id": user_id, "userPrincipalName": upn, **(users or {}).get(user_id, {})})
+    emulator.add_group(
+        tenant, {"id": TECH_GROUP, "displayName": "CIPP technicians", "isAssignableToRole": True}, list(TECHNICIANS)
+    )
+
+
 def deploy_prod_plan(emulator: GraphEmulator) -> None:
-    """What `pulumi up` of the example MSP stack leaves in the tenant (ids kept from the plan)."""
+    """What `pulumi up` of the example MSP stack leaves in the tenant (ids kept from the plan), and the
+    directory objects the stack names."""
     document = build_plan("prod")
     for location in document.graph_objects("namedLocation"):
         emulator.add_named_location(MSP_TENANT, location)
     for policy in document.graph_objects("policy"):
         emulator.put_policy(MSP_TENANT, policy)
+    seed_directory(emulator)
 
 
 def verify_stack(tmp_path: Path, reader: Reader, stack: str) -> VerifyReport:
@@ -81,6 +114,11 @@ def test_a_deployed_msp_stack_holds_every_invariant_read_only(tmp_path: Path, re
     assert reader.writes() == []
     reads = reader.emulator.requests(method="GET", path_contains="/v1.0/identity/conditionalAccess/")
     assert {r.path.split("?")[0].rsplit("/", 1)[-1] for r in reads} == {"policies", "namedLocations"}
+    assert report.directory is not None
+    assert report.directory.failures == ()
+    assert report.drift == []
+    technicians = [r.sign_in for r in report.matrix.rows if r.name.startswith("technician") and "outside" in r.name]
+    assert [t.split(";")[0] for t in technicians] == [f"user {t}" for t in TECHNICIANS], "real members, not made up"
 
 
 def test_a_tenant_policy_that_blocks_break_glass_breaks_the_invariant(tmp_path: Path, reader: Reader) -> None:
@@ -106,6 +144,7 @@ def test_a_tenant_policy_that_blocks_break_glass_breaks_the_invariant(tmp_path: 
 
 def test_an_msp_tenant_without_the_policies_says_so(tmp_path: Path, reader: Reader) -> None:
     reader.emulator.add_tenant(MSP_TENANT)
+    seed_directory(reader.emulator)
     report = verify_stack(tmp_path, reader, "prod")
     assert report.exit_code == EXIT_BROKEN
     assert report.missing_policies == [
@@ -115,28 +154,38 @@ def test_an_msp_tenant_without_the_policies_says_so(tmp_path: Path, reader: Read
     failing = {r.name for r in report.matrix.failures}
     assert failing == {
         "technician outside the trusted ranges",
+        "technician tech.two@msp.example outside the trusted ranges",
         "CIPP service account from Azure",
         "technician working from home",
     }
+    assert report.drift == [
+        "named location 'Trusted - MSP Office': 0 in the tenant with that name, expected exactly one"
+    ]
 
 
 def test_a_client_tenant_before_and_after_up(tmp_path: Path, reader: Reader) -> None:
     reader.emulator.load_policies(CLIENT_TENANT, CONTOSO_POLICIES)
     before = verify_stack(tmp_path, reader, "client-contoso")
-    assert before.exit_code == EXIT_MISSING_EXCLUSIONS
+    assert before.exit_code == EXIT_CANNOT_PROVE, "a guard row undecided outranks the missing exclusions"
     assert {p["displayName"] for p in before.missing_exclusions} == {
         "Require MFA for all users",
         "Block sign-ins from outside the office",
         "Guests: MFA, internal guests exempt",
     }
     msp_row = before.matrix.rows[0]
-    assert msp_row.status is Status.UNCERTAIN, "the office policy's AllTrusted needs the MFA trusted IPs"
+    assert msp_row.status is Status.CANNOT_PROVE, "the office policy's AllTrusted needs the MFA trusted IPs"
+    assert before.exit_code == EXIT_CANNOT_PROVE
+    assert "stating cipp-hardening:assumptions.legacyMfaTrustedIps" in msp_row.actual
+    stated = verify.verify_stack("client-contoso", reader.stack_file(tmp_path, "client-contoso", **NO_MFA_IPS))
+    assert stated.exit_code == EXIT_BROKEN, "with none stated, the report-only office policy would block the MSP"
 
     config = config_from_stack_file(ROOT / "Pulumi.client-contoso.yaml")
     for policy in policies_after_apply(config, reader.emulator.policies(CLIENT_TENANT)):  # type: ignore[arg-type]
         reader.emulator.put_policy(CLIENT_TENANT, policy)
     after = verify_stack(tmp_path, reader, "client-contoso")
     assert after.matrix.rows[0].status is Status.OK
+    assert after.directory is not None
+    assert after.directory.findings == (), "a GDAP client stack names no directory object"
     assert [p["displayName"] for p in after.missing_exclusions] == ["Guests: MFA, internal guests exempt"]
     assert after.exit_code == EXIT_MISSING_EXCLUSIONS, "a conflict left alone is still a policy without the exclusion"
 
@@ -147,8 +196,9 @@ def test_the_command(tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixtu
     assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod")), "--json", str(report_file)]) == 0
     out = capsys.readouterr().out
     assert "live tenant 00000000-0000-0000-0000-00000000a001" in out
-    assert "9 scenario(s): 9 ok" in out
+    assert "10 scenario(s): 10 ok" in out
     assert '"missingPolicies": []' in report_file.read_text()
+    assert out.rstrip().splitlines()[-1] == "verdict: ok (exit 0)"
 
 
 def test_an_explicit_client_app_takes_its_secret_from_the_environment(
@@ -161,7 +211,7 @@ def test_an_explicit_client_app_takes_its_secret_from_the_environment(
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-this-one")
     monkeypatch.setenv(GRAPH_SECRET_ENV, reader.secret)
     credentials.reset_cache()
-    assert main(["--stack-file", str(stack_file)]) == EXIT_MISSING_EXCLUSIONS
+    assert main(["--stack-file", str(stack_file)]) == EXIT_CANNOT_PROVE  # read with the stack's own app
 
 
 def test_graph_and_config_errors_exit_2(
@@ -170,5 +220,194 @@ def test_graph_and_config_errors_exit_2(
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "wrong")
     credentials.reset_cache()
     assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
-    assert "could not read the tenant's policies" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "could not read the tenant" in out
+    assert out.rstrip().splitlines()[-1] == "verdict: error (exit 2)"
     assert main(["--stack", "does-not-exist"]) == 2
+
+
+# -- the directory, drift and "cannot prove" (docs/assurance.md) ------------------------------------
+
+PORTAL_POLICY = "Block everyone outside AllTrusted (portal, 2019)"
+
+
+def portal_block(*excluded: str) -> dict[str, Any]:
+    """A policy made in the portal years ago: all users blocked outside AllTrusted, some accounts excluded."""
+    return {
+        "id": "00000000-0000-0000-0000-0000000a1100",
+        "displayName": PORTAL_POLICY,
+        "state": "enabled",
+        "conditions": {
+            "users": {"includeUsers": ["All"], "excludeUsers": list(excluded)},
+            "applications": {"includeApplications": ["All"]},
+            "clientAppTypes": ["all"],
+            "locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]},
+    }
+
+
+def run_verify(tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str], **config: Any) -> tuple[int, str]:
+    stack_file = reader.stack_file(tmp_path, "prod", scenariosFile=None, **config)
+    code = main(["--stack-file", str(stack_file)])
+    return code, capsys.readouterr().out
+
+
+def test_done_when_a_portal_policy_that_forgets_the_service_account_and_then_a_disabled_break_glass(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.put_policy(MSP_TENANT, portal_block(BREAK_GLASS_1, BREAK_GLASS_2))
+
+    code, out = run_verify(tmp_path, reader, capsys, assumptions=None)
+    assert code == EXIT_CANNOT_PROVE
+    assert f"'{PORTAL_POLICY}' cannot be decided on location" in out
+    assert "stating cipp-hardening:assumptions.legacyMfaTrustedIps" in out
+    assert out.rstrip().splitlines()[-1] == "verdict: cannot prove (exit 5): 1 guard row(s) cannot be proven"
+
+    code, out = run_verify(tmp_path, reader, capsys)  # Pulumi.prod.yaml states legacyMfaTrustedIps: []
+    assert code == EXIT_BROKEN
+    assert "✗ FAIL CIPP service account from Azure" in out
+    assert f"responsible: {PORTAL_POLICY}" in out
+
+    reader.emulator.put_policy(MSP_TENANT, portal_block(BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT))
+    seed_directory(reader.emulator, {BREAK_GLASS_1: {"accountEnabled": False}})
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == EXIT_BROKEN
+    assert (
+        f"break-glass account {BREAK_GLASS_1} (breakglass1@msp.example, technicianAccess.breakGlassUserIds) "
+        "is disabled (accountEnabled false)"
+    ) in out
+    assert out.rstrip().splitlines()[-1] == "verdict: broken (exit 3): 1 directory failure(s)"
+
+    seed_directory(reader.emulator)
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == 0, out
+    assert out.rstrip().splitlines()[-1] == "verdict: ok (exit 0)"
+
+
+def test_a_missing_break_glass_account_group_or_service_account_fails_naming_it(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.reset()
+    seed = reader.emulator
+    for policy in build_plan("prod").graph_objects("policy"):
+        seed.put_policy(MSP_TENANT, policy)
+    for location in build_plan("prod").graph_objects("namedLocation"):
+        seed.add_named_location(MSP_TENANT, location)
+    seed.add_user(MSP_TENANT, {"id": BREAK_GLASS_1, "userPrincipalName": UPNS[BREAK_GLASS_1]})
+    seed.add_user(
+        MSP_TENANT, {"id": SERVICE_ACCOUNT, "userPrincipalName": UPNS[SERVICE_ACCOUNT], "accountEnabled": False}
+    )
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.exit_code == EXIT_BROKEN
+    assert report.directory is not None
+    assert [f.message for f in report.directory.failures] == [
+        f"break-glass account {BREAK_GLASS_2} (technicianAccess.breakGlassUserIds) does not exist in the directory",
+        f"CIPP service account {SERVICE_ACCOUNT} (cipp-service@msp.example, serviceAccount.userId) is disabled "
+        "(accountEnabled false)",
+        f"technician group {TECH_GROUP} (technicianAccess.includeGroupIds) does not exist in the directory",
+    ]
+
+
+def test_warnings_as_assessment_tools_raise_them(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    seed_directory(reader.emulator, {BREAK_GLASS_2: {"onPremisesSyncEnabled": True}})
+    reader.emulator.add_group(
+        MSP_TENANT, {"id": TECH_GROUP, "displayName": "CIPP technicians"}, [*TECHNICIANS, BREAK_GLASS_1]
+    )
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.directory is not None
+    warnings = [f.message for f in report.directory.warnings]
+    assert any(f"{BREAK_GLASS_2} (breakglass2@msp.example) is synced from on-premises" in w for w in warnings)
+    assert any(
+        f"{BREAK_GLASS_1} (breakglass1@msp.example) is a member of technician group {TECH_GROUP}" in w for w in warnings
+    )
+    assert any(f"technician group {TECH_GROUP} (CIPP technicians) is not role-assignable" in w for w in warnings)
+    assert report.exit_code == 0, "warnings are reported, not failed"
+    [row] = [r for r in report.matrix.rows if r.name == f"break-glass {BREAK_GLASS_1} from outside"]
+    assert TECH_GROUP in row.sign_in, "the directory's membership, not an asserted one"
+
+    one = reader.stack_file(
+        tmp_path,
+        "prod",
+        technicianAccess={
+            **yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
+            "breakGlassUserIds": [BREAK_GLASS_1],
+        },
+    )
+    single = verify.verify_stack("prod", one)
+    assert single.directory is not None
+    assert any(
+        "1 break-glass account(s): Microsoft recommends at least two" in f.message for f in single.directory.warnings
+    )
+
+
+def test_transitive_memberships_come_from_the_directory(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    admins, nested = "00000000-0000-0000-0000-0000000ad001", "00000000-0000-0000-0000-0000000ad002"
+    reader.emulator.add_group(MSP_TENANT, {"id": nested, "displayName": "nested"}, [BREAK_GLASS_2])
+    reader.emulator.add_group(MSP_TENANT, {"id": admins, "displayName": "admins"}, [nested])
+    blocker = portal_block()
+    blocker["conditions"]["users"] = {"includeGroups": [admins]}
+    blocker["displayName"] = "Block the admins group everywhere"
+    blocker["conditions"]["locations"] = {"includeLocations": ["All"]}
+    reader.emulator.put_policy(MSP_TENANT, blocker)
+    report = verify_stack(tmp_path, reader, "prod")
+    assert {r.name for r in report.matrix.failures} == {f"break-glass {BREAK_GLASS_2} from outside"}
+    transitive = reader.emulator.requests(method="GET", path_contains="/transitiveMemberOf")
+    assert {r.path.split("/")[3] for r in transitive} >= {BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT, *TECHNICIANS}
+
+
+def test_transitive_memberships_are_read_across_pages(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.settings.directory_page_size = 2
+    groups = [f"00000000-0000-0000-0000-0000000ab{i:03d}" for i in range(5)]
+    for group in groups:
+        reader.emulator.add_group(MSP_TENANT, {"id": group, "displayName": group}, [BREAK_GLASS_1])
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.directory is not None
+    membership = report.directory.view.membership(BREAK_GLASS_1)
+    assert membership is not None
+    assert membership.group_ids == frozenset(groups)
+
+
+def test_drift_shows_a_portal_exclusion_and_a_widened_location(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    part_a = next(p for p in reader.emulator.policies(MSP_TENANT) if p["displayName"].startswith("Block CIPP"))
+    part_a["conditions"]["users"]["excludeUsers"].append("00000000-0000-0000-0000-0000000bad01")
+    reader.emulator.put_policy(MSP_TENANT, part_a)
+    location = reader.emulator.named_locations(MSP_TENANT)[0]
+    location["ipRanges"].append({"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"})
+    reader.emulator.add_named_location(MSP_TENANT, location)
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.exit_code == EXIT_BROKEN
+    assert report.drift == [
+        "named location 'Trusted - MSP Office' holds ranges the stack does not declare: 198.51.100.0/24",
+        "policy 'Block CIPP Access - Outside Trusted IPs' differs from the plan: conditions.users.excludeUsers: "
+        f"the tenant has [{BREAK_GLASS_1}, {BREAK_GLASS_2}, {SERVICE_ACCOUNT}, 00000000-0000-0000-0000-0000000bad01], "
+        f"the plan [{BREAK_GLASS_1}, {BREAK_GLASS_2}, {SERVICE_ACCOUNT}]",
+    ]
+
+
+def test_a_verifier_without_directory_permissions_is_told_which(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.inject(method="GET", path_contains="/v1.0/users/", status=403, times=None)
+    assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
+    out = capsys.readouterr().out
+    assert "User.Read.All and GroupMember.Read.All" in out
+    assert out.rstrip().splitlines()[-1] == "verdict: error (exit 2)"
+
+
+def test_ci_output_keeps_guids_whole_and_is_the_same_run_to_run(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.put_policy(MSP_TENANT, portal_block(BREAK_GLASS_1, BREAK_GLASS_2))
+    first = run_verify(tmp_path, reader, capsys)
+    second = run_verify(tmp_path, reader, capsys)
+    assert first == second
+    lines = first[1].splitlines()
+    assert any(f"user {SERVICE_ACCOUNT}; from 13.69.64.10" in line for line in lines), "a GUID is never folded"
+    assert lines[-1].startswith("verdict: broken (exit 3)")

@@ -3,15 +3,14 @@
 Runs __main__.py against Pulumi.<stack>.yaml under a recording mock runtime and shows the resource
 tree and, for each Conditional Access resource, the Graph v1.0 body pulumi-azuread will send.
 `--json FILE` writes the same as a machine-readable document. The scenario matrix (cipp_hardening/scenarios.py)
-shows what the policies do to the sign-ins that matter. Exit 2 on invalid configuration, 3 when the matrix
-finds a broken invariant.
+shows what the policies do to the sign-ins that matter. The snapshots it reads (client policies, CIPP's API
+clients, the directory for names) are chosen and checked by cipp_hardening/offline_inputs.py and listed first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +23,14 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from cipp_hardening import report_output
 from cipp_hardening.commands.verify import print_matrix
-from cipp_hardening.config import PROJECT, ConfigError, MspStack
+from cipp_hardening.config import PROJECT, ConfigError, MspStack, StackConfig
+from cipp_hardening.directory_names import describe, resolve_names
 from cipp_hardening.graph_render import render, with_object_id
-from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV, snapshot_path
+from cipp_hardening.inventory import snapshot_path
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
+from cipp_hardening.offline_inputs import OfflineInputError, OfflineInputs, choose, placeholder_notice
 from cipp_hardening.policy_files import load_named_location_folder, load_policy_file, load_policy_folder
 from cipp_hardening.scenarios import (
     MatrixResult,
@@ -38,6 +40,7 @@ from cipp_hardening.scenarios import (
     run_matrix,
     user_scenarios,
 )
+from cipp_hardening.yamlfile import YamlFileError, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +52,8 @@ class PlanDocument:
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     matrix: MatrixResult | None = None  # the scenario matrix over what the plan leaves in the tenant
+    notices: list[str] = field(default_factory=list)  # said first: e.g. the example's placeholder ids
+    inputs: list[str] = field(default_factory=list)  # the snapshot files read, and who named them
 
     def graph_objects(self, kind: str) -> list[dict[str, Any]]:
         """Rendered bodies with their (placeholder) ids: `policy` or `namedLocation`."""
@@ -64,6 +69,8 @@ class PlanDocument:
             "resources": self.resources,
             "outputs": self.outputs,
             "warnings": self.warnings,
+            "notices": self.notices,
+            "offlineInputs": self.inputs,
             **({"matrix": self.matrix.to_json()} if self.matrix is not None else {}),
         }
 
@@ -78,7 +85,7 @@ def build_plan(stack: str, stack_file: Path | None = None, overrides: dict[str, 
 def plan_matrix(document: PlanDocument, stack_file: Path) -> MatrixResult | None:
     """The scenario matrix over the planned Graph bodies (MSP), or over the client's snapshot policies as
     `pulumi up` will leave them (client; None without a snapshot). Raises ConfigError, ScenarioFileError."""
-    config = config_from_stack_file(stack_file)
+    config = resolved_config(config_from_stack_file(stack_file), document.outputs)
     extra = user_scenarios(config, ROOT)
     if isinstance(config, MspStack):
         return run_matrix(config, document.graph_objects("policy"), document.graph_objects("namedLocation"), extra)
@@ -90,9 +97,19 @@ def plan_matrix(document: PlanDocument, stack_file: Path) -> MatrixResult | None
     return run_matrix(config, policies_after_apply(config, policies), locations, extra)
 
 
+def resolved_config(config: StackConfig, outputs: dict[str, Any]) -> StackConfig:
+    """The config with its names replaced by the ids the program resolved (the `resolvedNames` output)."""
+    if not config.names:
+        return config
+    rows = outputs.get("resolvedNames") or []
+    return resolve_names(config, {row["key"]: row["id"] for row in rows})
+
+
 def document_from_run(stack: str, run: OfflineRun) -> PlanDocument:
-    document = PlanDocument(stack, outputs=redact_secrets(run.outputs), warnings=run.messages("warning"))
-    for resource in run.resources:
+    outputs = redact_secrets(run.outputs)
+    document = PlanDocument(stack, outputs=dict(sorted(outputs.items())), warnings=run.messages("warning"))
+    # Components register concurrently: sorted by URN, the plan (and its JSON) is the same run to run.
+    for resource in sorted(run.resources, key=lambda r: r.urn):
         body = render(resource.type, resource.inputs)
         document.resources.append(
             {
@@ -108,8 +125,18 @@ def document_from_run(stack: str, run: OfflineRun) -> PlanDocument:
     return document
 
 
+def print_preamble(notices: Sequence[str], inputs: Sequence[str], console: Console) -> None:
+    """What to know before reading the plan: notices, then the files it read besides the stack file."""
+    for notice in notices:
+        console.print(f"[bold yellow]notice:[/] {notice}", highlight=False)
+    for line in inputs:
+        console.print(f"[dim]offline input:[/] {line}", highlight=False)
+
+
 def print_plan(document: PlanDocument, console: Console) -> None:
     console.print(_tree(document))
+    for line in describe(document.outputs.get("resolvedNames") or []):
+        console.print(f"[cyan]name resolved:[/] {line}", highlight=False)
     for resource in document.resources:
         if resource["graph"] is not None:
             body = {k: v for k, v in resource["graph"].items() if k != "id"}
@@ -190,9 +217,23 @@ def _attach(resource: dict[str, Any], by_urn: dict[str, Any], nodes: dict[str | 
     return node
 
 
+EXIT_CODES = """exit codes (they reach the caller; `make plan` turns every failure into 2):
+  0  planned; every invariant of the scenario matrix holds (uncertain rows are flagged, not failed)
+  2  error: configuration, stack file (YAML with file:line), scenario file, snapshot not of this stack,
+     a name that is unknown or ambiguous or needs a directory snapshot; nothing planned
+  3  the scenario matrix finds a broken invariant
+  5  an invariant cannot be proven offline (a guard row stays uncertain and assumptions.cannotProveOverride
+     is not set)
+
+docs/commands.md has every option and what the plan reads."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="cipp-hardening plan", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="cipp-hardening plan",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
@@ -206,38 +247,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="MSP stacks: read CIPP's API clients from this saved List body (JSON) for the unrestricted-clients check",
     )
+    parser.add_argument(
+        "--directory",
+        type=Path,
+        help="resolve the user principal names and group names of the config from this directory snapshot (JSON)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
     args = parser.parse_args(argv)
-    console = Console(stderr=args.json == "-")
-    if args.policies:
-        os.environ[SNAPSHOT_ENV] = str(args.policies.resolve())
-    if args.cipp_clients:
-        os.environ[CIPP_SNAPSHOT_ENV] = str(args.cipp_clients.resolve())
+    console = report_output.make_console(stderr=args.json == "-")
+    stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    options = {"policies": args.policies, "cippClients": args.cipp_clients, "directory": args.directory}
     try:
-        document = build_plan(args.stack, args.stack_file)
-    except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        notices, inputs = prepare(args.stack, stack_file, options)
+    except (OSError, YamlFileError, OfflineInputError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
+    print_preamble(notices, inputs.used, console)
+    with inputs.environment():
+        return _plan(args, stack_file, console, notices, inputs)
+
+
+def prepare(stack: str, stack_file: Path, options: dict[str, Path | None]) -> tuple[list[str], OfflineInputs]:
+    """Before the program runs: the notices to give first, and the offline inputs of the stack."""
+    document = read_yaml(stack_file) or {}
+    raw = {str(k).removeprefix(f"{PROJECT}:"): v for k, v in (document.get("config") or {}).items()}
+    notice = placeholder_notice(stack_file, raw)
+    notices = [notice] if notice else []
+    try:
+        config = config_from_stack_file(stack_file)
+    except ConfigError:  # the program's run reports every problem, each naming its key
+        return notices, OfflineInputs()
+    return notices, choose(stack, config, raw, options, ROOT)
+
+
+def _plan(
+    args: argparse.Namespace, stack_file: Path, console: Console, notices: list[str], inputs: OfflineInputs
+) -> int:
+    try:
+        document = build_plan(args.stack, stack_file)
     except OfflineRunError as exc:
         errors = exc.run.messages("error") or [str(exc.cause)]
         console.print(f"[red]The program failed for stack {args.stack}:[/]")
         for message in errors:
             console.print(f"  [red]✗[/] {message}", highlight=False)
         return 2
+    document.notices, document.inputs = notices, inputs.used
     try:
-        document.matrix = plan_matrix(document, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
+        document.matrix = plan_matrix(document, stack_file)
     except (ConfigError, ScenarioFileError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
-    # Exit 3: an invariant of the scenario matrix is broken (uncertain rows do not count).
-    status = 3 if document.matrix is not None and not document.matrix.ok else 0
+    # Exit 3: an invariant of the scenario matrix is broken; 5: a guard row cannot be proven (docs/assurance.md).
+    status = document.matrix.exit_code if document.matrix is not None else 0
+    reasons = report_output.matrix_reasons(document.matrix) if document.matrix is not None else []
     if args.json == "-":
         json.dump(document.to_json(), sys.stdout, indent=2)
+        console.print(report_output.verdict_line(status, reasons), soft_wrap=True)  # stderr here
         return status
     print_plan(document, console)
     if args.json:
         Path(args.json).write_text(json.dumps(document.to_json(), indent=2), encoding="utf-8")
         console.print(f"plan written to {args.json}")
+    console.print(report_output.verdict_line(status, reasons), soft_wrap=True)
     return status
 
 

@@ -1,11 +1,15 @@
 """`make verify STACK=<stack>`: the scenario matrix against what the tenant holds now, read-only.
 
-Reads the tenant's Conditional Access policies and named locations through Graph v1.0 (GET only: the
-identity needs Policy.Read.All and nothing more), evaluates the stack's scenario matrix against them
-and prints it. For a client stack it also lists every policy in scope that still lacks the MSP
-exclusion. Exit codes: 0 all good; 3 an invariant is broken (a definite matrix failure); 4 the matrix
-holds but some client policy in scope lacks the exclusion; 2 configuration, scenario file, credential
-or Graph error. Uncertain rows are flagged, never a failure.
+Reads the tenant's Conditional Access policies and named locations and, read-only too, the directory
+objects the stack names (cipp_hardening/directory_facts.py: Policy.Read.All, User.Read.All and
+GroupMember.Read.All), evaluates the stack's scenario matrix against them with the memberships the
+directory reports, compares the trusted location, Part A and Part B with the plan's bodies
+(cipp_hardening/drift.py) and prints it all, the verdict last. For a client stack it also lists every
+policy in scope that still lacks the MSP exclusion. Exit codes (docs/assurance.md): 0 all good; 3 broken
+(a definite matrix failure, a named account missing or disabled, Part A / Part B / the location missing
+or drifted); 5 cannot prove (a guard row undecided, no assumptions.cannotProveOverride); 4 the rest holds
+but some client policy in scope lacks the exclusion; 2 configuration, scenario file, credential or Graph
+error. Uncertain non-guard rows are flagged, never a failure.
 
 Credentials: the same chain as the program (dynamic_providers/credentials.py): AZURE_CLIENT_ID +
 AZURE_CLIENT_SECRET, workload identity, or the Azure CLI login; a client stack's `graphClientId` is
@@ -15,6 +19,7 @@ used with the secret in CIPP_HARDENING_GRAPH_CLIENT_SECRET (Pulumi secrets canno
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,29 +29,40 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from cipp_hardening import report_output
 from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfig
+from cipp_hardening.directory_facts import DirectoryReport, read_directory
+from cipp_hardening.directory_names import resolve_with_graph
+from cipp_hardening.drift import location_problems, policy_drift
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
+from cipp_hardening.report_output import make_console, print_findings, print_matrix
 from cipp_hardening.scenarios import (
+    EXIT_BROKEN,
+    EXIT_CANNOT_PROVE,
     MatrixResult,
     Scenario,
     ScenarioFileError,
-    Status,
     config_from_stack_file,
     run_matrix,
     user_scenarios,
 )
+from cipp_hardening.yamlfile import YamlFileError
 from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer, pacer_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = "identity/conditionalAccess/policies"
 NAMED_LOCATIONS = "identity/conditionalAccess/namedLocations"
+SERVICE_PRINCIPALS = "servicePrincipals"
 GRAPH_SECRET_ENV = "CIPP_HARDENING_GRAPH_CLIENT_SECRET"  # noqa: S105 - an environment variable name
 
-EXIT_BROKEN = 3
 EXIT_MISSING_EXCLUSIONS = 4
+__all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS", "print_matrix"]
+# Directory reads are not Conditional Access reads: they do not share its 1 request/s/tenant limit.
+DIRECTORY_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,9 @@ class LiveTenant:
     tenant_id: str
     policies: list[dict[str, Any]]
     named_locations: list[dict[str, Any]]
+    # cippApi.workloadIdentityPolicies: client (application) id → its service principal's object id, as read
+    service_principals: dict[str, str] = field(default_factory=dict)
+    missing_service_principals: list[str] = field(default_factory=list)  # client ids without one
 
 
 @dataclass(frozen=True)
@@ -63,12 +82,39 @@ class VerifyReport:
     matrix: MatrixResult
     missing_exclusions: list[dict[str, str]] = field(default_factory=list)  # client stacks
     missing_policies: list[str] = field(default_factory=list)  # MSP stacks: Part A / Part B not found
+    missing_service_principals: list[str] = field(default_factory=list)  # CIPP-API clients without one
+    directory: DirectoryReport | None = None  # what the directory says about the objects the stack names
+    drift: list[str] = field(default_factory=list)  # MSP stacks: the tenant against the plan's bodies
+    warnings: tuple[str, ...] = ()  # the stack config's (an accepted cannotProveOverride among them)
+
+    @property
+    def broken(self) -> list[str]:
+        """Why the report is broken (exit 3), one reason per kind."""
+        reasons = [f"{len(self.matrix.failures)} broken scenario(s)"] if self.matrix.failures else []
+        if self.directory is not None and self.directory.failures:
+            reasons.append(f"{len(self.directory.failures)} directory failure(s)")
+        if self.missing_policies:
+            reasons.append(f"{len(self.missing_policies)} policy(ies) missing")
+        if self.missing_service_principals:  # no workload-identity policy can hold such a client to its ranges
+            reasons.append(f"{len(self.missing_service_principals)} CIPP-API client(s) without a service principal")
+        if self.drift:
+            reasons.append(f"{len(self.drift)} difference(s) from the plan")
+        return reasons
 
     @property
     def exit_code(self) -> int:
-        if self.matrix.failures:
+        if self.broken:
             return EXIT_BROKEN
+        if self.matrix.exit_code:
+            return self.matrix.exit_code
         return EXIT_MISSING_EXCLUSIONS if self.missing_exclusions else 0
+
+    @property
+    def reasons(self) -> list[str]:
+        reasons = self.broken + [r for r in report_output.matrix_reasons(self.matrix) if "broken" not in r]
+        if self.missing_exclusions:
+            reasons.append(f"{len(self.missing_exclusions)} client policy(ies) without the MSP exclusion")
+        return reasons
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +123,11 @@ class VerifyReport:
             "matrix": self.matrix.to_json(),
             "missingExclusions": self.missing_exclusions,
             "missingPolicies": self.missing_policies,
+            "missingServicePrincipals": self.missing_service_principals,
+            "directory": self.directory.to_json() if self.directory is not None else None,
+            "drift": self.drift,
+            "warnings": list(self.warnings),
+            "exitCode": self.exit_code,
         }
 
 
@@ -97,10 +148,26 @@ def token_source(config: StackConfig) -> Callable[[], str]:
     return token
 
 
-def read_tenant(graph_url: str, tenant_id: str, token: Callable[[], str]) -> LiveTenant:
-    """Every policy and named location of the tenant (all pages), through GETs only."""
+def read_tenant(graph_url: str, tenant_id: str, token: Callable[[], str], app_ids: Sequence[str] = ()) -> LiveTenant:
+    """Every policy and named location of the tenant (all pages), and the service principals of `app_ids`
+    (Application.Read.All), through GETs only."""
     with GraphClient(graph_url, tenant_id, token) as graph:
-        return LiveTenant(tenant_id, graph.list_all(POLICIES), graph.list_all(NAMED_LOCATIONS))
+        principals: dict[str, str] = {}
+        for app_id in app_ids:
+            # The same lookup as the provider's get_service_principal(client_id=...).
+            params = {"$filter": f"appId eq '{app_id}'", "$select": "id,appId"}
+            found = graph.list_all(SERVICE_PRINCIPALS, params)
+            if found:
+                principals[app_id] = str(found[0]["id"])
+        missing = [app_id for app_id in app_ids if app_id not in principals]
+        return LiveTenant(tenant_id, graph.list_all(POLICIES), graph.list_all(NAMED_LOCATIONS), principals, missing)
+
+
+def workload_app_ids(config: StackConfig) -> list[str]:
+    """The CIPP-API clients held by cippApi.workloadIdentityPolicies (none without the section)."""
+    cipp = config.cipp_api if isinstance(config, MspStack) else None
+    workload = cipp.workload_identity if cipp is not None else None
+    return [client.client_id for client in workload.clients] if workload is not None else []
 
 
 def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
@@ -128,96 +195,181 @@ def verify(
     extra: Sequence[Scenario] = (),
     *,
     mfa_trusted_ips: Iterable[str] | None = None,
+    directory: DirectoryReport | None = None,
+    planned: PlannedBodies | None = None,
 ) -> VerifyReport:
-    """The matrix over the live policies, and what the tenant lacks for this stack."""
-    matrix = run_matrix(config, live.policies, live.named_locations, extra, mfa_trusted_ips=mfa_trusted_ips)
+    """The matrix over the live policies (with the directory's memberships when read), what the tenant
+    lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`)."""
+    matrix = run_matrix(
+        config,
+        live.policies,
+        live.named_locations,
+        extra,
+        mfa_trusted_ips=mfa_trusted_ips,
+        service_principals=live.service_principals,
+        directory=directory.view if directory is not None else None,
+    )
     if isinstance(config, ClientStack):
-        return VerifyReport(stack, live.tenant_id, matrix, missing_exclusions=missing_exclusions(config, live.policies))
+        missing = missing_exclusions(config, live.policies)
+        return VerifyReport(
+            stack, live.tenant_id, matrix, missing_exclusions=missing, directory=directory, warnings=config.warnings
+        )
+    drift = location_problems(config, live.named_locations)
+    if planned is not None:
+        drift += policy_drift(config, planned.policies, planned.locations, live.policies, live.named_locations)
     names = {str(p.get("displayName")) for p in live.policies}
-    expected = (config.technician_access.display_name, config.service_account.display_name)
-    return VerifyReport(stack, live.tenant_id, matrix, missing_policies=[n for n in expected if n not in names])
+    expected = [config.technician_access.display_name, config.service_account.display_name]
+    workload = config.cipp_api.workload_identity if config.cipp_api is not None else None
+    if workload is not None:
+        expected += [workload.policy_name(client.client_id) for client in workload.clients]
+    return VerifyReport(
+        stack,
+        live.tenant_id,
+        matrix,
+        missing_policies=[n for n in expected if n not in names],
+        missing_service_principals=list(live.missing_service_principals),
+        directory=directory,
+        drift=drift,
+        warnings=config.warnings,
+    )
+
+
+@dataclass(frozen=True)
+class PlannedBodies:
+    """The Graph bodies `make plan` renders for the stack: what the tenant should hold."""
+
+    policies: list[dict[str, Any]]
+    locations: list[dict[str, Any]]
+
+
+def planned_bodies(stack: str, stack_file: Path) -> PlannedBodies:
+    """Raises OfflineRunError when the program fails offline."""
+    from cipp_hardening.commands.plan import build_plan  # plan imports this module for its output
+
+    document = build_plan(stack, stack_file)
+    return PlannedBodies(document.graph_objects("policy"), document.graph_objects("namedLocation"))
+
+
+def read_stack_directory(config: StackConfig) -> DirectoryReport:
+    """The directory objects the stack names (GETs only: User.Read.All, GroupMember.Read.All)."""
+    tenant = tenant_of(config)
+    interval = min(DIRECTORY_INTERVAL_S, pacer_for(config.graph_url, tenant).interval)
+    with GraphClient(config.graph_url, tenant, token_source(config), pacer=TenantPacer(interval)) as graph:
+        return read_directory(graph, config, GraphError)
 
 
 def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyReport:
     """Config, user scenarios and the live tenant → the report. Raises ConfigError, ScenarioFileError,
     OSError, GraphError, CredentialError, requests.RequestException."""
     config = config_from_stack_file(stack_file)
+    # Names (a UPN, a group's display name) become ids first, through Graph GETs (User/Group.Read.All).
+    config = resolve_with_graph(config, config.graph_url, tenant_of(config), token_source(config))
     extra = user_scenarios(config, root)
-    live = read_tenant(config.graph_url, tenant_of(config), token_source(config))
-    return verify(stack, config, live, extra)
+    live = read_tenant(config.graph_url, tenant_of(config), token_source(config), workload_app_ids(config))
+    directory = read_stack_directory(config)
+    planned = None
+    if isinstance(config, MspStack):
+        from cipp_hardening.offline import OfflineRunError
+
+        try:
+            planned = planned_bodies(stack, stack_file)
+        except OfflineRunError as error:
+            config = dataclasses.replace(config, warnings=(*config.warnings, f"drift not checked: {error}"))
+    return verify(stack, config, live, extra, directory=directory, planned=planned)
 
 
 # --- output ---------------------------------------------------------------------------------------
 
-_STYLES = {Status.OK: ("✓", "green"), Status.FAIL: ("✗", "red"), Status.UNCERTAIN: ("?", "yellow")}
-
-
-def matrix_table(result: MatrixResult, title: str) -> Table:
-    table = Table(title=title, show_lines=True)
-    for column in ("", "scenario", "sign-in", "expected", "actual", "responsible"):
-        table.add_column(column, overflow="fold")
-    for row in result.rows:
-        mark, style = _STYLES[row.status]
-        table.add_row(
-            f"[{style}]{mark}[/]",
-            row.name,
-            row.sign_in.replace("; ", "\n"),
-            row.expected,
-            f"[{style}]{row.actual}[/]",
-            "\n".join(row.responsible),
-        )
-    return table
-
-
-def print_matrix(result: MatrixResult, console: Console, title: str) -> None:
-    console.print(matrix_table(result, title))
-    summary = f"{len(result.rows)} scenario(s): {len(result.rows) - len(result.failures) - len(result.uncertain)} ok"
-    if result.failures:
-        summary += f", [red]{len(result.failures)} broken[/]"
-    if result.uncertain:
-        summary += (
-            f", [yellow]{len(result.uncertain)} uncertain[/] (they depend on conditions that cannot be "
-            "evaluated offline: flagged, not failed)"
-        )
-    console.print(summary)
-
 
 def print_report(report: VerifyReport, console: Console) -> None:
+    """Everything but the verdict (`print_verdict`, the last line)."""
     print_matrix(report.matrix, console, f"scenario matrix: stack {report.stack}, live tenant {report.tenant_id}")
+    print_findings(console, "stack configuration", [f"warning: {w}" for w in report.warnings], "yellow")
+    if report.directory is not None:
+        directory = report.directory
+        print_findings(console, "directory: failures", [f.message for f in directory.failures], "red")
+        print_findings(console, "directory: warnings", [f.message for f in directory.warnings], "yellow")
+    print_findings(console, "the tenant differs from the plan (drift)", report.drift, "red")
     for name in report.missing_policies:
-        console.print(f"[red]✗[/] no policy named '{name}' in the tenant: has `pulumi up` run for this stack?")
+        console.print(
+            f"[red]✗[/] no policy named '{name}' in the tenant: has `pulumi up` run for this stack?", soft_wrap=True
+        )
+    for client_id in report.missing_service_principals:
+        console.print(
+            f"[red]✗[/] CIPP-API client {client_id} has no service principal in the tenant: "
+            "cippApi.workloadIdentityPolicies cannot hold it to its ranges (its rows are uncertain)",
+            soft_wrap=True,
+        )
     if report.missing_exclusions:
-        table = Table(title="client policies in scope still without the MSP exclusion")
-        for column in ("policy", "id", "state"):
-            table.add_column(column)
-        for row in report.missing_exclusions:
-            table.add_row(row["displayName"], row["id"], row["state"], style="yellow")
-        console.print(table)
+        heading = "client policies in scope still without the MSP exclusion"
+        lines = [f"{row['displayName']} ({row['id']}, {row['state']})" for row in report.missing_exclusions]
+        if console.is_terminal:
+            table = Table(title=heading)
+            for column in ("policy", "id", "state"):
+                table.add_column(column)
+            for row in report.missing_exclusions:
+                table.add_row(row["displayName"], row["id"], row["state"], style="yellow")
+            console.print(table)
+        else:
+            print_findings(console, heading, lines, "yellow")
+
+
+def print_verdict(report: VerifyReport, console: Console) -> None:
+    console.print(report_output.verdict_line(report.exit_code, report.reasons), soft_wrap=True)
+
+
+EXIT_CODES = """exit codes (they reach the caller; `make verify` turns every failure into 2):
+  0  every invariant holds in the live tenant, and every client policy in scope excludes the MSP
+  2  error: configuration, stack or scenario file, an unknown or ambiguous name, credentials, Graph
+  3  broken: a definite failure of the scenario matrix, a named account or group missing or disabled in
+     the directory, Part A / Part B / the trusted location missing or drifted from the plan
+  4  the matrix holds, but a client policy in scope still lacks the MSP exclusion
+  5  an invariant cannot be proven (a guard row stays uncertain and assumptions.cannotProveOverride
+     is not set)
+
+Credentials: ARM_* (as pulumi-azuread reads them) or AZURE_* variables, or `az login` (docs/commands.md)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="cipp-hardening verify", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="cipp-hardening verify",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     args = parser.parse_args(argv)
-    console = Console()
+    console = make_console()
     import requests  # here, not at the top: `make plan` imports this module and never sends a request
 
     try:
         report = verify_stack(args.stack, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
-    except (ConfigError, ScenarioFileError, OSError) as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
-        return 2
-    except (GraphError, credentials.CredentialError, requests.RequestException) as error:
-        console.print(f"[red]could not read the tenant's policies:[/] {error}", highlight=False)
-        return 2
+    except (ConfigError, ScenarioFileError, YamlFileError, OSError) as error:
+        return _error(console, "error:", error)
+    except GraphError as error:
+        hint = f" ({_PERMISSIONS_HINT})" if error.status == 403 else ""
+        return _error(console, "could not read the tenant:", error, hint)
+    except (credentials.CredentialError, requests.RequestException) as error:
+        return _error(console, "could not read the tenant:", error)
     print_report(report, console)
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
+    print_verdict(report, console)
     return report.exit_code
+
+
+_PERMISSIONS_HINT = (
+    "verify reads with Policy.Read.All, User.Read.All and GroupMember.Read.All, application permissions "
+    "granted with admin consent: docs/assurance.md"
+)
+
+
+def _error(console: Console, what: str, error: Exception, hint: str = "") -> int:
+    console.print(f"[red]{what}[/] {escape(str(error))}{escape(hint)}", highlight=False, soft_wrap=True)
+    console.print(report_output.verdict_line(2, []), soft_wrap=True)
+    return 2
 
 
 if __name__ == "__main__":

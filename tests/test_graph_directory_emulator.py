@@ -1,0 +1,144 @@
+"""The Graph emulator's read-only directory: users, groups, transitive memberships and group members."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from emulators.clients import GraphApp, GraphClient
+from emulators.graph import GraphEmulator
+from tests.emulators import fixtures
+
+emulator_tls = fixtures.emulator_tls
+graph_emulator_server = fixtures.graph_emulator_server
+graph_emulator = fixtures.graph_emulator
+graph_app = fixtures.graph_app
+graph_client = fixtures.graph_client
+
+ALICE = "00000000-0000-0000-0000-0000000000a1"
+TECHS, NESTED = "00000000-0000-0000-0000-0000000000b1", "00000000-0000-0000-0000-0000000000b2"
+GLOBAL_ADMIN_TEMPLATE = "62e90394-69f5-4237-9190-012177145e10"
+NOT_FOUND = "does not exist or one of its queried reference-property objects are not present."
+
+
+def seed(emulator: GraphEmulator, tenant: str) -> None:
+    emulator.add_user(
+        tenant,
+        {"id": ALICE, "displayName": "Alice", "userPrincipalName": "alice@msp.example", "onPremisesSyncEnabled": True},
+    )
+    emulator.add_group(tenant, {"id": NESTED, "displayName": "Tier 1", "isAssignableToRole": True}, [ALICE])
+    emulator.add_group(tenant, {"id": TECHS, "displayName": "CIPP technicians"}, [NESTED])
+    emulator.add_directory_role(
+        tenant,
+        {"id": str(uuid.uuid4()), "displayName": "Global Administrator", "roleTemplateId": GLOBAL_ADMIN_TEMPLATE},
+        [NESTED],
+    )
+
+
+def error_of(response: requests.Response, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    error: dict[str, str] = response.json()["error"]
+    return error
+
+
+def test_a_user_has_the_default_properties_unless_selected(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    seed(graph_emulator, graph_app.tenant)
+    plain = graph_client.get(f"/v1.0/users/{ALICE}").json()
+    assert plain["userPrincipalName"] == "alice@msp.example"
+    assert "accountEnabled" not in plain, "not in Graph's default property set: it must be $select-ed"
+    selected = graph_client.get(f"/v1.0/users/{ALICE}", params={"$select": "id,accountEnabled,onPremisesSyncEnabled"})
+    body = selected.json()
+    assert {k: v for k, v in body.items() if not k.startswith("@")} == {
+        "id": ALICE,
+        "accountEnabled": True,
+        "onPremisesSyncEnabled": True,
+    }
+    assert body["@odata.context"].endswith("$metadata#users/$entity")
+    error = error_of(graph_client.get(f"/v1.0/users/{ALICE}", params={"$select": "nope"}), 400)
+    assert error["message"] == "Could not find a property named 'nope' on type 'microsoft.graph.user'."
+
+
+def test_unknown_ids_are_request_resource_not_found(graph_client: GraphClient, graph_app: GraphApp) -> None:
+    missing = "00000000-0000-0000-0000-0000000000ff"
+    for path in (f"/v1.0/users/{missing}", f"/v1.0/groups/{missing}", f"/v1.0/users/{missing}/transitiveMemberOf"):
+        error = error_of(graph_client.get(path), 404)
+        assert error["code"] == "Request_ResourceNotFound"
+        assert error["message"] == f"Resource '{missing}' {NOT_FOUND}"
+        assert {"date", "request-id", "client-request-id"} <= set(error["innerError"])
+
+
+def test_groups_show_is_assignable_to_role_and_their_direct_members(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    seed(graph_emulator, graph_app.tenant)
+    assert graph_client.get(f"/v1.0/groups/{TECHS}").json()["isAssignableToRole"] is None
+    assert graph_client.get(f"/v1.0/groups/{NESTED}").json()["isAssignableToRole"] is True
+    members = graph_client.get(f"/v1.0/groups/{TECHS}/members").json()["value"]
+    assert [(m["@odata.type"], m["id"]) for m in members] == [("#microsoft.graph.group", NESTED)]
+    assert graph_client.post(f"/v1.0/groups/{TECHS}/members", json={}).status_code == 405
+
+
+def test_transitive_member_of_follows_nesting_and_roles_and_pages(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    seed(graph_emulator, graph_app.tenant)
+    extra = [str(uuid.UUID(int=i)) for i in range(1, 4)]
+    for group in extra:
+        graph_emulator.add_group(graph_app.tenant, {"id": group, "displayName": group}, [ALICE])
+    graph_emulator.settings.directory_page_size = 2
+    seen, url = [], f"/v1.0/users/{ALICE}/transitiveMemberOf"
+    while url:
+        page = graph_client.get(url).json()
+        assert len(page["value"]) <= 2
+        seen += page["value"]
+        url = page.get("@odata.nextLink", "")
+    kinds = {item["id"]: item["@odata.type"] for item in seen}
+    assert {k for k, v in kinds.items() if v == "#microsoft.graph.group"} == {NESTED, TECHS, *extra}
+    [role] = [item for item in seen if item["@odata.type"] == "#microsoft.graph.directoryRole"]
+    assert role["roleTemplateId"] == GLOBAL_ADMIN_TEMPLATE
+    assert graph_client.get(f"/v1.0/users/{ALICE}/transitiveMemberOf", params={"$top": "1000"}).status_code == 400
+
+
+def token_with(emulator: GraphEmulator, tenant: str, roles: list[str]) -> GraphClient:
+    client_id, secret = str(uuid.uuid4()), "s"
+    emulator.register_app(client_id, secret, tenant, graph_roles=roles)
+    return GraphClient(emulator.url, str(emulator.ca_bundle), emulator.access_token(tenant, client_id, secret))
+
+
+def test_permissions_user_read_all_and_group_member_read_all(
+    graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    tenant = graph_app.tenant
+    seed(graph_emulator, tenant)
+    graph_emulator.settings.enforce_roles = True
+    policy_only = token_with(graph_emulator, tenant, ["Policy.Read.All"])
+    assert error_of(policy_only.get(f"/v1.0/users/{ALICE}"), 403)["code"] == "Authorization_RequestDenied"
+    assert policy_only.get(f"/v1.0/groups/{TECHS}").status_code == 403
+
+    verifier = token_with(graph_emulator, tenant, ["Policy.Read.All", "User.Read.All", "GroupMember.Read.All"])
+    assert verifier.get(f"/v1.0/users/{ALICE}").status_code == 200
+    assert verifier.get(f"/v1.0/groups/{TECHS}/members").status_code == 200
+    items = verifier.get(f"/v1.0/users/{ALICE}/transitiveMemberOf").json()["value"]
+    [role] = [item for item in items if item["@odata.type"] == "#microsoft.graph.directoryRole"]
+    assert role.get("roleTemplateId") is None, "a type the token may not read comes back with its id only"
+    assert next(i for i in items if i["id"] == NESTED)["displayName"] == "Tier 1"
+
+    users_only = token_with(graph_emulator, tenant, ["User.Read.All"])
+    groups = [i for i in users_only.get(f"/v1.0/users/{ALICE}/transitiveMemberOf").json()["value"]]
+    assert all(set(g) == {"@odata.type", "id"} for g in groups)
+    roles_too = token_with(graph_emulator, tenant, ["User.Read.All", "RoleManagement.Read.Directory"])
+    items = roles_too.get(f"/v1.0/users/{ALICE}/transitiveMemberOf").json()["value"]
+    assert any(i.get("roleTemplateId") == GLOBAL_ADMIN_TEMPLATE for i in items)
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_the_directory_is_read_only(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp, method: str
+) -> None:
+    seed(graph_emulator, graph_app.tenant)
+    assert graph_client.request(method, f"/v1.0/users/{ALICE}", json={"accountEnabled": False}).status_code == 405
+    assert graph_emulator.requests(method=method)[-1].status == 405
