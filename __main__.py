@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from cipp_hardening.config import ClientStack, MspStack
+from cipp_hardening.directory_names import program_resolve
 from cipp_hardening.inventory import cipp_api_clients, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
 from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
@@ -12,6 +13,7 @@ from components.client_exclusions import ClientTenantExclusions, ClientTenantExc
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
 from components.trusted_location import TrustedLocation, TrustedLocationArgs
+from components.workload_identity import CippApiWorkloadIdentityPolicies, CippApiWorkloadIdentityPoliciesArgs
 
 
 def compose_msp(config: MspStack) -> None:
@@ -30,6 +32,15 @@ def compose_msp(config: MspStack) -> None:
         allowlists = CippApiAllowlists("cipp-api", CippApiAllowlistsArgs(config.cipp_api, clients_now))
         pulumi.export("cippApiManagedClientIds", allowlists.managed_client_ids)
         pulumi.export("unrestrictedApiClients", allowlists.unrestricted)
+        pulumi.export("denyingApiClients", allowlists.denying)  # stored as "[]": refused from every address
+        pulumi.export("pendingSaveApiClients", allowlists.pending_save)  # table and App Service disagree
+        if config.cipp_api.workload_identity is not None:
+            workload = CippApiWorkloadIdentityPolicies(
+                "cipp-api-workload-identity",
+                CippApiWorkloadIdentityPoliciesArgs(config.cipp_api.workload_identity, config.tenant_id),
+            )
+            pulumi.export("workloadIdentityServicePrincipals", workload.service_principal_ids)
+            pulumi.export("workloadIdentityPolicyIds", workload.policy_ids)
 
 
 def compose_client(config: ClientStack) -> None:
@@ -49,7 +60,8 @@ def compose_client(config: ClientStack) -> None:
     pulumi.export("exclusionStatuses", exclusions.statuses)
 
 
-config = load_stack_config()
+# Names in the config (a UPN, a group's display name) become object ids first, read-only.
+config = program_resolve(load_stack_config(), secret_value("graphClientSecret"))
 if isinstance(config, MspStack):
     compose_msp(config)
 else:

@@ -51,6 +51,7 @@ from cipp_hardening.config import (
     parse_stack_config,
     raw_from_flat_config,
 )
+from cipp_hardening.directory_names import resolve_names
 from cipp_hardening.graph_render import UnsupportedInput, render, with_object_id
 from cipp_hardening.offline import placeholder_guid, stack_file_config
 from cipp_hardening.rollout import (
@@ -64,6 +65,7 @@ from cipp_hardening.scenarios import run_matrix, user_scenarios
 ROOT = Path(__file__).resolve().parents[1]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
+ROOT_STACK = "pulumi:pulumi:Stack"
 DEFAULT_MAX_RECORD_AGE_DAYS = 30
 
 _STACK_FILE = {"stackFile": {"type": "string", "description": "Pulumi.<stack>.yaml, relative to the project"}}
@@ -211,10 +213,19 @@ def break_glass_problems(props: Mapping[str, Any], config: MspStack, name: str) 
     ]
 
 
+def applies_to_no_user(users: Mapping[str, Any]) -> bool:
+    """Users `None` and nobody else: a policy for workload identities only (docs/workload-identity.md)."""
+    nobody = _lowered(users.get("includedUsers")) == {"none"}
+    others = users.get("includedGroups") or users.get("includedRoles") or users.get("includedGuestsOrExternalUsers")
+    return nobody and not others
+
+
 def service_account_problems(props: Mapping[str, Any], config: MspStack, name: str) -> list[str]:
     """Every policy other than Part B excludes the CIPP service account."""
     account = config.service_account
     if props.get("state") == "disabled" or props.get("displayName") == account.display_name:
+        return []
+    if applies_to_no_user(_get(props, "conditions", "users") or {}):
         return []
     if account.user_id in _lowered(_get(props, "conditions", "users", "excludedUsers")):
         return []
@@ -248,7 +259,7 @@ def service_account_policy_problems(props: Mapping[str, Any], config: MspStack, 
 
 
 def named_location_problems(props: Mapping[str, Any], name: str) -> list[str]:
-    """Only valid, canonical CIDRs within Entra's limits (graph-ca.md §3)."""
+    """Only valid, canonical CIDRs within Entra's limits (docs/graph-ca.md §3)."""
     ip = props.get("ip")
     if not ip:
         return []
@@ -279,11 +290,47 @@ def _resource_policy(
         if args.resource_type != resource_type:
             return
         config = _msp_config(args.get_config, args.not_applicable, report)
-        if config is not None:
-            for problem in check(args.props, config, args.name):
-                report(problem, None)
+        if config is None:
+            return
+        if config.names:  # a resource policy cannot see the ids the program resolved: `named-accounts` checks
+            args.not_applicable("the stack names accounts by name; the named-accounts stack policy checks this")
+            return
+        for problem in check(args.props, config, args.name):
+            report(problem, None)
 
     return validate
+
+
+def resolved_config(resources: Sequence[Planned], config: MspStack) -> MspStack | str:
+    """The config with names replaced by the ids the program resolved (its `resolvedNames` output), or why not."""
+    if not config.names:
+        return config
+    stacks = _of_type(resources, ROOT_STACK)
+    rows = stacks[0].props.get("resolvedNames") if stacks else None
+    if not isinstance(rows, list):
+        keys = ", ".join(name.key for name in config.names)
+        return (
+            f"the stack names accounts or groups by name ({keys}) but the plan has no resolvedNames output to "
+            "check them by id: the program resolves names at preview (docs/configuration.md)"
+        )
+    ids = {str(row["key"]): str(row["id"]).lower() for row in rows if isinstance(row, Mapping) and "id" in row}
+    try:
+        resolved = resolve_names(config, ids)
+    except ConfigError as error:
+        return f"cannot check the names the stack uses: {error}"
+    assert isinstance(resolved, MspStack)
+    return resolved
+
+
+def named_account_problems(resources: Sequence[Planned], config: MspStack) -> list[Finding]:
+    """The three resource checks, by id, for a stack whose accounts are named by name (they skip it)."""
+    findings: list[Finding] = []
+    for resource in _of_type(resources, CA_POLICY):
+        checks = [break_glass_problems, service_account_problems, service_account_policy_problems]
+        findings += [
+            (problem, resource.urn) for check in checks for problem in check(resource.props, config, resource.name)
+        ]
+    return findings
 
 
 def _validate_named_location(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -493,7 +540,10 @@ def matrix_problems(resources: Sequence[Planned], config: MspStack) -> list[Find
     except (OSError, ValueError) as error:
         return [*findings, (f"cannot read the scenarios file (scenariosFile): {error}", None)]
     result = run_matrix(config, policies, locations, extra)
-    for row in result.failures:
+    # A guard row the evaluator cannot decide fails like a broken one, unless assumptions.cannotProveOverride
+    # accepts it (the program logs that reason at every preview): docs/assurance.md.
+    unproven = () if result.waiver else result.unproven
+    for row in (*result.failures, *unproven):
         responsible = f"; responsible: {', '.join(row.responsible)}" if row.responsible else ""
         findings.append(
             (
@@ -559,15 +609,30 @@ def _stack_policy(
 ) -> Callable[[StackValidationArgs, ReportViolation], None]:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         config = _msp_config(args.get_config, args.not_applicable, report)
-        if config is not None:
-            for message, urn in check(planned_resources(args), config, args.get_config()):
-                report(message, urn)
+        if config is None:
+            return
+        resources = planned_resources(args)
+        resolved = resolved_config(resources, config)
+        if isinstance(resolved, str):
+            report(resolved, None)
+            return
+        for message, urn in check(resources, resolved, args.get_config()):
+            report(message, urn)
 
     return validate
 
 
 def _check_technician_policy(resources: Sequence[Planned], config: MspStack, _: Mapping[str, Any]) -> list[Finding]:
     return technician_policy_problems(resources, config)
+
+
+def _validate_named_accounts(args: StackValidationArgs, report: ReportViolation) -> None:
+    config = _msp_config(args.get_config, args.not_applicable, report)
+    if config is None:
+        return
+    if not config.names:  # every account and group is given by id: the resource policies check them
+        return
+    _stack_policy(lambda resources, resolved, _: named_account_problems(resources, resolved))(args, report)
 
 
 def _check_matrix(resources: Sequence[Planned], config: MspStack, _: Mapping[str, Any]) -> list[Finding]:
@@ -622,6 +687,14 @@ technician_policy = StackValidationPolicy(
     config_schema=STACK_CONFIG_SCHEMA,
 )
 
+named_accounts = StackValidationPolicy(
+    name="named-accounts",
+    description="break-glass-excluded, service-account-excluded and service-account-policy, by the ids the program "
+    "resolved, when the stack names accounts or groups by name (the resource policies cannot see them).",
+    validate=_validate_named_accounts,
+    config_schema=STACK_CONFIG_SCHEMA,
+)
+
 promotion_recorded = StackValidationPolicy(
     name="promotion-recorded",
     description="Part A becomes enabled only when the stack config records a promotion (make promote).",
@@ -642,6 +715,7 @@ ALL = [
     service_account_policy,
     named_location_ranges,
     technician_policy,
+    named_accounts,
     promotion_recorded,
     scenario_matrix,
 ]

@@ -134,7 +134,9 @@ def run_pack(run: OfflineRun, config: Mapping[str, Any] | None = None) -> dict[s
                 total.messages += found.messages
                 total.not_applicable = total.not_applicable or found.not_applicable
         else:
-            stack = [policy_resource(r.type, r.inputs, r.name, resource_urn=r.urn) for r in custom]
+            # The engine hands AnalyzeStack every resource of the deployment, the root stack with its outputs too.
+            root = policy_resource("pulumi:pulumi:Stack", run.outputs, "cipp-hardening-stack")
+            stack = [root, *(policy_resource(r.type, r.inputs, r.name, resource_urn=r.urn) for r in custom)]
             total = check(policy, stack_args(stack, config))
         outcomes[policy.name] = total
     return outcomes

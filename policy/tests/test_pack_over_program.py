@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi_azuread as azuread
 import pytest
 
 from cipp_hardening.config import PROJECT
+from cipp_hardening.directory_names import DIRECTORY_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, run_program
 from policy.tests.harness import engine_config, run_pack, violations
-from tests.helpers import ROOT, SERVICE_ACCOUNT, msp_raw, run_main, to_runtime_config
+from tests.helpers import (
+    BREAK_GLASS_1,
+    BREAK_GLASS_2,
+    MSP_TENANT,
+    ROOT,
+    SERVICE_ACCOUNT,
+    msp_raw,
+    run_main,
+    to_runtime_config,
+)
 
 
 def preview(
@@ -115,3 +127,48 @@ def test_a_hand_made_part_b_with_a_trusted_exclusion_is_caught(monkeypatch: pyte
     found = violations(run_pack(preview(monkeypatch, msp_raw(), part_b_with_a_location)))
     assert "service-account-policy" in found
     assert "(hand-made-part-b) has a location condition" in found["service-account-policy"][0]
+
+
+# --- a stack that names accounts and groups by name ----------------------------------------------------
+
+BREAK_GLASS_UPN = "breakglass1@msp.example"
+
+
+def named_raw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The example with the first break-glass account and the service account given by UPN, resolved from a
+    directory snapshot as `make plan` resolves them (the real program uses pulumi-azuread's lookups)."""
+    raw = msp_raw()
+    raw["technicianAccess"]["breakGlassUserIds"] = [BREAK_GLASS_UPN, BREAK_GLASS_2]
+    raw["serviceAccount"]["userId"] = "cipp-sa@msp.example"
+    users = [
+        {"id": BREAK_GLASS_1, "userPrincipalName": BREAK_GLASS_UPN},
+        {"id": SERVICE_ACCOUNT, "userPrincipalName": "cipp-sa@msp.example"},
+    ]
+    snapshot = tmp_path / "directory.json"
+    snapshot.write_text(json.dumps({"tenantId": MSP_TENANT, "users": users, "groups": []}))
+    monkeypatch.setenv(DIRECTORY_SNAPSHOT_ENV, str(snapshot))
+    return raw
+
+
+def test_a_stack_with_names_is_checked_by_the_resolved_ids(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    outcomes = run_pack(preview(monkeypatch, named_raw(monkeypatch, tmp_path)))
+    assert violations(outcomes) == {}
+    assert outcomes["break-glass-excluded"].not_applicable is not None  # by name: the stack policy checks it
+
+
+def test_a_rogue_policy_is_caught_by_the_resolved_ids(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    found = violations(run_pack(preview(monkeypatch, named_raw(monkeypatch, tmp_path), rogue_resources)))
+    assert "named-accounts" in found
+    messages = " ".join(found["named-accounts"])
+    assert "'Require MFA for everyone' (rogue-mfa-all)" in messages
+    assert SERVICE_ACCOUNT in messages
+
+
+def test_names_without_the_programs_resolution_fail_the_stack_policies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run = preview(monkeypatch, named_raw(monkeypatch, tmp_path))
+    run.outputs.pop("resolvedNames")
+    found = violations(run_pack(run))
+    assert "no resolvedNames output" in found["named-accounts"][0]
+    assert "scenario-matrix" in found

@@ -146,6 +146,14 @@ def test_service_account_must_be_excluded_elsewhere(engine: dict[str, Any]) -> N
     assert "Fix: add it to conditions.users.excludedUsers" in found.messages[0]
 
 
+def test_a_policy_for_workload_identities_only_needs_no_user_exclusion(engine: dict[str, Any]) -> None:
+    workload = rogue_policy(includedUsers=["None"])
+    workload["conditions"]["clientApplications"] = {"includedServicePrincipals": [BREAK_GLASS_1]}
+    assert on_resource(policies.service_account_excluded, workload, "workload").messages == []
+    workload["conditions"]["users"]["includedGroups"] = ["00000000-0000-0000-0000-00000000b001"]
+    assert len(on_resource(policies.service_account_excluded, workload, "workload").messages) == 1
+
+
 # --- service-account-policy (Part B) -----------------------------------------------------------------
 
 
@@ -497,3 +505,21 @@ def test_a_broken_scenarios_file_is_a_violation(
     found = on_stack(policies.scenario_matrix, planned(example_run))
     assert len(found.messages) == 1
     assert found.messages[0].startswith("cannot read the scenarios file (scenariosFile):")
+
+
+def test_matrix_fails_a_guard_row_it_cannot_prove_unless_a_reviewed_override_accepts_it(
+    engine: dict[str, Any], example_run: OfflineRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part_b = state(example_run, PART_B)
+    part_b["conditions"]["signInRiskLevels"] = ["high"]
+    found = on_stack(policies.scenario_matrix, planned(example_run, **{PART_B: part_b}))
+    [message] = found.messages
+    assert "scenario 'CIPP service account from Azure'" in message
+    assert (
+        "cannot prove mfa_every_time: 'CIPP Service Account Conditional Access Policy' cannot be decided on signInRisk"
+        in message
+    )
+
+    engine["assumptions"] = {"cannotProveOverride": "Part B risk condition reviewed on 2026-05-01"}
+    reapply(monkeypatch, engine)
+    assert on_stack(policies.scenario_matrix, planned(example_run, **{PART_B: part_b})).messages == []

@@ -126,3 +126,27 @@ def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld
     assert world.graph.named_locations(msp) == []
     assert world.graph.policies(msp) == []
     assert rmm_status(world, OUTSIDE_CALLER) == 403, "destroy never widens a client's access"
+
+
+def test_names_resolve_through_the_provider_and_the_pack_checks_the_ids(
+    project: PulumiProject, world: DemoWorld
+) -> None:
+    break_glass = "00000000-0000-0000-0000-00000000c001"  # Pulumi.prod.yaml's first break-glass id
+    world.graph.add_user(world.msp_tenant, {"id": break_glass, "userPrincipalName": "breakglass1@msp.example"})
+    project.config_set(STACK, "technicianAccess.breakGlassUserIds[0]", "breakglass1@msp.example", path=True)
+
+    # The real analyzer gets the root stack's resolvedNames in AnalyzeStack: named-accounts checks by id.
+    preview = project.run("preview", "--policy-pack", "policy", "--stack", STACK)
+    assert "named-accounts" not in preview.stdout, preview.stdout
+    project.run("up", "--yes", "--policy-pack", "policy", "--stack", STACK)
+    [row] = project.outputs(STACK)["resolvedNames"]
+    assert (row["key"], row["id"]) == ("technicianAccess.breakGlassUserIds[0]", break_glass)
+    part_a = next(p for p in world.graph.policies(world.msp_tenant) if p["displayName"].startswith("Block CIPP"))
+    assert break_glass in part_a["conditions"]["users"]["excludeUsers"]
+
+    project.config_set(STACK, "technicianAccess.breakGlassUserIds[0]", "nobody@msp.example", path=True)
+    with pytest.raises(PulumiFailed) as unknown:
+        project.run("preview", "--policy-pack", "policy", "--stack", STACK)
+    output = unknown.value.result.stdout + unknown.value.result.stderr
+    assert "technicianAccess.breakGlassUserIds[0]" in output
+    assert "nobody@msp.example" in output

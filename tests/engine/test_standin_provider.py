@@ -31,7 +31,7 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi_azuread import _inputs, conditional_access_policy, named_location
 
-from emulators.clients import GraphApp, graph_client_env
+from emulators.clients import GRAPH_ROLES, GraphApp, graph_client_env
 from emulators.graph import GraphEmulator
 from emulators.provider_host import from_struct, secret, to_struct
 from tests.helpers import msp_raw, run_main
@@ -580,3 +580,39 @@ def test_arm_credentials_from_the_environment_and_a_read_of_a_missing_object(
     finally:
         host.close()
     assert graph_app.secret not in host.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# The functions the program calls (names, workload-identity service principals), read-only
+# ---------------------------------------------------------------------------------------------------
+
+
+def invoke(plugin: StandIn, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    response = plugin.stub.Invoke(provider_pb2.InvokeRequest(tok=token, args=to_struct(args)))
+    return dict(from_struct(getattr(response, "return")))
+
+
+def test_the_lookup_functions_answer_from_the_directory(
+    plugin: StandIn, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    readers = (*GRAPH_ROLES, "Application.Read.All", "User.Read.All", "Group.Read.All")
+    graph_emulator.register_app(graph_app.client_id, graph_app.secret, graph_app.tenant, graph_roles=readers)
+    app_id, user_id, group_id = (str(uuid.uuid4()) for _ in range(3))
+    sp_id = graph_emulator.add_service_principal(graph_app.tenant, app_id, "RMM integration")
+    graph_emulator.add_user(graph_app.tenant, {"id": user_id, "userPrincipalName": "bg1@msp.example"})
+    graph_emulator.add_group(graph_app.tenant, {"id": group_id, "displayName": "CIPP Technicians"})
+    plugin.configure(graph_app)
+
+    sp = invoke(plugin, "azuread:index/getServicePrincipal:getServicePrincipal", {"clientId": app_id})
+    assert (sp["objectId"], sp["clientId"], sp["applicationTenantId"]) == (sp_id, app_id, graph_app.tenant)
+    user = invoke(plugin, "azuread:index/getUser:getUser", {"userPrincipalName": "bg1@msp.example"})
+    assert user["objectId"] == user_id
+    group = invoke(plugin, "azuread:index/getGroup:getGroup", {"displayName": "CIPP Technicians"})
+    assert group["objectId"] == group_id
+
+    missing = rpc_error(invoke, plugin, "azuread:index/getServicePrincipal:getServicePrincipal", {"clientId": "x"})
+    assert "No service principal found for application ID: 'x'" in missing.details()
+    unknown = rpc_error(invoke, plugin, "azuread:index/getGroup:getGroup", {"displayName": "Nobody"})
+    assert "No group found with display name: 'Nobody'" in unknown.details()
+    other = rpc_error(invoke, plugin, "azuread:index/getDomains:getDomains", {})
+    assert other.code() == grpc.StatusCode.UNIMPLEMENTED

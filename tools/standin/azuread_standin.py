@@ -12,8 +12,9 @@ Why it exists
 
 What it does
     * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
-      ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``. Any other token is an error
-      that names it.
+      ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``, and the read-only functions
+      the program calls (getServicePrincipal by clientId, getUser by userPrincipalName, getGroup by
+      displayName; ``LOOKUPS``). Any other token is an error that names it.
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
     * Check validates property names (and required properties) against the 6.11.1 schema, which
@@ -82,6 +83,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
+from urllib.parse import quote
 
 import grpc
 from google.protobuf import any_pb2, empty_pb2  # type: ignore[import-untyped]
@@ -763,6 +765,70 @@ def _deadline(timeout: float) -> float:
     return time.monotonic() + (timeout if timeout and timeout > 0 else DEFAULT_TIMEOUT_S)
 
 
+# -- the data sources the program reads (pulumi-azuread functions), read-only ---------------------------
+
+
+def _one(found: Sequence[Mapping[str, Any]], none: str, many: str) -> Mapping[str, Any]:
+    if not found:
+        raise LookupError(none)
+    if len(found) > 1:
+        raise LookupError(many)
+    return found[0]
+
+
+def _odata_quote(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def get_service_principal(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
+    """data.azuread_service_principal by client_id (service_principal_data_source.go): $filter on appId."""
+    client_id = str(args.get("clientId") or "")
+    found = graph.list_all("/servicePrincipals", {"$filter": f"appId eq '{_odata_quote(client_id)}'"})
+    sp = _one(
+        found,
+        f"No service principal found for application ID: {client_id!r}",
+        f"More than one service principal found for application ID: {client_id!r}",
+    )
+    return {
+        "id": sp["id"],
+        "objectId": sp["id"],
+        "clientId": sp.get("appId"),
+        "displayName": sp.get("displayName"),
+        "applicationTenantId": sp.get("appOwnerOrganizationId"),
+    }
+
+
+def get_user(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
+    """data.azuread_user by user_principal_name (user_data_source.go)."""
+    upn = str(args.get("userPrincipalName") or "")
+    try:
+        user = graph.get(f"/users/{quote(upn)}")
+    except GraphError as exc:
+        if exc.status == 404:
+            raise LookupError(f"User not found with UPN: {upn!r}") from None
+        raise
+    return {"id": user["id"], "objectId": user["id"], "userPrincipalName": user.get("userPrincipalName")}
+
+
+def get_group(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
+    """data.azuread_group by display_name (group_data_source.go)."""
+    name = str(args.get("displayName") or "")
+    found = graph.list_all("/groups", {"$filter": f"displayName eq '{_odata_quote(name)}'"})
+    group = _one(
+        found,
+        f"No group found with display name: {name!r}",
+        f"More than one group found with display name: {name!r}",
+    )
+    return {"id": group["id"], "objectId": group["id"], "displayName": group.get("displayName")}
+
+
+LOOKUPS: Final[Mapping[str, Callable[[GraphClient, Mapping[str, Any]], dict[str, Any]]]] = {
+    "azuread:index/getServicePrincipal:getServicePrincipal": get_service_principal,
+    "azuread:index/getUser:getUser": get_user,
+    "azuread:index/getGroup:getGroup": get_group,
+}
+
+
 class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
     """The ResourceProvider service; see the module docstring for what it does and does not do."""
 
@@ -814,10 +880,22 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         return empty_pb2.Empty()
 
     def Invoke(self, request: provider_pb2.InvokeRequest, context: grpc.ServicerContext) -> provider_pb2.InvokeResponse:
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, f"the azuread stand-in implements no functions (asked for {request.tok})"
-        )
-        raise AssertionError("unreachable")
+        lookup = LOOKUPS.get(request.tok)
+        if lookup is None:
+            served = ", ".join(LOOKUPS)
+            self._abort(
+                context,
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"the azuread stand-in implements only the functions {served} (asked for {request.tok})",
+            )
+        args = reveal(from_struct(request.args)) if request.HasField("args") else {}
+        try:
+            with self._graph() as graph:
+                result = lookup(graph, args)
+        except (StandInError, GraphError, LookupError, credentials.CredentialError) as exc:
+            message = exc.message if isinstance(exc, StandInError) else str(exc)
+            self._abort(context, grpc.StatusCode.UNKNOWN, f"invoking {request.tok}: {message}")
+        return provider_pb2.InvokeResponse(**{"return": to_struct(result)})
 
     # -- resources ----------------------------------------------------------------------------------
 
@@ -916,7 +994,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             with self._graph() as graph:
                 ip = olds.get("ip")
                 if kind is NAMED_LOCATION and isinstance(ip, Mapping):
-                    # Graph refuses to delete a trusted location: upstream untrusts it first (graph-ca.md §4.1).
+                    # Graph refuses to delete a trusted location: upstream untrusts it first (docs/graph-ca.md §4.1).
                     untrust = graph_render.render_named_location(
                         {
                             "displayName": olds.get("displayName") or "",
