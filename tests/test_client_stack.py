@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cipp_hardening import cli
 from cipp_hardening.commands.onboard import OnboardError, onboard
 from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import ClientStack, ConfigError, parse_stack_config
@@ -133,23 +134,67 @@ def test_plan_of_the_example_client_stack(snapshot: Path) -> None:
     }
 
 
-def test_onboarding_writes_a_valid_stack(tmp_path: Path) -> None:
-    (tmp_path / "Pulumi.prod.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
-    path = onboard("fabrikam", "00000000-0000-0000-0000-0000000c0002", root=tmp_path)
+REAL_MSP = "5b1e7c2a-9d4f-4e3b-8a6c-2f1d0e9b8a7c"  # not the example's placeholder
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project whose MSP stack names a real-looking MSP tenant."""
+    text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8").replace(MSP, REAL_MSP)
+    (tmp_path / "Pulumi.prod.yaml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_onboarding_writes_a_valid_stack(project: Path) -> None:
+    path = onboard("fabrikam", "00000000-0000-0000-0000-0000000c0002", root=project)
     config = yaml.safe_load(path.read_text())["config"]
-    assert config["cipp-hardening:clientTenant"]["mspTenantId"] == MSP
+    assert config["cipp-hardening:clientTenant"]["mspTenantId"] == REAL_MSP
     stack = parse_stack_config(raw_config(config))
     assert isinstance(stack, ClientStack)
     with pytest.raises(OnboardError, match="refusing to overwrite"):
-        onboard("fabrikam", "00000000-0000-0000-0000-0000000c0002", root=tmp_path)
+        onboard("fabrikam", "00000000-0000-0000-0000-0000000c0003", root=project)
 
 
-def test_onboarding_refuses_bad_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"tenant": "not-a-guid"}, r"TENANT \(--tenant\): must be a GUID"),
+        ({"mode": "direct"}, r"SERVICE_ACCOUNT \(--service-account\): is required"),
+        ({"mode": "csp"}, r"MODE \(--mode\) must be gdap or direct"),
+        ({"name": "Bad Name"}, r"NAME 'Bad Name': use lower-case"),
+        ({"name": ""}, r"NAME \(--name\) is required"),
+        ({"tenant": ""}, r"TENANT \(--tenant\) is required"),
+        ({"tenant": REAL_MSP}, r"TENANT \(--tenant\): .*MSP tenant itself"),
+        ({"name": "client-eta"}, r"leave out the client- prefix.*NAME=eta gives the stack client-eta"),
+    ],
+)
+def test_onboarding_refuses_bad_input_naming_the_make_variable(
+    project: Path, args: dict[str, str], message: str
+) -> None:
+    call = {"name": "eta", "tenant": "00000000-0000-0000-0000-0000000c0002", **args}
+    with pytest.raises(OnboardError, match=message):
+        onboard(call.pop("name"), call.pop("tenant"), root=project, **call)
+    assert sorted(p.name for p in project.iterdir()) == ["Pulumi.prod.yaml"]
+
+
+def test_onboarding_refuses_the_placeholder_msp_tenant(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.prod.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
-    with pytest.raises(ConfigError, match="tenantId"):
-        onboard("x", "not-a-guid", root=tmp_path)
-    with pytest.raises(ConfigError, match="serviceAccountUserId: is required"):
-        onboard("y", "00000000-0000-0000-0000-0000000c0002", mode="direct", root=tmp_path)
-    with pytest.raises(OnboardError, match="lower-case"):
-        onboard("Bad Name", "00000000-0000-0000-0000-0000000c0002", root=tmp_path)
+    with pytest.raises(OnboardError, match=f"Pulumi.prod.yaml: azuread:tenantId {MSP} is still the example's"):
+        onboard("fabrikam", "00000000-0000-0000-0000-0000000c0002", root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.prod.yaml"]
+
+
+def test_onboarding_refuses_a_tenant_already_onboarded_under_another_name(project: Path) -> None:
+    onboard("fabrikam", "00000000-0000-0000-0000-0000000C0002", root=project)
+    with pytest.raises(OnboardError, match="already onboarded as stack client-fabrikam"):
+        onboard("fabrikam-again", "00000000-0000-0000-0000-0000000c0002", root=project)
+    assert not (project / "Pulumi.client-fabrikam-again.yaml").exists()
+
+
+def test_onboard_command_exit_codes_and_messages(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["onboard", "--project-dir", str(project), "--tenant", "00000000-0000-0000-0000-0000000c0002"]
+    assert cli.main([*base, "--name", "client-eta"]) == 2
+    assert "NAME=eta" in capsys.readouterr().err
+    assert cli.main([*base, "--name", "eta"]) == 0
+    assert "pulumi stack init client-eta" in capsys.readouterr().out
+    assert (project / "Pulumi.client-eta.yaml").exists()

@@ -317,3 +317,72 @@ def test_missing_stacks_are_created_only_with_a_secrets_provider(
     url = "azurekeyvault://vault.vault.azure.net/keys/pulumi"
     AutomationApiRunner(tmp_path, secrets_provider=url).run("client-new", "up", print)
     assert created == [("client-new", url)]
+
+
+# -- the Markdown summary (the workflows' job summary) ---------------------------------------------------
+CLIENT_OUTPUTS = {
+    "managedPolicyIds": ["p1", "p2", "p3"],
+    "skippedPolicies": [{"id": "p4"}, {"id": "p5"}],
+    "exclusionConflicts": [{"id": "p3", "detail": "excludes the service-provider users of every | tenant"}],
+}
+PROD_OUTPUTS = {"technicianPolicyId": "a", "serviceAccountPolicyId": "b", "trustedLocationId": "c"}
+
+
+def test_stack_facts_read_client_and_msp_outputs() -> None:
+    managed, conflicts, skipped = fleet.stack_facts(CLIENT_OUTPUTS)
+    assert (managed, skipped) == (3, 2)
+    assert conflicts == ("p3: excludes the service-provider users of every | tenant",)
+    assert fleet.stack_facts(PROD_OUTPUTS) == (2, (), None)
+    assert fleet.stack_facts({**PROD_OUTPUTS, "workloadIdentityPolicyIds": ["w1"]})[0] == 3
+    assert fleet.stack_facts({}) == (None, (), None)
+
+
+def test_markdown_summary_has_a_row_per_stack_then_conflicts_and_failures() -> None:
+    results = [
+        StackResult("client-a", SUCCEEDED, 1, 2.04, managed=3, conflicts=("p3: why | not",), skipped_policies=2),
+        StackResult("client-b", FAILED, None, 0.5, "error: boom", "/logs/client-b.log"),
+        StackResult("client-c", SKIPPED, error="succeeded in the last run"),
+        StackResult("prod", SUCCEEDED, 0, 9.0, managed=2),
+    ]
+    text = fleet.markdown_summary("up", results)
+    lines = text.splitlines()
+    assert lines[0] == "### fleet up: 2 succeeded, 1 failed, 1 skipped"
+    assert "| `client-a` | ✅ succeeded | 3 | 1 | 2 | 1 | 2.0s |" in lines
+    assert "| `client-b` | ❌ failed | - | - | - | - | 0.5s |" in lines
+    assert "| `client-c` | ⏭️ skipped | - | - | - | - | - |" in lines
+    assert "| `prod` | ✅ succeeded | 2 | 0 | - | 0 | 9.0s |" in lines
+    assert "- `client-a`: p3: why \\| not" in lines, "pipes escaped inside the Markdown table's page"
+    assert "- `client-b`: error: boom (log: `/logs/client-b.log`)" in lines
+
+
+def test_main_writes_the_summary_and_appends_it_to_the_job_summary(tmp_path: Path) -> None:
+    project(tmp_path, "client-a", "client-b")
+    job_summary = tmp_path / "step-summary.md"
+    job_summary.write_text("earlier step\n", encoding="utf-8")
+    runner = StandIn({"client-a": Outcome({"update": 1}, CLIENT_OUTPUTS), "client-b": RuntimeError("error: nope")})
+    code, _ = run_main(tmp_path, runner, "--action", "up", "--summary", str(job_summary))
+    assert code == 1
+    own = (tmp_path / ".fleet" / "summary.md").read_text(encoding="utf-8")
+    assert own.startswith("### fleet up: 1 succeeded, 1 failed")
+    assert "| `client-a` | ✅ succeeded | 3 | 1 | 2 | 1 |" in own
+    assert job_summary.read_text(encoding="utf-8") == "earlier step\n" + own + "\n"
+
+
+def test_the_adapter_passes_non_secret_outputs_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pulumi import automation as auto
+
+    class WithOutputs(FakeStack):
+        def up(self, **kwargs: Any) -> Any:
+            outputs = {
+                "managedPolicyIds": auto.OutputValue(["p1"], False),
+                "graphClientSecret": auto.OutputValue("s3cr3t", True),
+            }
+            return SimpleNamespace(summary=SimpleNamespace(resource_changes={"same": 1}), outputs=outputs)
+
+        def outputs(self) -> Any:
+            return {"managedPolicyIds": auto.OutputValue(["p1", "p2"], False)}
+
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: WithOutputs())
+    runner = AutomationApiRunner(tmp_path)
+    assert runner.run("client-a", "up", print).outputs == {"managedPolicyIds": ["p1"]}, "secrets never reported"
+    assert runner.run("client-a", "preview", print).outputs == {"managedPolicyIds": ["p1", "p2"]}, "from the state"

@@ -148,3 +148,19 @@ def test_plan_comment_renders_a_matrix_when_present() -> None:
     assert "| s | block |" in comment
     assert "- w" in comment
     assert "no resources" in comment
+
+
+def test_code_changes_select_every_stack_for_deploy(tmp_path: Path) -> None:
+    for stack in ("prod", "client-a", "client-b"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text("config: {}\n", encoding="utf-8")
+    assert fleet_ci.code_changed(["components/client_exclusions.py"])
+    assert fleet_ci.code_changed(["requirements.txt\n"])
+    assert not fleet_ci.code_changed(["README.md", "docs/fleet.md", "tests/test_x.py", ".github/workflows/deploy.yml"])
+    assert not fleet_ci.code_changed(["components.md"]), "a folder matches by its path, not a prefix of a name"
+    only_a = ["Pulumi.client-a.yaml", "docs/fleet.md"]
+    assert matrix_stacks(tmp_path, ["client-*"], only_a, [], all_on_code_change=True) == ["client-a"]
+    code = ["Pulumi.client-a.yaml", "dynamic_providers/ca_exclusion.py"]
+    assert matrix_stacks(tmp_path, ["client-*"], code, [], all_on_code_change=True) == ["client-a", "client-b"]
+    assert matrix_stacks(tmp_path, ["client-*"], code, []) == ["client-a"], "preview.yml keeps changed files only"
+    assert matrix_stacks(tmp_path, ["prod"], ["policy/policies.py"], [], all_on_code_change=True) == ["prod"]
+    assert matrix_stacks(tmp_path, ["prod"], ["Pulumi.client-a.yaml"], [], all_on_code_change=True) == []

@@ -1,6 +1,7 @@
 """The GitHub Actions workflows cannot run here: check their syntax (SchemaStore's workflow schema,
 vendored by check-jsonschema), their job and step structure, and run their shell steps where they
-can run (bash syntax, the matrix command, the drift step against a stand-in `pulumi`)."""
+can run (bash syntax, the matrix commands, the drift step against a stand-in `pulumi`, the deploy and
+reconcile steps against a stand-in `cipp-hardening`)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def all_runs(workflow: dict[str, Any]) -> list[str]:
     return [s["run"] for job in workflow["jobs"] for s in steps(workflow, job) if "run" in s]
 
 
-@pytest.fixture(scope="module", params=["checks.yml", "preview.yml", "drift.yml"])
+@pytest.fixture(scope="module", params=["checks.yml", "preview.yml", "drift.yml", "deploy.yml", "reconcile.yml"])
 def workflow_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -63,7 +64,7 @@ def workflow_name(request: pytest.FixtureRequest) -> str:
 
 def test_every_workflow_validates_against_the_github_workflow_schema() -> None:
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert len(files) == 3
+    assert len(files) == 5
     result = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", *files],
         capture_output=True,
@@ -181,7 +182,7 @@ def test_drift_runs_nightly_over_all_client_stacks_in_a_matrix() -> None:
     assert "schedule" in workflow["on"]
     assert "workflow_dispatch" in workflow["on"]
     assert workflow["permissions"] == {"contents": "read", "id-token": "write"}
-    assert "fleet-ci matrix --stacks 'client-*'" in step(workflow, "stacks", name="Matrix")["run"]
+    assert "fleet-ci matrix --stacks 'client-*' --always prod" in step(workflow, "stacks", name="Matrix")["run"]
     job = workflow["jobs"]["drift"]
     assert job["if"] == "needs.stacks.outputs.count != '0'"
     assert job["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
@@ -225,3 +226,183 @@ def test_the_matrix_commands_run_against_the_repository() -> None:
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=60).stdout
     include = json.loads(out)["include"]
     assert {"name": "client-contoso", "stacks": "client-contoso"} in include
+
+
+# -- deploy.yml, reconcile.yml, and prod in drift.yml (issue: operate the fleet) -----------------------------
+def stand_in(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / name).write_text("#!/bin/sh\n" + body, encoding="utf-8")
+    (bin_dir / name).chmod(0o755)
+
+
+def real_cli(project: Path) -> None:
+    """`.venv/bin/cipp-hardening` in `project`: the real command, reading that project's stack files."""
+    body = f'cd {ROOT} && exec {sys.executable} -m cipp_hardening.cli "$@" --project-dir "{project}"\n'
+    stand_in(project / ".venv" / "bin", "cipp-hardening", body)
+
+
+def github_outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def git(project: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    done = subprocess.run(["git", *args], cwd=project, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with three stack files and some code, one commit."""
+    project = tmp_path / "repo"
+    (project / "components").mkdir(parents=True)
+    (project / "docs").mkdir()
+    for stack in ("prod", "client-a", "client-b"):
+        (project / f"Pulumi.{stack}.yaml").write_text("config: {}\n", encoding="utf-8")
+    (project / "components" / "part_d.py").write_text("x = 1\n", encoding="utf-8")
+    (project / "docs" / "fleet.md").write_text("# fleet\n", encoding="utf-8")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "first")
+    real_cli(project)
+    return project
+
+
+def run_deploy_matrix(repo: Path, tmp_path: Path, before: str) -> dict[str, str]:
+    script = step(load("deploy.yml"), "stacks", name="Changed stacks")["run"]
+    outputs = tmp_path / "github-output"
+    outputs.write_text("", encoding="utf-8")
+    env = {
+        **os.environ,
+        "BEFORE": before,
+        "AFTER": git(repo, "rev-parse", "HEAD"),
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(outputs),
+    }
+    result = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return github_outputs(outputs)
+
+
+def clients_of(outputs: dict[str, str]) -> list[str]:
+    return [job["stacks"] for job in json.loads(outputs["matrix"])["include"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "prod", "clients"),
+    [
+        ("Pulumi.client-a.yaml", "false", ["client-a"]),
+        ("Pulumi.prod.yaml", "true", []),
+        ("components/part_d.py", "true", ["client-a", "client-b"]),
+        ("docs/fleet.md", "false", []),
+    ],
+)
+def test_deploy_picks_changed_stacks_or_all_on_code_change(
+    repo: Path, tmp_path: Path, change: str, prod: str, clients: list[str]
+) -> None:
+    before = git(repo, "rev-parse", "HEAD")
+    (repo / change).write_text((repo / change).read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
+    git(repo, "commit", "-q", "-am", "change")
+    outputs = run_deploy_matrix(repo, tmp_path, before)
+    assert outputs["prod"] == prod
+    assert clients_of(outputs) == clients
+    assert outputs["count"] == str(len(clients))
+
+
+def test_deploy_without_a_base_commit_deploys_every_stack(repo: Path, tmp_path: Path) -> None:
+    for before in ("0000000000000000000000000000000000000000", "", "deadbeef"):  # new branch, manual run, force push
+        outputs = run_deploy_matrix(repo, tmp_path, before)
+        assert outputs["prod"] == "true"
+        assert clients_of(outputs) == ["client-a", "client-b"]
+
+
+def test_deploy_applies_prod_after_approval_with_the_policy_pack_and_clients_unattended() -> None:
+    workflow = load("deploy.yml")
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    assert workflow["permissions"] == {"contents": "read", "id-token": "write"}
+    assert workflow["concurrency"]["cancel-in-progress"] is False, "never cancel an up half-way"
+    prod, clients = workflow["jobs"]["prod"], workflow["jobs"]["clients"]
+    assert prod["environment"] == "production", "the protected environment holds the approval"
+    assert prod["if"] == "needs.stacks.outputs.prod == 'true'"
+    up_prod = step(workflow, "prod", name="pulumi up prod")["run"]
+    assert "--stacks prod" in up_prod
+    assert "--policy-pack policy" in up_prod
+    assert "environment" not in clients, "client stacks run unattended"
+    assert clients["needs"] == "stacks", "clients never wait for prod's approval"
+    assert clients["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
+    up_clients = step(workflow, "clients", name="pulumi up")["run"]
+    assert "--policy-pack" not in up_clients
+    for script in (up_prod, up_clients):
+        assert "fleet --action up" in script
+        assert '--summary "$GITHUB_STEP_SUMMARY"' in script
+        assert '--secrets-provider "$PULUMI_SECRETS_PROVIDER"' in script, "missing stacks are created"
+
+
+@pytest.mark.parametrize(("workflow_name", "job"), [("deploy.yml", "clients"), ("reconcile.yml", "reconcile")])
+@pytest.mark.parametrize(("provider", "exit_status"), [("azurekeyvault://v.vault.azure.net/keys/k", 0), ("", 1)])
+def test_the_up_steps_run_the_fleet_with_the_summary_and_fail_with_it(
+    tmp_path: Path, workflow_name: str, job: str, provider: str, exit_status: int
+) -> None:
+    """The step's script against a stand-in `cipp-hardening` that records its arguments and exits as told."""
+    script = step(load(workflow_name), job, name="pulumi up")["run"]
+    calls = tmp_path / "calls"
+    stand_in(
+        tmp_path / ".venv" / "bin",
+        "cipp-hardening",
+        f'for a in "$@"; do echo "$a"; done > {calls}\nexit {exit_status}\n',
+    )
+    summary = tmp_path / "summary.md"
+    env = {
+        **os.environ,
+        "STACKS": "client-a client-b",
+        "PULUMI_SECRETS_PROVIDER": provider,
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == exit_status, "a failed stack (fleet exit 1) fails the job"
+    args = calls.read_text(encoding="utf-8").splitlines()
+    assert args[:5] == ["fleet", "--action", "up", "--stacks", "client-a client-b"]
+    assert args[args.index("--summary") + 1] == str(summary)
+    assert ("--secrets-provider" in args) == bool(provider)
+    if provider:
+        assert args[args.index("--secrets-provider") + 1] == provider
+
+
+def test_reconcile_applies_every_client_stack_nightly_and_never_prod(repo: Path, tmp_path: Path) -> None:
+    workflow = load("reconcile.yml")
+    assert "schedule" in workflow["on"]
+    assert "workflow_dispatch" in workflow["on"]
+    assert workflow["concurrency"] == {"group": "reconcile", "cancel-in-progress": False}
+    script = step(workflow, "stacks", name="Matrix")["run"]
+    assert "--always" not in script
+    outputs = tmp_path / "github-output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    assert clients_of(github_outputs(outputs)) == ["client-a", "client-b"]
+    assert "environment" not in workflow["jobs"]["reconcile"]
+
+
+def test_drift_covers_prod_but_never_applies_anything(repo: Path, tmp_path: Path) -> None:
+    workflow = load("drift.yml")
+    script = step(workflow, "stacks", name="Matrix")["run"]
+    outputs = tmp_path / "github-output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    assert clients_of(github_outputs(outputs)) == ["client-a", "client-b", "prod"]
+    runs = "\n".join(all_runs(workflow))
+    assert "pulumi up" not in runs
+    assert "--action up" not in runs
+    assert re.search(r"pulumi refresh(?![^\n]*--preview-only)", runs) is None, "refresh never writes the state"
+
+
+def test_no_scheduled_workflow_applies_prod() -> None:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        workflow = load(path.name)
+        if "schedule" not in workflow["on"]:
+            continue
+        applying = [s for s in all_runs(workflow) if "--action up" in s or "pulumi up" in s]
+        assert all("prod" not in s for s in applying), path.name
+        matrices = [s for s in all_runs(workflow) if "fleet-ci matrix" in s]
+        if applying:
+            assert all("--always prod" not in s and "--stacks prod" not in s for s in matrices), path.name

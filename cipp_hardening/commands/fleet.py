@@ -3,7 +3,10 @@
 Runs one Pulumi action over many stacks of this project (one per client tenant) with bounded
 concurrency, a live progress display, one log file per stack under `.fleet/logs/`, continue-on-error,
 a final table and a non-zero exit when any stack failed. `--resume` skips the stacks that succeeded in
-the last run of the same action (recorded in `.fleet/last-run.json`).
+the last run of the same action (recorded in `.fleet/last-run.json`). Every run also writes a Markdown
+summary to `.fleet/summary.md` (per stack: result, policies managed, conflicts, skipped policies,
+duration; then the conflicts and the failures), and appends it to `--summary FILE` too: the workflows
+pass `$GITHUB_STEP_SUMMARY` (docs/fleet.md).
 
 The Pulumi engine does the work: each stack runs through the Automation API (`pulumi.automation`,
 LocalWorkspace over this directory), which drives the Pulumi CLI. Everything else here (stack
@@ -40,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh")
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
 STATE_FILE = "last-run.json"
+SUMMARY_FILE = "summary.md"
 CLI_MISSING = (
     "the fleet runner drives the Pulumi CLI through the Automation API, and no `pulumi` executable was found "
     "on PATH. Install the Pulumi CLI (https://www.pulumi.com/docs/install/) and log in to the state backend "
@@ -55,9 +59,10 @@ class FleetSetupError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one stack operation reported: resource operation counts from the engine's summary."""
+    """What one stack operation reported: resource operation counts, and the stack's (non-secret) outputs."""
 
     changes: Mapping[str, int] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
@@ -72,6 +77,9 @@ class StackResult:
     duration_s: float = 0.0
     error: str = ""
     log_path: str = ""
+    managed: int | None = None  # policies the stack manages (from its outputs; None when unknown)
+    conflicts: tuple[str, ...] = ()  # "<policy id>: <why not written>" (client stacks, onConflict=report)
+    skipped_policies: int | None = None  # client policies left out of scope (state, skipPolicyIds)
 
 
 class StackRunner(Protocol):
@@ -184,7 +192,33 @@ def run_one(
             log(f"# FAILED: {type(exc).__name__}: {exc}")
             return StackResult(stack, FAILED, None, clock() - started, short_error(str(exc)), str(log_path))
         log(f"# succeeded: {dict(outcome.changes)}")
-    return StackResult(stack, SUCCEEDED, outcome.changed, clock() - started, "", str(log_path))
+    managed, conflicts, skipped = stack_facts(outcome.outputs)
+    duration = clock() - started
+    return StackResult(stack, SUCCEEDED, outcome.changed, duration, "", str(log_path), managed, conflicts, skipped)
+
+
+def _count(value: Any) -> int | None:
+    return len(value) if isinstance(value, list | tuple | Mapping) else None
+
+
+def stack_facts(outputs: Mapping[str, Any]) -> tuple[int | None, tuple[str, ...], int | None]:
+    """(policies managed, conflicts, skipped policies) from a stack's outputs (__main__.py exports).
+
+    A client stack manages `managedPolicyIds`; the MSP stack its Part A and B policies (and the workload
+    identity policies when it has them)."""
+    if not outputs:
+        return None, (), None
+    managed = _count(outputs.get("managedPolicyIds"))
+    if managed is None:
+        singles = [outputs.get(key) for key in ("technicianPolicyId", "serviceAccountPolicyId")]
+        found = [value for value in singles if isinstance(value, str) and value]
+        managed = len(found) + (_count(outputs.get("workloadIdentityPolicyIds")) or 0) if found else None
+    conflicts = tuple(
+        f"{entry.get('id', '?')}: {entry.get('detail', '')}".strip()
+        for entry in outputs.get("exclusionConflicts") or []
+        if isinstance(entry, Mapping)
+    )
+    return managed, conflicts, _count(outputs.get("skippedPolicies"))
 
 
 def run_fleet(
@@ -259,6 +293,50 @@ def summary_table(action: str, results: Sequence[StackResult]) -> Table:
     return table
 
 
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def markdown_summary(action: str, results: Sequence[StackResult]) -> str:
+    """The run as Markdown for a job summary: one row per stack, then every conflict and failure."""
+    counts = {kind: sum(r.result == kind for r in results) for kind in (SUCCEEDED, FAILED, SKIPPED)}
+    icons = {SUCCEEDED: "✅", FAILED: "❌", SKIPPED: "⏭️"}
+    lines = [
+        f"### fleet {action}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n),
+        "",
+        "| stack | result | policies managed | conflicts | skipped | changed | duration |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        duration = "-" if r.result == SKIPPED else f"{r.duration_s:.1f}s"
+        conflicts = str(len(r.conflicts)) if r.result == SUCCEEDED and r.managed is not None else "-"
+        lines.append(
+            f"| `{_md(r.stack)}` | {icons[r.result]} {r.result} | {_number(r.managed)} | {conflicts} | "
+            f"{_number(r.skipped_policies)} | {_number(r.changed)} | {duration} |"
+        )
+    conflicted = [(r.stack, c) for r in results for c in r.conflicts]
+    if conflicted:
+        lines += ["", "#### Conflicts (not written: review each policy, or set onConflict: widen)", ""]
+        lines += [f"- `{_md(stack)}`: {_md(conflict)}" for stack, conflict in conflicted]
+    failed = [r for r in results if r.result == FAILED]
+    if failed:
+        lines += ["", "#### Failures", ""]
+        lines += [f"- `{_md(r.stack)}`: {_md(r.error)} (log: `{_md(r.log_path)}`)" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_summaries(markdown: str, fleet_dir: Path, extra: Path | None) -> None:
+    """`<fleet dir>/summary.md` (this run only), and appended to `extra` (a job summary collects steps)."""
+    (fleet_dir / SUMMARY_FILE).write_text(markdown, encoding="utf-8")
+    if extra is not None:
+        with extra.open("a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+
+
 class RichReporter:
     """Live progress: an overall bar, a spinner per running stack, one line per finished stack."""
 
@@ -309,6 +387,22 @@ def _op_counts(summary: Mapping[Any, int] | None) -> dict[str, int]:
     return {str(getattr(op, "value", op)): int(n) for op, n in (summary or {}).items()}
 
 
+def _output_values(outputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """pulumi.automation OutputValue map → plain values; secret outputs are left out of every report."""
+    return {key: getattr(v, "value", v) for key, v in (outputs or {}).items() if not getattr(v, "secret", False)}
+
+
+def _state_outputs(stack: Any) -> dict[str, Any]:
+    """The outputs in the stack's state (after a preview or refresh: what the last `up` left)."""
+    read = getattr(stack, "outputs", None)
+    if not callable(read):
+        return {}
+    try:
+        return _output_values(read())
+    except Exception:  # a stack never deployed has no outputs; the summary shows "-"
+        return {}
+
+
 class AutomationApiRunner:
     """The real runner: `pulumi.automation` over this project directory (a local program)."""
 
@@ -347,20 +441,27 @@ class AutomationApiRunner:
         common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
         if action == "preview":
             preview = selected.preview(policy_packs=self.policy_packs or None, **common)
-            return Outcome(_op_counts(preview.change_summary))
+            return Outcome(_op_counts(preview.change_summary), _state_outputs(selected))
         if action == "up":
             up = selected.up(policy_packs=self.policy_packs or None, **common)
-            return Outcome(_op_counts(up.summary.resource_changes))
+            return Outcome(_op_counts(up.summary.resource_changes), _output_values(getattr(up, "outputs", None)))
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)
-            return Outcome(_op_counts(drift.change_summary))
+            return Outcome(_op_counts(drift.change_summary), _state_outputs(selected))
         refresh = selected.refresh(**common)
-        return Outcome(_op_counts(refresh.summary.resource_changes))
+        return Outcome(_op_counts(refresh.summary.resource_changes), _state_outputs(selected))
 
 
 # -- command line ------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cipp-hardening fleet", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening fleet",
+        description=(__doc__ or "").splitlines()[0],
+        epilog="exit codes:\n  0  every selected stack succeeded (or was skipped by --resume)\n"
+        "  1  at least one stack failed (its log is in the fleet folder's logs/)\n"
+        "  2  error before any stack ran: no Pulumi CLI, no stack matched, bad options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--action", choices=ACTIONS, required=True)
     parser.add_argument("--stacks", default="client-*", help="shell patterns, comma/space separated (default client-*)")
     parser.add_argument("--parallel", type=int, default=8, help="stacks at a time (default 8)")
@@ -371,6 +472,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--secrets-provider", help="create missing stacks with this secrets provider")
     parser.add_argument("--project-dir", type=Path, default=ROOT)
     parser.add_argument("--fleet-dir", type=Path, help="logs and resume state (default <project>/.fleet)")
+    parser.add_argument("--summary", type=Path, help="also append the Markdown summary here ($GITHUB_STEP_SUMMARY)")
     return parser
 
 
@@ -423,6 +525,7 @@ def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, c
             reporter=reporter,
         )
     state.write_text(json.dumps(run_record(args.action, results, last), indent=2), encoding="utf-8")
+    write_summaries(markdown_summary(args.action, results), fleet_dir, args.summary)
     console.print(summary_table(args.action, results))
     return exit_code(results)
 

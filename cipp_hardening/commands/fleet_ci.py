@@ -1,10 +1,13 @@
 """CI helpers for many stacks: the job matrix of the workflows and the PR comment of a plan.
 
     python -m cipp_hardening.commands.fleet_ci matrix [--stacks 'client-*'] [--changed-files FILE] [--always prod]
+                                                      [--all-on-code-change]
     python -m cipp_hardening.commands.fleet_ci plan-comment --plan plan.json
 
 `matrix` prints a GitHub Actions matrix (`{"include": [{"name", "stacks"}]}`) for the stack files that
-match, optionally only those whose file changed (the paths listed in FILE, e.g. `git diff --name-only`).
+match, optionally only those whose file changed (the paths listed in FILE, e.g. `git diff --name-only`);
+with `--all-on-code-change`, every matching stack when a changed path is code that every stack runs (the
+program, components, providers, rules, policy pack, dependencies: deploy.yml).
 GitHub caps a matrix at 256 jobs: beyond that, stacks are batched, several per job (space separated).
 
 `plan-comment` renders `make plan JSON=plan.json` as Markdown for a PR comment: the resources, the
@@ -39,6 +42,27 @@ def stack_of(path: str) -> str | None:
     return name[len("Pulumi.") : -len(".yaml")] or None
 
 
+# What every stack runs: a change here re-deploys them all (docs, tests, benchmarks and workflows do not).
+CODE_PATHS = (
+    "__main__.py",
+    "Pulumi.yaml",
+    "components/",
+    "dynamic_providers/",
+    "cipp_hardening/",
+    "policy/",
+    "requirements.txt",
+    "pyproject.toml",
+)
+
+
+def code_changed(paths: Iterable[str]) -> bool:
+    """Whether any path is code that every stack runs (CODE_PATHS: exact files, or folders ending in /)."""
+    for path in (p.strip() for p in paths):
+        if any(path == code or (code.endswith("/") and path.startswith(code)) for code in CODE_PATHS):
+            return True
+    return False
+
+
 def changed_stacks(paths: Iterable[str], existing: Sequence[str]) -> list[str]:
     """The existing stacks whose stack file is among `paths` (deleted stack files are left out)."""
     touched = {stack for p in paths if (stack := stack_of(p))}
@@ -46,7 +70,8 @@ def changed_stacks(paths: Iterable[str], existing: Sequence[str]) -> list[str]:
 
 
 def batches(stacks: Sequence[str], max_jobs: int = GITHUB_MATRIX_LIMIT) -> list[list[str]]:
-    """One stack per job up to `max_jobs`; beyond, `max_jobs` contiguous batches of near-equal size."""
+    """One stack per job up to `max_jobs`; beyond, contiguous batches of ceil(N / max_jobs) stacks (at most
+    `max_jobs` of them, e.g. 257 stacks → 129 jobs of 2 and 1; BENCHMARKS.md §7)."""
     if max_jobs < 1:
         raise ValueError("max_jobs must be at least 1")
     if len(stacks) <= max_jobs:
@@ -65,13 +90,20 @@ def matrix(stacks: Sequence[str], max_jobs: int = GITHUB_MATRIX_LIMIT) -> dict[s
 
 
 def matrix_stacks(
-    project_dir: Path, patterns: Sequence[str], changed_files: Iterable[str] | None, always: Sequence[str]
+    project_dir: Path,
+    patterns: Sequence[str],
+    changed_files: Iterable[str] | None,
+    always: Sequence[str],
+    all_on_code_change: bool = False,
 ) -> list[str]:
     existing = discover_stacks(project_dir)
     selected = select_stacks(existing, patterns)
     if changed_files is not None:
-        selected = changed_stacks(changed_files, selected)
-    return [s for s in existing if s in set(always) | set(selected)]
+        paths = list(changed_files)
+        if not (all_on_code_change and code_changed(paths)):
+            selected = changed_stacks(paths, selected)
+    wanted = set(always) | set(selected)  # once: rebuilt per stack, 5,000 stacks took 8 s (BENCHMARKS.md §7)
+    return [s for s in existing if s in wanted]
 
 
 # -- plan comment ------------------------------------------------------------------------------------
@@ -155,12 +187,18 @@ def plan_comment(plan: Mapping[str, Any], stack: str | None = None) -> str:
 
 # -- command line ------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cipp-hardening fleet-ci", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cipp-hardening fleet-ci",
+        description=(__doc__ or "").splitlines()[0],
+        epilog="exit codes:\n  0  the matrix or the comment was printed\n  2  bad options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("matrix", help="GitHub Actions matrix of stacks (JSON on stdout)")
     m.add_argument("--stacks", default="client-*", help="shell patterns (default client-*)")
     m.add_argument("--changed-files", type=Path, help="only stacks whose file is listed here (one path a line)")
     m.add_argument("--always", action="append", default=[], help="a stack to include regardless (repeatable)")
+    m.add_argument("--all-on-code-change", action="store_true", help="every stack when a CODE_PATHS file changed")
     m.add_argument("--max-jobs", type=int, default=GITHUB_MATRIX_LIMIT)
     m.add_argument("--project-dir", type=Path, default=ROOT)
     c = sub.add_parser("plan-comment", help="Markdown PR comment from a plan JSON")
@@ -169,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "matrix":
         changed = args.changed_files.read_text(encoding="utf-8").splitlines() if args.changed_files else None
-        stacks = matrix_stacks(args.project_dir, parse_patterns(args.stacks), changed, args.always)
+        stacks = matrix_stacks(
+            args.project_dir, parse_patterns(args.stacks), changed, args.always, args.all_on_code_change
+        )
         print(json.dumps(matrix(stacks, args.max_jobs), separators=(",", ":")))
         return 0
     sys.stdout.write(plan_comment(json.loads(args.plan.read_text(encoding="utf-8")), args.stack))
