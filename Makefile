@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
 
-.PHONY: plan test lint typecheck check clean onboard-client verify demo fleet bench promote engine e2e
+.PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote engine e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,16 +15,27 @@ $(VENV)/.runtime: requirements.txt pyproject.toml | $(BIN)/python
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .  # the console script cipp-hardening
 	touch $@
 
+# The demo's own small set (requirements-demo.txt): not the dev tools nor the bootstrap's azure-native.
+$(VENV)/.demo: requirements-demo.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-demo.txt
+	touch $@
+
 $(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials
-##       (POLICIES=dir for client stacks, CIPP_CLIENTS=file for the CIPP-API clients; examples/ used by default)
+## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials; it
+##       lists the snapshots it reads (the stack's offlineSnapshot key, or snapshots/STACK/ from `make snapshot`;
+##       POLICIES=dir, CIPP_CLIENTS=file, DIRECTORY=file override them); exit codes: `cipp-hardening plan --help`
 plan: $(VENV)/.runtime
-	@$(BIN)/cipp-hardening plan --stack $(STACK) $(if $(JSON),--json $(JSON)) \
-	  $(if $(POLICIES),--policies $(POLICIES),$(if $(wildcard examples/$(STACK)-policies),--policies examples/$(STACK)-policies)) \
-	  $(if $(CIPP_CLIENTS),--cipp-clients $(CIPP_CLIENTS),$(if $(wildcard examples/$(STACK)-cipp-clients.json),--cipp-clients examples/$(STACK)-cipp-clients.json))
+	@$(BIN)/cipp-hardening plan --stack "$(STACK)" $(if $(JSON),--json "$(JSON)") \
+	  $(if $(POLICIES),--policies "$(POLICIES)") $(if $(CIPP_CLIENTS),--cipp-clients "$(CIPP_CLIENTS)") \
+	  $(if $(DIRECTORY),--directory "$(DIRECTORY)")
+
+## snapshot: STACK=client-x [OUT=dir] saves the tenant's CA policies and named locations (GET only, Policy.Read.All)
+##           and the directory entries of the names the stack uses, into snapshots/STACK/ where `make plan` finds them
+snapshot: $(VENV)/.runtime
+	@$(BIN)/cipp-hardening snapshot --stack "$(STACK)" $(if $(OUT),--out "$(OUT)")
 
 ## test: the quick Python-only suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
 test: $(VENV)/.dev
@@ -45,6 +56,12 @@ onboard-client: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening onboard --name "$(NAME)" --tenant "$(TENANT)" --mode "$(or $(MODE),gdap)" \
 	  $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)")
 
+## onboard-clients: FROM=cipp [STACK=prod] [DRY_RUN=1] [EXCLUDE=file] [SERVICE_ACCOUNTS=file] one client stack file per
+##                  tenant in CIPP's tenant list not yet onboarded (CIPP_API_MANAGER_SECRET: the manager client's secret)
+onboard-clients: $(VENV)/.runtime
+	@$(BIN)/cipp-hardening onboard --from "$(FROM)" --msp-stack "$(STACK)" $(if $(DRY_RUN),--dry-run) \
+	  $(if $(EXCLUDE),--exclude "$(EXCLUDE)") $(if $(SERVICE_ACCOUNTS),--service-accounts "$(SERVICE_ACCOUNTS)")
+
 ## verify: read-only check of a deployed stack (STACK=prod): the scenario matrix against the tenant's live policies
 ##         (Policy.Read.All; exit 3 on a broken invariant, 4 when a client policy still lacks the MSP exclusion)
 verify: $(VENV)/.runtime
@@ -53,14 +70,16 @@ verify: $(VENV)/.runtime
 
 ## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure); `pulumi up` through the
 ##       real CLI when `make engine` built one (or one is on PATH), in process otherwise (NO_ENGINE=1 forces that)
-demo: $(VENV)/.dev
-	@$(BIN)/cipp-hardening demo $(if $(NO_ENGINE),--no-engine)
+demo: $(VENV)/.demo
+	@$(BIN)/cipp-hardening demo $(if $(NO_ENGINE),--no-engine) $(if $(CORPUS),--corpus "$(CORPUS)")
 
 ## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
-##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed
+##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed;
+##        a Markdown summary in .fleet/summary.md, also appended to SUMMARY=file (CI: $GITHUB_STEP_SUMMARY)
 fleet: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
-	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)")
+	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
+	  $(if $(SUMMARY),--summary "$(SUMMARY)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes
@@ -70,6 +89,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_part_d.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
+	$(BIN)/python bench/bench_onboard.py
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when

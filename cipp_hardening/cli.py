@@ -16,10 +16,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("plan", "offline plan of a stack: resources, Graph bodies, scenario matrix (no CLI, no credentials)"),
     "verify": ("verify", "read-only check of a deployed stack against the tenant's live policies"),
     "promote": ("promote", "Part A from report-only to On, on the evidence of the sign-in logs"),
-    "onboard": ("onboard", "write a validated client stack file (Part D)"),
+    "onboard": ("onboard", "write client stack files (Part D): one, or every tenant CIPP lists (--from cipp)"),
     "fleet": ("fleet", "run preview/up/refresh over many stacks through the Automation API"),
     "fleet-ci": ("fleet_ci", "CI helpers: the workflows' stack matrix and the plan's PR comment"),
     "demo": ("demo", "the whole article end to end on loopback emulators, no Azure"),
+    "snapshot": ("snapshot", "save a tenant's policies and the config's names, read-only, for offline plans"),
 }
 
 EXIT_USAGE = 2

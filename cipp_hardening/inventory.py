@@ -57,10 +57,20 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
         with GraphClient(stack.graph_url, tenant, token) as graph:
             return graph.list_all(POLICIES)
     except (GraphError, credentials.CredentialError, requests.RequestException) as error:
+        hint = _snapshot_hint(pulumi.get_stack()) if _offline_run() else ""
         raise pulumi.RunError(
             f"clientTenant: could not list the Conditional Access policies of tenant {tenant} "
-            f"at {stack.graph_url}: {error}"
+            f"at {stack.graph_url}: {error}{hint}"
         ) from None
+
+
+def _snapshot_hint(stack: str) -> str:
+    """What an offline plan of a client stack needs when it has neither a snapshot nor a credential."""
+    return (
+        f"\n  the offline plan of {stack} has no snapshot of the tenant's policies to read instead: save one with "
+        f"`cipp-hardening snapshot --stack {stack}` (`make snapshot STACK={stack}`) where a credential with "
+        "Policy.Read.All in that tenant is available, or pass --policies DIR of exported policies"
+    )
 
 
 # -- Part C: every CIPP-API client, for the unrestricted-clients check ------------------------------
@@ -105,6 +115,31 @@ def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[di
 
     try:
         with CippClient(cipp.url, token, manager_client_id=cipp.manager_client_id) as client:
-            return client.list_clients()
+            return client.inventory()  # List plus App Service's allowed clients (GetAzureConfiguration)
     except (CippError, credentials.CredentialError) as error:
         raise pulumi.RunError(f"cippApi: could not list the CIPP-API clients at {cipp.url}: {error}") from None
+
+
+# -- Part C by Entra: service principals for an offline plan -----------------------------------------
+SERVICE_PRINCIPAL_SNAPSHOT_ENV = "CIPP_HARDENING_SERVICE_PRINCIPAL_SNAPSHOT"
+
+
+def service_principal_snapshot_path() -> Path | None:
+    value = os.environ.get(SERVICE_PRINCIPAL_SNAPSHOT_ENV)
+    return Path(value) if value else None
+
+
+def load_service_principals(path: Path) -> dict[str, dict[str, Any]]:
+    """A saved `GET /v1.0/servicePrincipals` body (or a JSON list of them) → {appId (lower case): object}."""
+    import json
+
+    document = json.loads(path.read_text(encoding="utf-8"))
+    items = document.get("value") if isinstance(document, dict) else document
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{path}: expected a servicePrincipals list body ({{'value': [...]}}) or a JSON list")
+    found: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        if not item.get("appId") or not item.get("id"):
+            raise ValueError(f"{path}: item {index} has no appId or id")
+        found[str(item["appId"]).lower()] = item
+    return found

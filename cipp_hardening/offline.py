@@ -2,7 +2,7 @@
 
 Every RegisterResource is recorded (type, name, parent, resolved inputs); computed ids are
 deterministic placeholders so the rendered Graph bodies can refer to each other. This is not a diff
-against state: it shows what the program declares (pulumi-python-notes.md §1.5).
+against state: it shows what the program declares (docs/pulumi.md §1.5).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import pulumi
 import pulumi.runtime.settings
 from pulumi.runtime.mocks import MockMonitor
 
-# The wire sentinel of a Pulumi secret (pulumi-python-notes.md §1.3), not a credential.
+from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
+
+# The wire sentinel of a Pulumi secret (docs/pulumi.md §1.3), not a credential.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
 _PLACEHOLDER_NS = uuid.UUID("6f1c7f40-32d6-4b8e-9a59-7d0f8a3d6c10")
@@ -28,6 +30,7 @@ _PLACEHOLDER_NS = uuid.UUID("6f1c7f40-32d6-4b8e-9a59-7d0f8a3d6c10")
 KNOWN_AFTER_APPLY = "(known after apply)"
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
+GET_SERVICE_PRINCIPAL = "azuread:index/getServicePrincipal:getServicePrincipal"
 
 
 def placeholder_guid(key: str) -> str:
@@ -70,9 +73,14 @@ class OfflineRunError(RuntimeError):
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, outputs_for: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None) -> None:
+    def __init__(
+        self,
+        outputs_for: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None,
+        logs: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.outputs_for = outputs_for
         self.urns: dict[str, str] = {}
+        self.logs = logs if logs is not None else []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         object_id = placeholder_guid(f"{args.typ}::{args.name}")
@@ -87,8 +95,50 @@ class _Mocks(pulumi.runtime.Mocks):
             state.update(self.outputs_for(args.typ, args.name, state))
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
+        if args.token == GET_SERVICE_PRINCIPAL:
+            return self._service_principal(str(args.args.get("clientId") or ""))
+        if args.token in (GET_USER, GET_GROUP):
+            # Names in the config: answered from the directory snapshot, or a DirectoryLookupError that says
+            # the name needs one (cipp_hardening/directory_names.py); never a made-up id.
+            return answer_invoke(args.token, args.args), []
         raise NotImplementedError(f"the offline run has no answer for invoke {args.token}")
+
+    def _service_principal(self, app_id: str) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
+        """The read-only lookup of a service principal by application id: from the snapshot, or a
+        deterministic placeholder, and the plan says which (docs/workload-identity.md)."""
+        from cipp_hardening.inventory import (
+            SERVICE_PRINCIPAL_SNAPSHOT_ENV,
+            load_service_principals,
+            service_principal_snapshot_path,
+        )
+
+        snapshot = service_principal_snapshot_path()
+        if snapshot is None:
+            self.logs.append(
+                (
+                    "warning",
+                    f"offline plan: the service principal of application {app_id} is a placeholder, not read "
+                    f"from the tenant; set {SERVICE_PRINCIPAL_SNAPSHOT_ENV} to a saved GET /v1.0/servicePrincipals "
+                    "body to use the real object ids. `pulumi preview`/`up` always look them up",
+                )
+            )
+            object_id = placeholder_guid(f"servicePrincipal::{app_id.lower()}")
+            return {"objectId": object_id, "id": object_id, "clientId": app_id}, []
+        found = load_service_principals(snapshot).get(app_id.lower())
+        if found is None:
+            # The provider's own wording (terraform-provider-azuread service_principal_data_source.go).
+            return {}, [("clientId", f"No service principal found for application ID: {app_id!r} (in {snapshot})")]
+        self.logs.append(
+            ("warning", f"offline plan: the service principal of {app_id} read from the snapshot {snapshot}")
+        )
+        return {
+            "objectId": found["id"],
+            "id": found["id"],
+            "clientId": found["appId"],
+            "displayName": found.get("displayName"),
+            "applicationTenantId": found.get("appOwnerOrganizationId"),
+        }, []
 
 
 class _RecordingMonitor(MockMonitor):
@@ -149,7 +199,7 @@ def run_program(
     logger.propagate = False
     logger.setLevel(logging.INFO)
     logger.addHandler(_ListLogger(run.logs))
-    mocks = _Mocks(outputs_for)
+    mocks = _Mocks(outputs_for, run.logs)
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.settings.ROOT.set(None)  # a fresh root stack per run, even in one process
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor)

@@ -1,7 +1,7 @@
 """`make demo`: the whole article end to end on loopback emulators, no Azure; the real Pulumi CLI when there is one.
 
 1. Starts the Graph emulator (the MSP tenant and two client tenants holding real policies from
-   ../shared/corpus when it is there, self-written samples otherwise) and the CIPP-API emulator (three
+   a policy corpus given with --corpus, self-written samples otherwise) and the CIPP-API emulator (three
    API clients open to any address), all over HTTPS with a throw-away CA.
 2. Shows the scenario matrix of each stack against what the tenants hold: before.
 3. Applies the stacks. With a Pulumi CLI (`make engine` builds one into .tools/bin, or one on PATH):
@@ -13,8 +13,16 @@
 4. Shows the matrices after, read back from the tenants the way `make verify` reads them, and the
    CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere.
 
-The emulators live in tests/emulators/ (shipped in the repository); trustme is a dev dependency, so
-`make demo` installs the dev requirements first.
+The MSP stack runs with cippApi.workloadIdentityPolicies (Pulumi.prod.yaml's section, or report-only
+when it has none): the MSP tenant holds a service principal per CIPP-API client and the Workload
+Identities Premium licence, and the matrices show each client's token requests inside and outside its
+ranges (docs/workload-identity.md). With a Pulumi CLI the program looks each service principal up
+through the azuread stand-in plugin's getServicePrincipal, as it would through pulumi-azuread.
+
+The emulators are the package emulators/ (shipped in the repository). `make demo` installs only what the
+demo runs: requirements-demo.txt (the runtime requirements and trustme, for the throw-away CA). Its last
+line says, for every stack it applied, what `make verify` would: invariants, policies still without the
+MSP exclusion (a conflict reported, not written, stays one), and the CIPP-API check.
 """
 
 from __future__ import annotations
@@ -48,13 +56,16 @@ from cipp_hardening.commands.verify import (
     read_tenant,
     token_source,
     verify,
+    workload_app_ids,
 )
 from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
+from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
 from cipp_hardening.scenarios import user_scenarios
+from cipp_hardening.workload_identity import licence_error
 from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
-from dynamic_providers.graph_client import GraphClient
+from dynamic_providers.graph_client import GraphClient, GraphError
 from emulators.cipp import CippEmulator
 from emulators.clients import CippCaller, graph_client_env
 from emulators.graph import GraphEmulator
@@ -63,7 +74,8 @@ from emulators.pulumi_project import PulumiProject, find_cli
 from emulators.tls import TestTLS, make_test_tls
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
+# --corpus DIR: a folder holding these two public baselines (exported policy JSON), one per sample client.
+CORPUS_FOLDERS = {"contoso": "j0eyv__ConditionalAccessBaseline", "fabrikam": "AlexFilipin__ConditionalAccess"}
 SAMPLES = ROOT / "examples" / "client-contoso-policies"
 GRAPH_ROLES = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
 RUNNER_IP = "203.0.113.10"  # this machine's egress address as CIPP sees it: inside the office range of the stack
@@ -74,6 +86,7 @@ CIPP_CLIENTS = (  # client id (as in Pulumi.prod.yaml), name, role; all open to 
     ("00000000-0000-0000-0000-0000000e0003", "PSA integration (not managed by the stack)", "readonly"),
 )
 RMM = CIPP_CLIENTS[1][0]
+WORKLOAD_COMPONENT = "cipp-api-workload-identity"  # __main__.py's name for cippApi.workloadIdentityPolicies
 CONTOSO, FABRIKAM = "00000000-0000-0000-0000-0000000c0001", "00000000-0000-0000-0000-0000000c0002"
 
 
@@ -185,22 +198,24 @@ def seed_client(graph: GraphEmulator, name: str, tenant: str, corpus_folder: Pat
 
 
 @contextlib.contextmanager
-def demo_world(corpus: Path | None = CORPUS) -> Iterator[DemoWorld]:
+def demo_world(corpus: Path | None = None) -> Iterator[DemoWorld]:
     """Both emulators running, seeded; stopped on exit."""
     tls = make_test_tls()
     msp = str(stack_file_raw("prod")["azuread:tenantId"])
-    with GraphEmulator(tls=tls, seed=1) as graph, CippEmulator(tls) as cipp:
+    # CIPP runs in the MSP tenant, where the workload-identity policies hold its API clients' service principals.
+    with GraphEmulator(tls=tls, seed=1) as graph, CippEmulator(tls, tenant_id=msp) as cipp:
         deployer = (str(uuid.uuid4()), f"demo-{uuid.uuid4().hex}")
         tenants = {"contoso": CONTOSO, "fabrikam": FABRIKAM}
         graph.register_app(*deployer, msp, consented_tenants=list(tenants.values()), graph_roles=GRAPH_ROLES)
-        folders = {"contoso": "j0eyv__ConditionalAccessBaseline", "fabrikam": "AlexFilipin__ConditionalAccess"}
         clients = [
-            seed_client(graph, name, tenant, corpus / folders[name] if corpus else None)
+            seed_client(graph, name, tenant, corpus / CORPUS_FOLDERS[name] if corpus else None)
             for name, tenant in tenants.items()
         ]
         cipp_secrets = {client_id: f"demo-{uuid.uuid4().hex}" for client_id, _, _ in CIPP_CLIENTS}
         for client_id, app_name, role in CIPP_CLIENTS:
             cipp.add_client(client_id, app_name, role, (), True, False, cipp_secrets[client_id])
+            graph.add_service_principal(msp, client_id, app_name)  # CIPP creates one per API client
+        graph.set_licences(msp, workload_identities_premium=True)
         cipp.save_to_azure()
         cipp.egress_ip = RUNNER_IP  # App Service would set X-Forwarded-For to the runner's address
         yield DemoWorld(tls, graph, cipp, msp, deployer, cipp_secrets, clients)
@@ -236,10 +251,11 @@ class DemoStack:
 
 
 def msp_stack(world: DemoWorld) -> DemoStack:
-    """Pulumi.prod.yaml pointed at the emulators."""
+    """Pulumi.prod.yaml pointed at the emulators, with cippApi.workloadIdentityPolicies (report-only unless set)."""
     raw = stack_file_raw("prod")
     raw["graphUrl"] = world.graph.url
     raw["cippApi"] = {**raw["cippApi"], "url": world.cipp.url, "tenantId": world.cipp.tenant_id}
+    raw["cippApi"].setdefault("workloadIdentityPolicies", {"state": "reportOnly"})
     manager = raw["cippApi"]["managerClientId"]
     secrets = {CIPP_SECRET_KEY: world.cipp_secrets[manager]}
     return DemoStack("prod", raw, parse_stack_config(raw), secrets)
@@ -250,6 +266,7 @@ def client_stack(world: DemoWorld, client: ClientTenantSpec) -> DemoStack:
         "mode": "client",
         "graphUrl": world.graph.url,
         "clientTenant": {"tenantId": client.tenant_id, "mspTenantId": world.msp_tenant, "accessMode": "gdap"},
+        "assumptions": {"legacyMfaTrustedIps": []},  # the emulated tenants have none (docs/assurance.md)
     }
     return DemoStack(f"client-{client.name}", raw, parse_stack_config(raw))
 
@@ -262,29 +279,59 @@ def matrix_report(world: DemoWorld, stack: DemoStack) -> VerifyReport:
     config = stack.config
     tenant = config.tenant_id if isinstance(config, MspStack) else config.client_tenant.tenant_id
     with environment(world.graph_env()):
-        live = read_tenant(config.graph_url, tenant, token_source(config))
-    # The emulated tenants have no legacy MFA trusted IPs (a real tenant's cannot be read through Graph v1.0).
-    return verify(stack.name, config, live, user_scenarios(config, ROOT), mfa_trusted_ips=[])
+        live = read_tenant(config.graph_url, tenant, token_source(config), workload_app_ids(config))
+    # The stacks state the tenants' legacy MFA trusted IPs (assumptions, docs/assurance.md): Graph v1.0 hides them.
+    return verify(stack.name, config, live, user_scenarios(config, ROOT))
 
 
-def apply_graph_bodies(world: DemoWorld, stack: DemoStack) -> list[str]:
-    """Demo stand-in for the azuread provider: POST the plan's Graph bodies (location first, then the
-    policies with the placeholder location id replaced by the one Graph assigned). Returns the names."""
+def apply_graph_bodies(world: DemoWorld, stack: DemoStack, only_workload: bool = False) -> list[str]:
+    """Demo stand-in for the azuread provider: POST the plan's Graph bodies (locations first, then the
+    policies with the placeholder location ids replaced by the ones Graph assigned). Returns the names.
+    `only_workload`: just cippApi.workloadIdentityPolicies' resources."""
     overrides = {k: v for k, v in stack.raw.items() if k in ("graphUrl", "cippApi")}
-    document = build_plan(stack.name, overrides=overrides)
+    with service_principal_snapshot(world) as snapshot, environment({SERVICE_PRINCIPAL_SNAPSHOT_ENV: str(snapshot)}):
+        document = build_plan(stack.name, overrides=overrides)
+    wanted = [
+        r for r in document.resources if r["graph"] is not None and (not only_workload or _in_workload_component(r))
+    ]
     created: list[str] = []
     token = token_source(stack.config)
     with environment(world.graph_env()), GraphClient(world.graph.url, world.msp_tenant, token) as graph:
         real_ids: dict[str, str] = {}
-        for location in document.graph_objects("namedLocation"):
+        for location in (r["graph"] for r in wanted if r["type"].endswith(":NamedLocation")):
             body = {k: v for k, v in location.items() if k != "id"}
             real_ids[location["id"]] = graph.post(NAMED_LOCATIONS, body)["id"]
             created.append(body["displayName"])
-        for policy in document.graph_objects("policy"):
+        for policy in (r["graph"] for r in wanted if r["type"].endswith(":ConditionalAccessPolicy")):
             body = json.loads(_replace_ids(json.dumps({k: v for k, v in policy.items() if k != "id"}), real_ids))
-            graph.post(POLICIES, body)
+            try:
+                graph.post(POLICIES, body)
+            except GraphError as error:
+                raise RuntimeError(licence_error(error.graph_message) or str(error)) from None
             created.append(body["displayName"])
     return created
+
+
+def _in_workload_component(resource: Mapping[str, Any]) -> bool:
+    return bool(resource["parent"]) and str(resource["parent"]).endswith(f"::{WORKLOAD_COMPONENT}")
+
+
+@contextlib.contextmanager
+def service_principal_snapshot(world: DemoWorld) -> Iterator[Path]:
+    """The MSP tenant's service principals as a saved list body: the offline plan's answer to the lookup."""
+    with tempfile.TemporaryDirectory(prefix="cipp-hardening-demo-sp-") as folder:
+        path = Path(folder) / "service-principals.json"
+        path.write_text(json.dumps({"value": world.graph.service_principals(world.msp_tenant)}), encoding="utf-8")
+        yield path
+
+
+def without_workload_identity(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The stack config without cippApi.workloadIdentityPolicies, for what cannot look up service principals
+    (the Part C dynamic resources declared under mocks)."""
+    stripped = dict(raw)
+    if isinstance(stripped.get("cippApi"), Mapping):
+        stripped["cippApi"] = {k: v for k, v in stripped["cippApi"].items() if k != "workloadIdentityPolicies"}
+    return stripped
 
 
 def _replace_ids(text: str, ids: Mapping[str, str]) -> str:
@@ -295,12 +342,13 @@ def _replace_ids(text: str, ids: Mapping[str, str]) -> str:
 
 def apply_dynamic_resources(stack: DemoStack, env: Mapping[str, str | None]) -> dict[str, int]:
     """The program's dynamic resources, declared under mocks and applied through the real provider host."""
+    runtime = {**runtime_config(without_workload_identity(stack.raw)), **stack.secrets}
     with environment(env), _quiet_program_logs():
         declared = collect_dynamic_resources(
-            ROOT / "__main__.py", config=stack.runtime, stack=stack.name, secret_keys=list(stack.secrets)
+            ROOT / "__main__.py", config=runtime, stack=stack.name, secret_keys=list(stack.secrets)
         )
     with ProviderHost(ROOT, env=env, stack=stack.name) as host:
-        host.configure(stack.runtime, secret_keys=list(stack.secrets))
+        host.configure(runtime, secret_keys=list(stack.secrets))
         return MiniEngine(host).up(declared).counts
 
 
@@ -408,7 +456,7 @@ def show_matrices(world: DemoWorld, stacks: list[DemoStack], console: Console, w
     return reports
 
 
-def run_demo(console: Console, corpus: Path | None = CORPUS, cli: Path | None = None) -> DemoOutcome:
+def run_demo(console: Console, corpus: Path | None = None, cli: Path | None = None) -> DemoOutcome:
     """The demo; with `cli`, every stack is applied by `pulumi up` through that Pulumi CLI."""
     started = time.monotonic()
     outcome = DemoOutcome()
@@ -437,9 +485,40 @@ def run_demo(console: Console, corpus: Path | None = CORPUS, cli: Path | None = 
         outcome.cipp_after = cipp_check(world)
         print_cipp(outcome.cipp_after, console, "CIPP-API clients after")
     outcome.seconds = time.monotonic() - started
-    verdict = "[green]every invariant holds[/]" if outcome.ok else "[red]something does not hold (see above)[/]"
-    console.rule(f"{verdict} — {outcome.seconds:.1f}s")
+    console.rule()
+    console.print(f"{final_line(outcome)} — {outcome.seconds:.1f}s", highlight=False)
     return outcome
+
+
+def stack_verdict(name: str, report: VerifyReport) -> str:
+    """What `make verify` would say of the stack after the demo applied it, in one clause."""
+    matrix = report.matrix
+    if matrix.failures:
+        return f"[red]{name}: {len(matrix.failures)} invariant(s) broken[/]"
+    clauses = ["invariants hold"]
+    if matrix.uncertain:
+        clauses.append(f"{len(matrix.uncertain)} not proven")
+    if report.missing_policies:
+        clauses.append(f"missing {', '.join(repr(n) for n in report.missing_policies)}")
+    if report.missing_exclusions:
+        names = ", ".join(repr(p["displayName"]) for p in report.missing_exclusions)
+        clauses.append(f"{len(report.missing_exclusions)} policy(ies) still without the MSP exclusion ({names})")
+    colour = "green" if report.exit_code == 0 else "yellow"
+    return f"[{colour}]{name}: {', '.join(clauses)}[/]"
+
+
+def final_line(outcome: DemoOutcome) -> str:
+    """The demo's last line: every applied stack as verify sees it, then the CIPP-API check."""
+    parts = [stack_verdict(name, report) for name, report in outcome.after.items()]
+    cipp = outcome.cipp_after
+    if cipp is not None and (cipp.office_status, cipp.outside_status) == (200, 403):
+        parts.append("[green]CIPP-API: the managed client is refused from outside (403)[/]")
+    else:
+        status = (
+            "not checked" if cipp is None else f"{cipp.office_status} from the office, {cipp.outside_status} outside"
+        )
+        parts.append(f"[red]CIPP-API: {status}[/]")
+    return "; ".join(parts)
 
 
 def apply_all_with_engine(
@@ -459,8 +538,8 @@ def apply_all_with_engine(
 def apply_all_in_process(world: DemoWorld, stacks: list[DemoStack], outcome: DemoOutcome, console: Console) -> None:
     msp = stacks[0]
     console.print(
-        "[bold]prod, Step 1 / Part A / Part B[/]: [magenta]demo stand-in for the azuread provider[/] — the plan's "
-        "rendered Graph v1.0 bodies POSTed to the emulator"
+        "[bold]prod, Step 1 / Part A / Part B / Part C by Entra[/]: [magenta]demo stand-in for the azuread "
+        "provider[/] — the plan's rendered Graph v1.0 bodies POSTed to the emulator"
     )
     outcome.applied["prod graph"] = apply_graph_bodies(world, msp)
     console.print("  created: " + "; ".join(outcome.applied["prod graph"]))
@@ -473,14 +552,23 @@ def apply_all_in_process(world: DemoWorld, stacks: list[DemoStack], outcome: Dem
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="cipp-hardening demo", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="cipp-hardening demo",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="exit codes:\n  0  after the stacks were applied, every invariant holds and CIPP refuses the managed "
+        "client from outside\n  1  something does not hold (the last line says which stack)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--no-corpus", action="store_true", help="use the bundled sample policies even when ../shared/corpus is there"
+        "--corpus",
+        type=Path,
+        help="a folder holding the exported baselines " + " and ".join(CORPUS_FOLDERS.values()) + " to seed the two "
+        "client tenants with (default: the bundled sample policies)",
     )
     parser.add_argument("--no-engine", action="store_true", help="apply in process even when a Pulumi CLI is available")
     args = parser.parse_args(argv)
-    outcome = run_demo(Console(), None if args.no_corpus else CORPUS, None if args.no_engine else find_cli())
+    if args.corpus is not None and (missing := [f for f in CORPUS_FOLDERS.values() if not (args.corpus / f).is_dir()]):
+        parser.error(f"--corpus {args.corpus}: no folder {', '.join(missing)} in it")
+    outcome = run_demo(Console(), args.corpus, None if args.no_engine else find_cli())
     return 0 if outcome.ok else 1
 
 

@@ -12,8 +12,9 @@
    (comments and order kept), so the change goes through review as a diff; then prints the preview
    command. Otherwise it changes nothing.
 
-Permissions (the identity of azure-identity: AZURE_CLIENT_ID/SECRET, workload identity, or the Azure CLI):
-Policy.Read.All and AuditLog.Read.All in the MSP tenant. Exit 0 promoted, 1 affected sign-ins without
+Permissions (the identity of dynamic_providers/credentials.py: ARM_* or AZURE_* variables, a federated token,
+or the Azure CLI): Policy.Read.All and AuditLog.Read.All in the MSP tenant; User.Read.All and Group.Read.All
+too when the config names users or groups by name. Exit 0 promoted, 1 affected sign-ins without
 --accept (nothing changed), 2 any other error (nothing changed).
 """
 
@@ -35,6 +36,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from cipp_hardening.config import PROJECT, ConfigError, MspStack, parse_stack_config
+from cipp_hardening.directory_names import graph_lookup, resolve_with
 from cipp_hardening.rollout import (
     REPORT_ONLY_STATE,
     AffectedGroup,
@@ -44,6 +46,7 @@ from cipp_hardening.rollout import (
     iso,
     promotion_record,
 )
+from cipp_hardening.yamlfile import YamlFileError, load_yaml
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
 
@@ -194,10 +197,13 @@ class Request:
 def promote(request: Request, console: Console) -> int:
     """Read the evidence, print it, and promote or not (exit code)."""
     text = request.stack_file.read_text(encoding="utf-8")
+    load_yaml(text, str(request.stack_file))  # a syntax error names the file and line (YamlFileError)
     config = config_of(text)
     _check_promotable(config, text)
     start, end = request.now - timedelta(days=request.days), request.now
     with _graph_for(config) as client:
+        # Names (UPNs, group names) become ids first: the evidence sorts sign-ins by user id.
+        config = _with_ids(config, client)
         policy = find_part_a(client, config.technician_access.display_name, request.policy_id)
         if policy.get("state") != REPORT_ONLY_STATE:
             raise PromoteError(
@@ -241,6 +247,13 @@ def _check_promotable(config: MspStack, text: str) -> None:
         "recordedAt": "2000-01-02T00:00:00Z",
     }
     config_of(promoted_stack_text(text, probe))
+
+
+def _with_ids(config: MspStack, graph: GraphClient) -> MspStack:
+    resolved, _ = resolve_with(config, lambda name: graph_lookup(graph, name))
+    if not isinstance(resolved, MspStack):  # resolve_with keeps the kind of stack
+        raise PromoteError("promotion is for MSP stacks (Part A); this is a client stack")
+    return resolved
 
 
 def _graph_for(config: MspStack) -> GraphClient:
@@ -303,9 +316,21 @@ def _next_steps(request: Request) -> str:
     )
 
 
+EXIT_CODES = """exit codes (they reach the caller; `make promote` turns every failure into 2):
+  0  promoted: technicianAccess.state set to enabled and promotedAfter recorded in the stack file
+  1  refused: sign-ins would have been affected; read them, then run again with --accept (nothing changed)
+  2  error: configuration, stack file (YAML with file:line), an unknown or ambiguous name, credentials,
+     Graph, or the policy is not report-only in the tenant (nothing changed)
+
+Credentials: ARM_* (as pulumi-azuread reads them) or AZURE_* variables, or `az login` (docs/commands.md)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="cipp-hardening promote", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="cipp-hardening promote",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", default="prod", help="stack name: edits Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="edit this stack file instead of Pulumi.<stack>.yaml")
@@ -329,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return promote(request, console)
     except (
         ConfigError,
+        YamlFileError,
         PromoteError,
         GraphError,
         credentials.CredentialError,
