@@ -2,7 +2,7 @@
 
 Run from the repository root:  .venv/bin/python bench/bench_evaluator.py
 Counts policy x sign-in evaluations per second (verdicts included), best of 3 runs of >= 2 s each.
-Without ../shared/corpus it falls back to a synthetic policy set and says so.
+Without the policy corpus (tests/conftest.py CORPUS) it falls back to a synthetic policy set and says so.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def synthetic_policies() -> list[dict[str, Any]]:
 def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     if CORPUS.is_dir():
         return load_policy_folder(CORPUS), load_named_location_folder(CORPUS), "corpus"
-    return synthetic_policies(), [], "synthetic (../shared/corpus absent)"
+    return synthetic_policies(), [], "synthetic (policy corpus absent)"
 
 
 def one_run(policy_set: PolicySet, scenarios: list[SignIn]) -> float:

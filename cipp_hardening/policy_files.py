@@ -1,6 +1,6 @@
 """Read Conditional Access policy and named-location JSON files as people export them.
 
-Real exports (see ../shared/corpus/SOURCES.md) come as UTF-8, UTF-8 with a BOM, or UTF-16 with a BOM
+Real exports (the public baselines the tests load) come as UTF-8, UTF-8 with a BOM, or UTF-16 with a BOM
 (PowerShell's `Out-File`), and hold a single object, a JSON array of objects, or a Graph collection
 envelope `{"value": [...]}`. These helpers hide all of that and hand back plain lists of dicts.
 """

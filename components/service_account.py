@@ -34,7 +34,7 @@ class ServiceAccountPolicy(pulumi.ComponentResource):
             ),
             grant_controls=azuread.ConditionalAccessPolicyGrantControlsArgs(operator="OR", built_in_controls=["mfa"]),
             # everyTime alone: no period/value; the provider then omits applicationEnforcedRestrictions and
-            # disableResilienceDefaults, which Graph rejects together with everyTime (graph-ca.md §2.6, §4.3).
+            # disableResilienceDefaults, which Graph rejects together with everyTime (docs/graph-ca.md §2.6, §4.3).
             session_controls=azuread.ConditionalAccessPolicySessionControlsArgs(
                 sign_in_frequency_interval="everyTime",
                 sign_in_frequency_authentication_type="primaryAndSecondaryAuthentication",

@@ -28,6 +28,6 @@ class TrustedLocation(pulumi.ComponentResource):
             ip=azuread.NamedLocationIpArgs(ip_ranges=list(args.location.cidrs), trusted=True),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # The bare GUID, which is what policies reference; `id` is a /identity/... path (graph-ca.md §4.1).
+        # The bare GUID, which is what policies reference; `id` is a /identity/... path (docs/graph-ca.md §4.1).
         self.object_id = self.named_location.object_id
         self.register_outputs({"objectId": self.object_id, "cidrs": list(args.location.cidrs)})

@@ -14,7 +14,7 @@ a plain `pulumi up` (no refresh) shows and repairs it. There is no confirming re
 next run's listing and idempotent merge absorb Graph's replication lag.
 
 The provider object holds no session, lock or token: it is pickled into state by module and class
-name (pulumi-python-notes.md §2.2). Credentials are resolved per call (dynamic_providers.credentials).
+name (docs/pulumi.md §2.2). Credentials are resolved per call (dynamic_providers.credentials).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _read_users(graph: GraphClient, props: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_users(graph: GraphClient, props: dict[str, Any], users: dict[str, Any]) -> None:
-    """PATCH the whole users object (graph-ca.md §1.3); 204 means Graph took it."""
+    """PATCH the whole users object (docs/graph-ca.md §1.3); 204 means Graph took it."""
     graph.patch(_path(props), {"conditions": {"users": users}})
 
 

@@ -1,7 +1,7 @@
 """The one HTTP client for Microsoft Graph: paging, pacing, retries and the error envelope.
 
 Conditional Access allows 1 request per second per tenant for all apps together, and its 429s carry
-no Retry-After (graph-ca.md §1.5). So every request first waits its turn on a per-tenant pacer shared
+no Retry-After (docs/graph-ca.md §1.5). So every request first waits its turn on a per-tenant pacer shared
 by all threads of the process (the provider host applies resources concurrently); 429, 5xx (not 501),
 timeouts and dropped connections are retried with exponential backoff and jitter, honouring
 Retry-After when Graph sends one; other 4xx are never retried.
@@ -22,7 +22,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 if TYPE_CHECKING:
     import requests
 
-API_VERSION = "v1.0"  # writes through beta make a policy unreadable on v1.0 (graph-ca.md §1.3)
+API_VERSION = "v1.0"  # writes through beta make a policy unreadable on v1.0 (docs/graph-ca.md §1.3)
 # 1 request/s is the limit, not a target: requests spaced exactly 1.0 s apart arrive a few ms early
 # often enough to draw 429s (BENCHMARKS.md: 20 policies took 91 requests at 1.00 s, 65 at 1.05 s).
 DEFAULT_INTERVAL_S = 1.05
@@ -174,7 +174,7 @@ class GraphClient:
         return payload
 
     def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a collection, following @odata.nextLink (graph-ca.md §1.4)."""
+        """Every page of a collection, following @odata.nextLink (docs/graph-ca.md §1.4)."""
         page = self.get(path, params)
         yield page.get("value", [])
         while page.get("@odata.nextLink"):

@@ -2,7 +2,7 @@
 
 Shared by the Graph and CIPP-API emulators: the Graph emulator serves the token endpoint and the
 OpenID configuration from it, and the CIPP-API emulator verifies the bearer tokens it issued, the
-way EasyAuth validates tokens before CIPP's code runs (cipp-api.md §1, §7).
+way EasyAuth validates tokens before CIPP's code runs (docs/cipp-api.md §1, §7).
 
 Tokens are real JWTs (HS256, a key per Directory), so azure-identity/MSAL parse them as usual and
 a forged or foreign token fails verification.

@@ -10,7 +10,7 @@ No Pulumi CLI/engine can run here, so this module plays the engine's part around
   ``{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": ...}``.
   Like the engine, it strips secrets before sending them to a provider that answered
   ``acceptSecrets: false`` (the Python host always does) and copies secretness back onto
-  same-named outputs (``annotateSecrets``, pulumi-python-notes.md §2.3).
+  same-named outputs (``annotateSecrets``, docs/pulumi.md §2.3).
 * ``collect_dynamic_resources``: runs a program under ``pulumi.runtime.set_mocks`` and records every
   ``pulumi-python:dynamic/...`` registration in wire form (incl. ``__provider``) plus the stack outputs.
 * ``MiniEngine``: a tiny state-keeping engine with ``up`` / ``refresh`` / ``destroy`` semantics for

@@ -1,4 +1,4 @@
-"""The rooms of the code and what may import what (README "How the code is laid out")."""
+"""The rooms of the code and what may import what (docs/layout.md)."""
 
 from __future__ import annotations
 

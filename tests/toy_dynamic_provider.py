@@ -1,7 +1,7 @@
 """A toy dynamic provider used only by the provider-host harness tests (tests/test_provider_host.py).
 
 Each ToyRecord is one JSON file ``<state dir>/<name>.json``. The state directory comes from the stack
-config key ``cipp-hardening:toyStateDir`` (read in ``configure()``, pulumi-python-notes.md §2.1) or,
+config key ``cipp-hardening:toyStateDir`` (read in ``configure()``, docs/pulumi.md §2.1) or,
 failing that, the ``TOY_STATE_DIR`` environment variable. The module must stay import-side-effect
 free: the provider host imports it by reference when it unpickles ``__provider`` (notes §2.2).
 """
