@@ -288,18 +288,13 @@ def _client_lookup(config: ClientStack, client_secret: str | None) -> Callable[[
 
 def _live_client_lookup(config: ClientStack, client_secret: str | None, name: DirectoryName) -> str:
     """The same identity as the listing of the client's policies (cipp_hardening/inventory.py)."""
+    from cipp_hardening.inventory import client_tenant_graph
     from dynamic_providers import credentials
-    from dynamic_providers.graph_client import GraphClient, GraphError
+    from dynamic_providers.graph_client import GraphError
 
     tenant = config.client_tenant.tenant_id
-
-    def token() -> str:
-        return credentials.access_token(
-            tenant, f"{config.graph_url}/.default", client_id=config.graph_client_id, client_secret=client_secret
-        )
-
     try:
-        with GraphClient(config.graph_url, tenant, token) as graph:
+        with client_tenant_graph(config, client_secret) as graph:
             return graph_lookup(graph, name)
     except (GraphError, credentials.CredentialError) as error:
         raise DirectoryLookupError(f"could not look {name.name!r} up in tenant {tenant}: {error}") from None

@@ -38,6 +38,18 @@ def snapshot_path() -> Path | None:
     return Path(value) if value else None
 
 
+def client_tenant_graph(stack: ClientStack, client_secret: str | None = None) -> GraphClient:
+    """Graph in the client tenant as the stack's identity (graphClientId, or the environment's credentials)."""
+    tenant = stack.client_tenant.tenant_id
+
+    def token() -> str:
+        return credentials.access_token(
+            tenant, f"{stack.graph_url}/.default", client_id=stack.graph_client_id, client_secret=client_secret
+        )
+
+    return GraphClient(stack.graph_url, tenant, token)
+
+
 def client_policies(stack: ClientStack, client_secret: str | None = None) -> list[dict[str, Any]]:
     snapshot = snapshot_path()
     if snapshot is not None and _offline_run():
@@ -45,21 +57,15 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
         return load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
     if snapshot is not None:
         pulumi.log.warn(f"{SNAPSHOT_ENV} is ignored outside offline plans: listing the policies from Graph")
-    tenant = stack.client_tenant.tenant_id
     import requests  # only for a live listing: the offline plan never loads it (BENCHMARKS.md §1)
 
-    def token() -> str:
-        return credentials.access_token(
-            tenant, f"{stack.graph_url}/.default", client_id=stack.graph_client_id, client_secret=client_secret
-        )
-
     try:
-        with GraphClient(stack.graph_url, tenant, token) as graph:
+        with client_tenant_graph(stack, client_secret) as graph:
             return graph.list_all(POLICIES)
     except (GraphError, credentials.CredentialError, requests.RequestException) as error:
         hint = _snapshot_hint(pulumi.get_stack()) if _offline_run() else ""
         raise pulumi.RunError(
-            f"clientTenant: could not list the Conditional Access policies of tenant {tenant} "
+            f"clientTenant: could not list the Conditional Access policies of tenant {stack.client_tenant.tenant_id} "
             f"at {stack.graph_url}: {error}{hint}"
         ) from None
 

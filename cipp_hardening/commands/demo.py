@@ -53,6 +53,7 @@ from cipp_hardening.commands.verify import (
     POLICIES,
     VerifyReport,
     print_report,
+    read_stack_directory,
     read_tenant,
     token_source,
     verify,
@@ -216,9 +217,26 @@ def demo_world(corpus: Path | None = None) -> Iterator[DemoWorld]:
             cipp.add_client(client_id, app_name, role, (), True, False, cipp_secrets[client_id])
             graph.add_service_principal(msp, client_id, app_name)  # CIPP creates one per API client
         graph.set_licences(msp, workload_identities_premium=True)
+        seed_msp_directory(graph, msp, stack_file_raw("prod"))
         cipp.save_to_azure()
         cipp.egress_ip = RUNNER_IP  # App Service would set X-Forwarded-For to the runner's address
         yield DemoWorld(tls, graph, cipp, msp, deployer, cipp_secrets, clients)
+
+
+def seed_msp_directory(graph: GraphEmulator, msp: str, raw: Mapping[str, Any]) -> None:
+    """The users and groups Pulumi.prod.yaml names, as `make verify` expects to find them: enabled
+    cloud-only accounts and role-assignable groups, one technician in the technician group."""
+    access, account = raw["technicianAccess"], raw["serviceAccount"]
+    for number, user_id in enumerate(access.get("breakGlassUserIds", []), start=1):
+        graph.add_user(msp, {"id": user_id, "userPrincipalName": f"breakglass{number}@msp.example"})
+    graph.add_user(msp, {"id": account["userId"], "userPrincipalName": "cipp-service@msp.example"})
+    graph.add_user(msp, {"id": DEMO_TECHNICIAN, "userPrincipalName": "technician@msp.example"})
+    for number, group_id in enumerate(access.get("includeGroupIds", []), start=1):
+        group = {"id": group_id, "displayName": f"CIPP Technicians {number}", "isAssignableToRole": True}
+        graph.add_group(msp, group, members=[DEMO_TECHNICIAN])
+
+
+DEMO_TECHNICIAN = "5ce7a210-0000-4000-8000-000000000101"  # the technician of examples/scenarios-prod.yaml
 
 
 # --- stack configs --------------------------------------------------------------------------------
@@ -280,8 +298,9 @@ def matrix_report(world: DemoWorld, stack: DemoStack) -> VerifyReport:
     tenant = config.tenant_id if isinstance(config, MspStack) else config.client_tenant.tenant_id
     with environment(world.graph_env()):
         live = read_tenant(config.graph_url, tenant, token_source(config), workload_app_ids(config))
+        directory = read_stack_directory(config)  # the accounts and groups the stack names, as verify reads them
     # The stacks state the tenants' legacy MFA trusted IPs (assumptions, docs/assurance.md): Graph v1.0 hides them.
-    return verify(stack.name, config, live, user_scenarios(config, ROOT))
+    return verify(stack.name, config, live, user_scenarios(config, ROOT), directory=directory)
 
 
 def apply_graph_bodies(world: DemoWorld, stack: DemoStack, only_workload: bool = False) -> list[str]:
@@ -416,12 +435,12 @@ def cipp_check(world: DemoWorld) -> CippCheck:
 
 def print_cipp(check: CippCheck, console: Console, title: str) -> None:
     table = Table(title=title)
-    for column in ("API client", "allowed ranges"):
-        table.add_column(column)
+    table.add_column("API client", no_wrap=True)
+    table.add_column("allowed ranges", overflow="fold")  # one range per line, never cut short
     for client_id, name, _ in CIPP_CLIENTS:
         ranges = check.ranges.get(client_id, [])
         style = "yellow" if ranges == ["Any"] else "green"
-        table.add_row(f"{name}\n{client_id}", f"[{style}]{', '.join(ranges)}[/]")
+        table.add_row(f"{name}\n{client_id}", f"[{style}]{chr(10).join(ranges)}[/]")
     console.print(table)
     expected_outside = "[green]403[/]" if check.outside_status == 403 else f"[yellow]{check.outside_status}[/]"
     console.print(
