@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,36 @@ def test_the_client_plan_evaluates_the_policies_after_up(
 def test_a_client_plan_without_a_snapshot_has_no_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SNAPSHOT_ENV, raising=False)
     assert plan_matrix(PlanDocument("client-contoso"), ROOT / "Pulumi.client-contoso.yaml") is None
+
+
+CONSOLE_SCRIPT = ROOT / ".venv" / "bin" / "cipp-hardening"
+
+
+@pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason="needs the console script `make` installs into .venv")
+def test_the_exit_code_reaches_the_caller_and_json_stdout_is_json_only(tmp_path: Path) -> None:
+    wrong = """
+scenarios:
+  - name: a technician at home is let in
+    expect: never_blocked
+    signIn: {userId: u1, groups: [00000000-0000-0000-0000-00000000b001], ip: 198.51.100.77}
+"""
+    stack_file = stack_with(tmp_path, "prod", wrong)
+    broken = subprocess.run(
+        [str(CONSOLE_SCRIPT), "plan", "--stack-file", str(stack_file), "--json", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert broken.returncode == 3, broken.stderr
+    assert json.loads(broken.stdout)["matrix"]["exitCode"] == 3  # stdout holds the JSON document and nothing else
+    # make echoes no command before it: `make plan JSON=-` is as parseable as the script itself.
+    through_make = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "plan", "JSON=-"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert through_make.returncode == 0, through_make.stderr
+    assert json.loads(through_make.stdout)["stack"] == "prod"
