@@ -7,6 +7,7 @@ exit code into 2 while each command documents its own (docs/commands.md).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"cipp-hardening: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return EXIT_USAGE
+    # azure-identity logs each credential that fails; the commands report them all in one message instead.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     module = importlib.import_module(f"cipp_hardening.commands.{COMMANDS[name][0]}")
     try:
         return int(module.main(rest))
