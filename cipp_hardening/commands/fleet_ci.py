@@ -1,8 +1,8 @@
 """CI helpers for many stacks: the job matrix of the workflows and the PR comment of a plan.
 
-    python -m cipp_hardening.commands.fleet_ci matrix [--stacks 'client-*'] [--changed-files FILE] [--always prod]
-                                                      [--all-on-code-change]
-    python -m cipp_hardening.commands.fleet_ci plan-comment --plan plan.json
+    cipp-hardening fleet-ci matrix [--stacks 'client-*'] [--changed-files FILE] [--always prod]
+                                   [--all-on-code-change]
+    cipp-hardening fleet-ci plan-comment --plan plan.json
 
 `matrix` prints a GitHub Actions matrix (`{"include": [{"name", "stacks"}]}`) for the stack files that
 match, optionally only those whose file changed (the paths listed in FILE, e.g. `git diff --name-only`);
