@@ -105,6 +105,15 @@ def _any_of(*values: Tri) -> Tri:
     return UNKNOWN if UNKNOWN in values else NO_MATCH
 
 
+def _filtered(included: Tri, excluded: Tri, filter_mode: str) -> Tri:
+    """An attribute filter we cannot evaluate may add to the side it filters (include or exclude)."""
+    if filter_mode == "include":
+        included = _any_of(included, UNKNOWN)
+    elif filter_mode == "exclude":
+        excluded = _any_of(excluded, UNKNOWN)
+    return _included_not_excluded(included, excluded)
+
+
 def _included_not_excluded(included: Tri, excluded: Tri) -> Tri:
     """Exclude beats include (docs/graph-ca.md §5.3)."""
     if excluded == MATCH or included == NO_MATCH:
@@ -534,13 +543,8 @@ def _client_applications_condition(value: Any) -> Condition | None:
             return UNKNOWN  # decision 6: user sign-ins fail the users condition of such a policy first
         if not workload.in_scope:
             return NO_MATCH
-        included = include.match(workload)
         excluded = NO_MATCH if exclude.empty else exclude.match(workload)
-        if filter_mode == "include":
-            included = _any_of(included, UNKNOWN)
-        elif filter_mode == "exclude":
-            excluded = _any_of(excluded, UNKNOWN)
-        return _included_not_excluded(included, excluded)
+        return _filtered(include.match(workload), excluded, filter_mode)
 
     return "workloadIdentities", check
 
@@ -623,13 +627,8 @@ def _app_check(apps: Mapping[str, Any]) -> Check:
     def check(facts: _Facts) -> Tri:
         if facts.user_action is not None:
             return NO_MATCH  # a user action is not an application sign-in (decision 3)
-        included = include.match(facts)
         excluded = NO_MATCH if exclude.empty else exclude.match(facts)
-        if filter_mode == "include":
-            included = _any_of(included, UNKNOWN)
-        elif filter_mode == "exclude":
-            excluded = _any_of(excluded, UNKNOWN)
-        return _included_not_excluded(included, excluded)
+        return _filtered(include.match(facts), excluded, filter_mode)
 
     return check
 
