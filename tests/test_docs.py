@@ -63,7 +63,7 @@ def test_every_relative_link_resolves(doc: Path) -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_doc_names_a_path_outside_the_repository(doc: Path) -> None:
     text = doc.read_text(encoding="utf-8")
-    assert "/work/" not in text
+    assert f"{ROOT.parent}/" not in text  # the folder around the repository, as this machine spells it
     assert "../shared" not in text
 
 
