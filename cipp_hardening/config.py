@@ -585,14 +585,25 @@ def _check_technician_rules(reader: _Reader, access: TechnicianAccess, service_a
             "is required while the policy is enabled or report-only: without an excluded break-glass "
             "account an IP mistake locks every administrator out of the MSP tenant",
         )
+    reader.problems.extend(technician_overlaps(access, service_account_id))
+
+
+def technician_overlaps(access: TechnicianAccess, service_account_id: str) -> list[Problem]:
+    """One object in two roles (technician, break-glass, service account); checked again once names are ids."""
+    path, problems = "technicianAccess", []
     if service_account_id and service_account_id in access.include_user_ids:
-        reader.fail(f"{path}.includeUserIds", "lists the CIPP service account; Part A must never apply to it")
+        problems.append(
+            Problem(f"{path}.includeUserIds", "lists the CIPP service account; Part A must never apply to it")
+        )
     if service_account_id and service_account_id in access.break_glass_user_ids:
-        reader.fail(f"{path}.breakGlassUserIds", "lists the CIPP service account; it is not a break-glass account")
+        problems.append(
+            Problem(f"{path}.breakGlassUserIds", "lists the CIPP service account; it is not a break-glass account")
+        )
     for user in sorted(set(access.include_user_ids) & set(access.break_glass_user_ids)):
-        reader.fail(f"{path}.includeUserIds", f"{user} is also a break-glass account")
+        problems.append(Problem(f"{path}.includeUserIds", f"{user} is also a break-glass account"))
     for group in sorted(set(access.include_group_ids) & set(access.break_glass_group_ids)):
-        reader.fail(f"{path}.includeGroupIds", f"{group} is also a break-glass group")
+        problems.append(Problem(f"{path}.includeGroupIds", f"{group} is also a break-glass group"))
+    return problems
 
 
 _GUARD_OVERRIDE_HINT = (

@@ -34,6 +34,7 @@ from cipp_hardening.config import (
     MspStack,
     Problem,
     StackConfig,
+    technician_overlaps,
 )
 
 if TYPE_CHECKING:
@@ -196,25 +197,10 @@ def _resolve_msp(config: MspStack, by_value: Mapping[tuple[str, str, str], str])
         break_glass_user_ids=many("user", access.break_glass_user_ids, "technicianAccess.breakGlassUserIds"),
         break_glass_group_ids=many("group", access.break_glass_group_ids, "technicianAccess.breakGlassGroupIds"),
     )
-    problems += _overlaps(access, account.user_id)
+    problems += technician_overlaps(access, account.user_id)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(config, technician_access=access, service_account=account, names=())
-
-
-def _overlaps(access: Any, service_account_id: str) -> list[Problem]:
-    """The rules config.py checks on ids, again after names became ids (a name can hide a clash)."""
-    path = "technicianAccess"
-    problems = []
-    if service_account_id in access.include_user_ids:
-        problems.append(Problem(f"{path}.includeUserIds", "lists the CIPP service account; Part A must never apply"))
-    if service_account_id in access.break_glass_user_ids:
-        problems.append(Problem(f"{path}.breakGlassUserIds", "lists the CIPP service account; not a break-glass one"))
-    for user in sorted(set(access.include_user_ids) & set(access.break_glass_user_ids)):
-        problems.append(Problem(f"{path}.includeUserIds", f"{user} is also a break-glass account"))
-    for group in sorted(set(access.include_group_ids) & set(access.break_glass_group_ids)):
-        problems.append(Problem(f"{path}.includeGroupIds", f"{group} is also a break-glass group"))
-    return problems
 
 
 @dataclass
