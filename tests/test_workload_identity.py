@@ -390,7 +390,7 @@ def test_verify_reads_the_service_principals_live(world: DemoWorld) -> None:
 
     stack = msp_stack(world)
     assert workload_app_ids(stack.config) == [MANAGER, RMM]
-    apply_graph_bodies(world, stack, only_workload=True)
+    apply_graph_bodies(world, stack)
     with environment(world.graph_env()):
         live = read_tenant(stack.config.graph_url, world.msp_tenant, token_source(stack.config), [MANAGER, RMM])
     object_ids = {sp["appId"]: sp["id"] for sp in world.graph.service_principals(world.msp_tenant)}
@@ -417,7 +417,7 @@ def test_graph_refusing_without_the_licence_is_one_error_naming_the_section(worl
     world.graph.set_licences(world.msp_tenant, workload_identities_premium=False)
     try:
         with pytest.raises(RuntimeError) as refused:
-            apply_graph_bodies(world, stack, only_workload=True)
+            apply_graph_bodies(world, stack)
     finally:
         world.graph.set_licences(world.msp_tenant, workload_identities_premium=True)
     message = str(refused.value)

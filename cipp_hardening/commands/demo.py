@@ -87,7 +87,6 @@ CIPP_CLIENTS = (  # client id (as in Pulumi.prod.yaml), name, role; all open to 
     ("00000000-0000-0000-0000-0000000e0003", "PSA integration (not managed by the stack)", "readonly"),
 )
 RMM = CIPP_CLIENTS[1][0]
-WORKLOAD_COMPONENT = "cipp-api-workload-identity"  # __main__.py's name for cippApi.workloadIdentityPolicies
 CONTOSO, FABRIKAM = "00000000-0000-0000-0000-0000000c0001", "00000000-0000-0000-0000-0000000c0002"
 
 
@@ -303,16 +302,13 @@ def matrix_report(world: DemoWorld, stack: DemoStack) -> VerifyReport:
     return verify(stack.name, config, live, user_scenarios(config, ROOT), directory=directory)
 
 
-def apply_graph_bodies(world: DemoWorld, stack: DemoStack, only_workload: bool = False) -> list[str]:
+def apply_graph_bodies(world: DemoWorld, stack: DemoStack) -> list[str]:
     """Demo stand-in for the azuread provider: POST the plan's Graph bodies (locations first, then the
-    policies with the placeholder location ids replaced by the ones Graph assigned). Returns the names.
-    `only_workload`: just cippApi.workloadIdentityPolicies' resources."""
+    policies with the placeholder location ids replaced by the ones Graph assigned). Returns the names."""
     overrides = {k: v for k, v in stack.raw.items() if k in ("graphUrl", "cippApi")}
     with service_principal_snapshot(world) as snapshot, environment({SERVICE_PRINCIPAL_SNAPSHOT_ENV: str(snapshot)}):
         document = build_plan(stack.name, overrides=overrides)
-    wanted = [
-        r for r in document.resources if r["graph"] is not None and (not only_workload or _in_workload_component(r))
-    ]
+    wanted = [r for r in document.resources if r["graph"] is not None]
     created: list[str] = []
     token = token_source(stack.config)
     with environment(world.graph_env()), GraphClient(world.graph.url, world.msp_tenant, token) as graph:
@@ -329,10 +325,6 @@ def apply_graph_bodies(world: DemoWorld, stack: DemoStack, only_workload: bool =
                 raise RuntimeError(licence_error(error.graph_message) or str(error)) from None
             created.append(body["displayName"])
     return created
-
-
-def _in_workload_component(resource: Mapping[str, Any]) -> bool:
-    return bool(resource["parent"]) and str(resource["parent"]).endswith(f"::{WORKLOAD_COMPONENT}")
 
 
 @contextlib.contextmanager
