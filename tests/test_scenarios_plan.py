@@ -17,6 +17,15 @@ from tests.helpers import ROOT
 CONTOSO_POLICIES = ROOT / "examples" / "client-contoso-policies"
 
 
+# A technician at home "never blocked": Part A says otherwise, so the matrix has one broken row.
+BROKEN_SCENARIO = """
+scenarios:
+  - name: a technician at home is let in
+    expect: never_blocked
+    signIn: {userId: u1, groups: [00000000-0000-0000-0000-00000000b001], ip: 198.51.100.77}
+"""
+
+
 def stack_with(tmp_path: Path, stack: str, scenarios: str | None) -> Path:
     document: dict[str, Any] = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     if scenarios is not None:
@@ -41,13 +50,7 @@ def test_the_prod_plan_prints_the_matrix_and_writes_it(tmp_path: Path, capsys: p
 
 
 def test_a_broken_invariant_exits_3_and_names_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    wrong = """
-scenarios:
-  - name: a technician at home is let in
-    expect: never_blocked
-    signIn: {userId: u1, groups: [00000000-0000-0000-0000-00000000b001], ip: 198.51.100.77}
-"""
-    stack_file = stack_with(tmp_path, "prod", wrong)
+    stack_file = stack_with(tmp_path, "prod", BROKEN_SCENARIO)
     assert main(["--stack", "prod", "--stack-file", str(stack_file)]) == 3
     out = capsys.readouterr().out
     assert "1 broken" in out
@@ -90,13 +93,7 @@ CONSOLE_SCRIPT = ROOT / ".venv" / "bin" / "cipp-hardening"
 
 @pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason="needs the console script `make` installs into .venv")
 def test_the_exit_code_reaches_the_caller_and_json_stdout_is_json_only(tmp_path: Path) -> None:
-    wrong = """
-scenarios:
-  - name: a technician at home is let in
-    expect: never_blocked
-    signIn: {userId: u1, groups: [00000000-0000-0000-0000-00000000b001], ip: 198.51.100.77}
-"""
-    stack_file = stack_with(tmp_path, "prod", wrong)
+    stack_file = stack_with(tmp_path, "prod", BROKEN_SCENARIO)
     broken = subprocess.run(
         [str(CONSOLE_SCRIPT), "plan", "--stack-file", str(stack_file), "--json", "-"],
         capture_output=True,
