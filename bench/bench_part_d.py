@@ -7,7 +7,7 @@ Run from the repository root:
 
 Each size is a fresh tenant whose policies all need the MSP exclusion, applied like a first `pulumi up`
 (program + real provider host, see bench/emulated_tenants.py), then applied again once converged. Reported:
-requests made vs the minimum (one paged list + a fresh GET and a PATCH per policy), 429s, the
+requests made vs the minimum (one paged list + a fresh GET, a PATCH and a confirming GET per policy), 429s, the
 most requests one policy took, wall time vs the throttle bound (requests × 1 s at 1 request/s), convergence,
 and the converged tenant's cost (requests, writes).
 

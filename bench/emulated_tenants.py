@@ -88,8 +88,8 @@ class TenantRun:
 
     @property
     def minimum(self) -> int:
-        """One paged list, then a fresh GET and a PATCH for each policy that needs the exclusion."""
-        return max(self.list_pages, 1) + 2 * self.changed
+        """One paged list, then a fresh GET, a PATCH and a confirming GET for each policy that needs the exclusion."""
+        return max(self.list_pages, 1) + 3 * self.changed  # GET, PATCH, confirming GET (docs/part-d.md)
 
     def bound_s(self, rate: Rate) -> float:
         """The issue's throttle bound: every request (429s included) × 1 / the tenant's limit (1 s at 1 req/s)."""

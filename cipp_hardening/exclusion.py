@@ -1,9 +1,9 @@
 """Part D merge rules: exclude the MSP from one client policy without touching anyone else's setting.
 
 Pure functions over Graph v1.0 `conditions.users` objects. The provider reads a policy, asks these
-functions for the complete new users object, and PATCHes it whole (docs/graph-ca.md §1.3: collections are
-replaced, so the union must be sent). What was added is recorded as an `Addition`, so that removing
-the exclusion later takes out exactly that and nothing else.
+functions for the complete new users object, and PATCHes the keys that changed (docs/graph-ca.md §1.3:
+collections are replaced, so a changed list is sent whole). What was added is recorded as an `Addition`,
+so that removing the exclusion later takes out exactly that and nothing else.
 
 GDAP: the exclusion is `excludeGuestsOrExternalUsers = {serviceProvider, enumerated [MSP tenant]}`.
 One such object carries *one* tenant scope for *all* of its guest types (docs/graph-ca.md §2.4), so when the
@@ -15,6 +15,7 @@ Direct tenant mode: the CIPP service account is added to `excludeUsers`.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,6 +59,41 @@ class Addition:
     def __bool__(self) -> bool:
         return bool(self.guest_types or self.tenants or self.exclude_users)
 
+    def union(self, other: Addition) -> Addition:
+        return Addition(
+            _merged(self.guest_types, other.guest_types),
+            _merged(self.tenants, other.tenants),
+            _merged(self.exclude_users, other.exclude_users),
+            self.created_object or other.created_object,
+        )
+
+    def covers(self, other: Addition) -> bool:
+        """Whether every part of `other` is part of this addition (GUIDs compared case-insensitively)."""
+        return (
+            all(_has(self.guest_types, t) for t in other.guest_types)
+            and all(_has(self.tenants, t) for t in other.tenants)
+            and all(_has(self.exclude_users, u) for u in other.exclude_users)
+            and (self.created_object or not other.created_object)
+        )
+
+    def present_in(self, users: Mapping[str, Any] | None) -> Addition:
+        """The parts of this addition that the users object holds now."""
+        complete = full_users(users)
+        guests = complete["excludeGuestsOrExternalUsers"] or {}
+        types = guest_types(guests)
+        _, members = _tenant_scope(guests) if guests else ("all", [])
+        kept_types = tuple(t for t in self.guest_types if t in types)
+        return Addition(
+            kept_types,
+            tuple(t for t in self.tenants if _has(members, t)),
+            tuple(u for u in self.exclude_users if _has(complete["excludeUsers"], u)),
+            self.created_object and bool(kept_types),
+        )
+
+
+def _merged(first: Sequence[str], second: Sequence[str]) -> tuple[str, ...]:
+    return (*first, *(value for value in second if not _has(first, value)))
+
 
 @dataclass(frozen=True)
 class Merge:
@@ -72,12 +108,92 @@ class Merge:
 
 
 def full_users(users: Mapping[str, Any] | None) -> Users:
-    """The users object with every collection present, as Graph returns it (docs/graph-ca.md §2.7)."""
-    source = copy.deepcopy(dict(users or {}))
-    complete: Users = {name: list(source.get(name) or []) for name in USER_LISTS}
+    """The users object with every collection present, as Graph returns it (docs/graph-ca.md §2.7).
+
+    Keys this project does not know are kept as they are: what we send back is built from this."""
+    complete: Users = copy.deepcopy(dict(users or {}))
+    for name in USER_LISTS:
+        complete[name] = list(complete.get(name) or [])
     for name in GUEST_OBJECTS:
-        complete[name] = source.get(name)
+        complete[name] = complete.get(name)
     return complete
+
+
+def as_graph_returns(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """An exported policy file with the users defaults Graph fills on GET (docs/graph-ca.md §2.7): templates
+    leave out empty collections, Graph never does. A users object that is not an object stays as it is."""
+    shaped = dict(policy)
+    conditions = shaped.get("conditions")
+    if isinstance(conditions, Mapping) and isinstance(conditions.get("users"), Mapping):
+        users = dict(conditions["users"])
+        for name in USER_LISTS:
+            users.setdefault(name, [])
+        for name in GUEST_OBJECTS:
+            users.setdefault(name, None)
+        shaped["conditions"] = {**conditions, "users": users}
+    return shaped
+
+
+class UsersNotUnderstood(ValueError):
+    """A policy whose users object this project cannot read with certainty: nothing is merged or written."""
+
+
+def understood_users(policy: Mapping[str, Any]) -> Users:
+    """The policy's `conditions.users`, checked against the shape Graph always returns (docs/graph-ca.md §2.7).
+
+    A missing or null `conditions` or `users`, a collection that is not a list of strings, or a guest object
+    of the wrong shape raises UsersNotUnderstood naming the field: merging into it would write back a
+    users object that drops the client's targeting."""
+    conditions = policy.get("conditions")
+    if not isinstance(conditions, Mapping):
+        raise UsersNotUnderstood(f"conditions is {_described(conditions)}, not an object")
+    users = conditions.get("users")
+    if not isinstance(users, Mapping):
+        raise UsersNotUnderstood(f"conditions.users is {_described(users)}, not an object")
+    for name in USER_LISTS:
+        value = users.get(name)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise UsersNotUnderstood(f"conditions.users.{name} is {_described(value)}, not a list of ids")
+    for name in GUEST_OBJECTS:
+        if name not in users:
+            raise UsersNotUnderstood(f"conditions.users.{name} is missing (Graph returns null when unset)")
+        _check_guest_object(users[name], f"conditions.users.{name}")
+    return copy.deepcopy(dict(users))
+
+
+def _check_guest_object(guests: Any, where: str) -> None:
+    if guests is None:
+        return
+    if not isinstance(guests, Mapping):
+        raise UsersNotUnderstood(f"{where} is {_described(guests)}, not an object or null")
+    if not isinstance(guests.get("guestOrExternalUserTypes"), str):
+        raise UsersNotUnderstood(
+            f"{where}.guestOrExternalUserTypes is {_described(guests.get('guestOrExternalUserTypes'))}"
+        )
+    tenants = guests.get("externalTenants")
+    if tenants is None:
+        return
+    if not isinstance(tenants, Mapping) or not isinstance(tenants.get("membershipKind", "all"), str):
+        raise UsersNotUnderstood(
+            f"{where}.externalTenants is {_described(tenants)}, not an object with a membershipKind"
+        )
+    members = tenants.get("members", [])
+    if not isinstance(members, list) or not all(isinstance(member, str) for member in members):
+        raise UsersNotUnderstood(f"{where}.externalTenants.members is {_described(members)}, not a list of tenant ids")
+
+
+def _described(value: Any) -> str:
+    if value is None:
+        return "missing or null"
+    return f"{type(value).__name__} {json.dumps(value)[:60]}"
+
+
+def changed_parts(before: Mapping[str, Any], after: Mapping[str, Any]) -> Users:
+    """The keys of the users object whose value a merge changed: all a PATCH needs to send.
+
+    Graph merges complex values and replaces collections (docs/graph-ca.md §1.3), so sending only these keys
+    leaves every other key as the tenant holds it at the moment of the write, even if it was edited after our read."""
+    return {key: copy.deepcopy(value) for key, value in after.items() if before.get(key) != value}
 
 
 def guest_types(guests: Mapping[str, Any] | None) -> list[str]:
@@ -139,7 +255,8 @@ def exclude_msp(users: Mapping[str, Any] | None, msp_tenant_id: str, on_conflict
     if on_conflict != "widen" or kind not in ("all", "enumerated"):
         return Merge(complete, "conflict", detail=detail)
     added_types = () if SERVICE_PROVIDER in types else (SERVICE_PROVIDER,)
-    added_tenants = (msp_tenant_id,) if kind == "enumerated" else ()
+    # The MSP may already be in the scope for the client's other types: then it is theirs, not an addition.
+    added_tenants = (msp_tenant_id,) if kind == "enumerated" and not _has(members, msp_tenant_id) else ()
     complete["excludeGuestsOrExternalUsers"] = _with_scope(guests, [*types, *added_types], [*members, *added_tenants])
     return Merge(complete, "widened", Addition(added_types, added_tenants), detail)
 
@@ -149,8 +266,10 @@ def _with_scope(guests: Mapping[str, Any], types: Sequence[str], members: Sequen
     updated = dict(guests)
     updated["guestOrExternalUserTypes"] = ",".join(types)
     if kind == "enumerated":
-        # Always with @odata.type: Graph rejects the enumerated form without it (docs/graph-ca.md §2.4).
+        # Always with @odata.type: Graph rejects the enumerated form without it (docs/graph-ca.md §2.4). Keys
+        # we do not know are kept as read.
         updated["externalTenants"] = {
+            **dict(guests.get("externalTenants") or {}),
             "@odata.type": ENUMERATED_TENANTS,
             "membershipKind": "enumerated",
             "members": list(members),

@@ -19,6 +19,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from cipp_hardening.cipp_api import parse_list_body
 from cipp_hardening.config import CippApi, ClientStack
+from cipp_hardening.exclusion import as_graph_returns
 from cipp_hardening.policy_files import load_policy_file, load_policy_folder
 from dynamic_providers import credentials
 from dynamic_providers.cipp_client import CippClient, CippError
@@ -54,7 +55,8 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
     snapshot = snapshot_path()
     if snapshot is not None and _offline_run():
         pulumi.log.warn(f"offline plan: policies read from the snapshot {snapshot}, not the live tenant")
-        return load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
+        exported = load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
+        return [as_graph_returns(policy) for policy in exported]
     if snapshot is not None:
         pulumi.log.warn(f"{SNAPSHOT_ENV} is ignored outside offline plans: listing the policies from Graph")
     import requests  # only for a live listing: the offline plan never loads it (BENCHMARKS.md §1)

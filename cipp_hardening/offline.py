@@ -18,6 +18,7 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
+from pulumi.output import Unknown
 from pulumi.runtime.mocks import MockMonitor
 
 from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
@@ -234,12 +235,23 @@ def run_program(
                 name=name,
                 parent=monitor.parents.get(urn),
                 custom=monitor.custom.get(urn, True),
-                inputs=dict(registration.state),
-                outputs=dict(registration.state),
+                inputs=_known(dict(registration.state)),
+                outputs=_known(dict(registration.state)),
                 id=registration.id,
             )
         )
     return run
+
+
+def _known(value: Any) -> Any:
+    """A value computed at apply time (say, the Part D journal's entries) as the plan prints it."""
+    if isinstance(value, Unknown):
+        return KNOWN_AFTER_APPLY
+    if isinstance(value, Mapping):
+        return {k: _known(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_known(v) for v in value]
+    return value
 
 
 def redact_secrets(value: Any) -> Any:

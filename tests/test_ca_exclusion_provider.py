@@ -36,7 +36,7 @@ def users_of(setup: ClientTenantSetup, policy_id: str) -> Any:
     return setup.emulator.get_policy(setup.tenant, policy_id)["conditions"]["users"]
 
 
-def test_create_adds_the_exclusion_with_one_get_and_one_patch(setup: ClientTenantSetup) -> None:
+def test_create_patches_only_the_exclusion_and_confirms_it(setup: ClientTenantSetup) -> None:
     pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
     before = setup.emulator.get_policy(setup.tenant, pid)
     setup.emulator.clear_log()
@@ -48,10 +48,12 @@ def test_create_adds_the_exclusion_with_one_get_and_one_patch(setup: ClientTenan
     assert [(r.method, r.status) for r in setup.emulator.requests(path_contains="/v1.0/", tenant=setup.tenant)] == [
         ("GET", 200),
         ("PATCH", 204),
+        ("GET", 200),  # the write confirmed (docs/part-d.md)
     ]
     [body] = patches(setup)
     assert list(body) == ["conditions"]
     assert list(body["conditions"]) == ["users"]
+    assert list(body["conditions"]["users"]) == ["excludeGuestsOrExternalUsers"], "only the key we change"
     after = setup.emulator.get_policy(setup.tenant, pid)
     assert after["conditions"]["users"]["excludeGuestsOrExternalUsers"]["externalTenants"] == {
         "@odata.type": ENUMERATED_TENANTS,
@@ -84,7 +86,7 @@ def test_the_listing_verdict_spares_every_request_where_it_shows_nothing_to_writ
 
     written = outs_of(provider.create(setup.props(pid, listed={"status": "write", "detail": ""})))
     assert written["status"] == "excluded"
-    assert [method for method, _ in graph_calls(setup)] == ["GET", "PATCH"]
+    assert [method for method, _ in graph_calls(setup)] == ["GET", "PATCH", "GET"]
 
 
 def test_diff_follows_the_listing_without_reading(setup: ClientTenantSetup) -> None:

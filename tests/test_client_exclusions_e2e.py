@@ -80,7 +80,7 @@ def test_create_then_no_op_then_drift_repaired_then_destroy_restores(
     originals = setup.snapshot()
 
     first = engine.up(declare(setup))
-    assert first.counts == {"create": 3}
+    assert first.counts == {"create": 3 + 1}  # and the journal
     users = {name: setup.emulator.get_policy(setup.tenant, pid)["conditions"]["users"] for name, pid in ids.items()}
     assert msp_is_excluded(users["plain"], MSP)
     assert msp_is_excluded(users["partner"], MSP)
@@ -120,8 +120,9 @@ def test_a_policy_created_later_is_picked_up_and_a_deleted_one_forgotten(
     engine.up(declare(setup))
     new_id = setup.emulator.put_policy(setup.tenant, policy("new client policy"))
     report = engine.up(declare(setup))
-    assert report.counts == {"create": 1}
+    assert report.counts == {"create": 1, "update": 1}
     assert report.names("create") == [f"msp-exclusions-{new_id}"]
+    assert report.names("update") == ["msp-exclusions-journal"], "its intent recorded before the write"
     assert msp_is_excluded(setup.emulator.get_policy(setup.tenant, new_id)["conditions"]["users"], MSP)
     assert ids["plain"] != new_id
 
@@ -131,7 +132,7 @@ def test_direct_mode_end_to_end(setup: ClientTenantSetup, engine: MiniEngine) ->
     ids = load_sample_tenant(setup)
     originals = setup.snapshot()
     report = engine.up(declare(setup, accessMode="direct", serviceAccountUserId=service_account))
-    assert report.counts == {"create": 3}
+    assert report.counts == {"create": 3 + 1}
     for name in ("plain", "partner", "conflict"):
         assert (
             service_account in setup.emulator.get_policy(setup.tenant, ids[name])["conditions"]["users"]["excludeUsers"]
@@ -151,7 +152,7 @@ def test_real_policies_from_the_corpus(setup: ClientTenantSetup, engine: MiniEng
     assert len(selected) > 40
 
     report = engine.up(declare(setup))
-    assert report.counts == {"create": len(selected)}
+    assert report.counts == {"create": len(selected) + 1}
 
     conflicts = 0
     for original in selected:
@@ -166,7 +167,7 @@ def test_real_policies_from_the_corpus(setup: ClientTenantSetup, engine: MiniEng
         # Deep comparison: nothing but the users object's exclusion changed.
         assert stable(after) == stable(expected), original["displayName"]
     assert conflicts == 1, "the derived conflict is reported, not written"
-    declared = {r.name for r in report.operations}
+    declared = {r.name for r in report.operations} - {"msp-exclusions-journal"}
     for pid, original in originals.items():
         if all(p["id"] != pid for p in selected):
             assert setup.emulator.get_policy(setup.tenant, pid) == original
@@ -195,8 +196,8 @@ def _derive_a_conflict(setup: ClientTenantSetup) -> None:
 
 
 def test_request_counts_on_a_tenant_of_fifteen_policies(setup: ClientTenantSetup, engine: MiniEngine) -> None:
-    """Part D's cost is its request count (1 request/s per tenant): the listing, then a fresh GET and a
-    PATCH only for the policies the listing shows without the exclusion. No refresh anywhere."""
+    """Part D's cost is its request count (1 request/s per tenant): the listing, then a fresh GET, a PATCH
+    and a confirming GET only for the policies the listing shows without the exclusion. No refresh anywhere."""
     setup.emulator.settings.default_page_size = 3
     covered = {"guestOrExternalUserTypes": "serviceProvider", "externalTenants": {"membershipKind": "all"}}
     guests = {"guestOrExternalUserTypes": "internalGuest", "externalTenants": {"membershipKind": "all"}}
@@ -214,8 +215,8 @@ def test_request_counts_on_a_tenant_of_fifteen_policies(setup: ClientTenantSetup
         return report, [r.method for r in setup.emulator.requests(path_contains="/v1.0/", tenant=setup.tenant)]
 
     first, sent = requests_of(lambda: engine.up(declare(setup)))
-    assert first.counts == {"create": 13}
-    assert len(sent) == pages + 2 * len(needing)
+    assert first.counts == {"create": 13 + 1}
+    assert len(sent) == pages + 3 * len(needing)
     assert sent.count("PATCH") == len(needing)
 
     converged, sent = requests_of(lambda: engine.up(declare(setup)))
@@ -227,5 +228,5 @@ def test_request_counts_on_a_tenant_of_fifteen_policies(setup: ClientTenantSetup
     repair, sent = requests_of(lambda: engine.up(declare(setup)))
     assert repair.counts == {"update": 1}
     assert repair.names("update") == [f"msp-exclusions-{needing[3]}"]
-    assert sent == ["GET"] * pages + ["GET", "PATCH"]
+    assert sent == ["GET"] * pages + ["GET", "PATCH", "GET"]
     assert msp_is_excluded(setup.emulator.get_policy(setup.tenant, needing[3])["conditions"]["users"], MSP)

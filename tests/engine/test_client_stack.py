@@ -200,6 +200,10 @@ def test_policies_the_client_deletes_leave_the_stack_cleanly(
     project.run("refresh", "--yes", "--stack", STACK)
     in_state = [r["urn"] for r in project.export(STACK)["deployment"]["resources"] if r["type"] == EXCLUSION]
     assert not [urn for urn in in_state if second in urn]
+    # The journal forgets the deleted policy's intent: bookkeeping, no request (docs/part-d.md "A killed run").
+    preview = project.preview_json(STACK)
+    assert [s["urn"].split("::")[-1] for s in preview["steps"] if s["op"] != "same"] == ["msp-exclusions-journal"]
+    project.run("up", "--yes", "--stack", STACK)
     project.run("preview", "--expect-no-changes", "--stack", STACK)
 
 
@@ -226,7 +230,7 @@ def test_portal_drift_is_repaired_from_the_listing_without_refresh(
     client_tenant.emulator.clear_log()
     project.run("up", "--yes", "--skip-preview", "--stack", STACK)
     sent = client_tenant.emulator.requests(path_contains="/v1.0/", tenant=client_tenant.tenant)
-    assert sorted(r.method for r in sent) == ["GET", "GET", "PATCH"], "the listing, a fresh GET and a PATCH"
+    assert sorted(r.method for r in sent) == ["GET", "GET", "GET", "PATCH"], "listing, GET, PATCH, confirming GET"
     assert msp_is_excluded(
         client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP
     )
