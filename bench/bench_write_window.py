@@ -1,0 +1,88 @@
+"""The window in which a portal edit of the key Part D writes can be lost (docs/part-d.md "Concurrent edits").
+
+Graph has no ETag (docs/graph-ca.md §1.1), so between the provider's fresh GET and its PATCH an edit to the
+same key of `conditions.users` is overwritten. This measures that window as the Graph emulator sees it: the
+time from answering the GET to receiving the PATCH, for policies written one after another at the real
+pacing (1.05 s a request per tenant, CIPP_HARDENING_GRAPH_INTERVAL to change it).
+
+    .venv/bin/python bench/bench_write_window.py [--policies 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dynamic_providers.ca_exclusion import CaExclusionProvider
+from dynamic_providers.graph_client import DEFAULT_INTERVAL_S
+from emulators.clients import GRAPH_ROLES, graph_client_env
+from emulators.graph import GraphEmulator
+
+MSP = "00000000-0000-0000-0000-00000000a001"
+
+
+def client_policy(number: int) -> dict[str, object]:
+    return {
+        "displayName": f"window {number}",
+        "state": "enabled",
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["All"]},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+    }
+
+
+def measure(policies: int, interval: float) -> dict[str, float]:
+    tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex
+    with GraphEmulator() as graph:
+        graph.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
+        os.environ.update(graph_client_env(graph.url, graph.ca_bundle, client_id, secret, str(interval)))
+        ids = [graph.put_policy(tenant, client_policy(i)) for i in range(policies)]
+        graph.clear_log()
+        provider = CaExclusionProvider()
+        for pid in ids:
+            provider.create(
+                {
+                    "tenantId": tenant,
+                    "graphUrl": graph.url,
+                    "policyId": pid,
+                    "accessMode": "gdap",
+                    "mspTenantId": MSP,
+                    "displayName": pid,
+                    "onConflict": "report",
+                }
+            )
+        windows = []
+        for pid in ids:
+            log = [r for r in graph.requests(tenant=tenant) if r.path.endswith(pid)]
+            get_time = next(r.time for r in log if r.method == "GET")
+            patch_time = next(r.time for r in log if r.method == "PATCH")
+            windows.append(patch_time - get_time)
+    return {
+        "policies": policies,
+        "interval_s": interval,
+        "window_median_s": round(statistics.median(windows), 3),
+        "window_max_s": round(max(windows), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", type=int, default=10)
+    args = parser.parse_args()
+    interval = float(os.environ.get("CIPP_HARDENING_GRAPH_INTERVAL", DEFAULT_INTERVAL_S))
+    print(json.dumps(measure(args.policies, interval)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
