@@ -103,7 +103,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	@if command -v go >/dev/null 2>&1; then \
 	  test -z "$$(gofmt -l tools/engine)" || { gofmt -l tools/engine; echo "gofmt: reformat the files above" >&2; exit 1; }; \
-	  (cd tools/engine && go vet ./cmd/...); \
+	  (cd tools/engine && go vet ./...); \
 	fi
 
 typecheck: $(VENV)/.dev
