@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pulumi
@@ -257,8 +257,17 @@ def _apply(
         log.warning("%s: not written (onConflict=report): %s", _policy_label(props), merge.detail)
     if merge.status == "widened":
         log.warning("%s: written with onConflict=widen, which widened: %s", _policy_label(props), merge.detail)
-    written_at = after.modified if parts else _moment((olds or {}).get("writtenAt"))
+    written_at = _written_at(seen, after, parts) if parts else _moment((olds or {}).get("writtenAt"))
     return _outputs(props, status, added, merge.detail, _settled(props, olds), written_at)
+
+
+def _written_at(before: Seen, after: Seen, sent: dict[str, Any]) -> datetime | None:
+    """Graph's stamp of our write. When no confirming read showed it (a lag longer than those reads), the instant
+    just after the pre-write read's stamp: destroy must still take every pre-write replica for stale
+    (docs/part-d.md "Deletes and lag"), never for someone else's removal."""
+    if _shows(after.users, sent):
+        return after.modified
+    return before.modified + timedelta(microseconds=1) if before.modified else datetime.min.replace(tzinfo=UTC)
 
 
 def _refuse_unjournaled(props: dict[str, Any], merge: Merge) -> None:

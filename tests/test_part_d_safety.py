@@ -304,6 +304,38 @@ def test_destroy_refuses_to_forget_while_every_read_predates_our_write(setup: Cl
         provider.delete(pid, created)
 
 
+def test_a_write_no_read_confirmed_is_not_taken_for_removed_by_a_destroy_under_the_same_lag(
+    setup: ClientTenantSetup,
+) -> None:
+    """A lag longer than the confirming reads: the write is recorded, but its writtenAt must still mark every
+    pre-write read as stale, or destroy takes the lagging replica's answer for a removal and forgets ours."""
+    pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
+    original = setup.emulator.get_policy(setup.tenant, pid)
+    stale = setup.emulator.inject("GET", f"/policies/{pid}", status=200, body=original, times=None)
+    provider = CaExclusionProvider()
+    created = outs(provider.create(setup.props(pid)))
+    assert created["status"] == "excluded"
+    assert patches(setup), "written, though no read showed it"
+    with pytest.raises(ExclusionError, match="replication lag"):
+        provider.delete(pid, created)  # every read still predates the write: the resource must stay in the state
+    stale.times = stale.hits  # the replica catches up; the next destroy removes the exclusion
+    provider.delete(pid, created)
+    assert stable(setup.emulator.get_policy(setup.tenant, pid)) == stable(original)
+
+
+def test_a_write_no_read_confirmed_on_a_never_modified_policy_is_not_forgotten_either(
+    setup: ClientTenantSetup,
+) -> None:
+    """Graph returns modifiedDateTime null for a policy never modified since its creation."""
+    pid = setup.emulator.put_policy(setup.tenant, policy("MFA"))
+    original = {**setup.emulator.get_policy(setup.tenant, pid), "modifiedDateTime": None}
+    setup.emulator.inject("GET", f"/policies/{pid}", status=200, body=original, times=None)
+    provider = CaExclusionProvider()
+    created = outs(provider.create(setup.props(pid)))
+    with pytest.raises(ExclusionError, match="replication lag"):
+        provider.delete(pid, created)
+
+
 def test_destroy_reports_an_exclusion_someone_else_removed(
     setup: ClientTenantSetup, caplog: pytest.LogCaptureFixture
 ) -> None:
