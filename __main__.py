@@ -34,6 +34,7 @@ def compose_msp(config: MspStack) -> None:
         pulumi.export("unrestrictedApiClients", allowlists.unrestricted)
         pulumi.export("denyingApiClients", allowlists.denying)  # stored as "[]": refused from every address
         pulumi.export("pendingSaveApiClients", allowlists.pending_save)  # table and App Service disagree
+        pulumi.export("widenedApiClients", allowlists.widened)  # declared wider than CIPP holds them today
         if config.cipp_api.workload_identity is not None:
             workload = CippApiWorkloadIdentityPolicies(
                 "cipp-api-workload-identity",

@@ -10,6 +10,7 @@ call them; nothing here does I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -289,6 +290,44 @@ def unrestricted_clients(
         and not ranges_of(client)
         and str(client.get("ClientId", "")).lower() not in managed
     ]
+
+
+def widened_ranges(declared: Sequence[str], current: Sequence[str]) -> list[str]:
+    """The declared ranges that allow addresses CIPP refuses the client today; [ANY] when declared is Any.
+
+    `current` is as `ranges_of` reads it ([] Any, [DENY_ALL] no address). A range counts as new unless it
+    lies inside one CIPP holds now; an entry CIPP holds but cannot parse matches nothing (Test-IpInRange
+    answers "no match" on any exception, docs/cipp-api.md §5.3), so it covers nothing here either.
+    """
+    if not current:
+        return []  # Any today: nothing can be wider
+    if not declared:
+        return [ANY]
+    held = [] if denies_all(current) else [network for entry in current if (network := _network(entry))]
+    return [entry for entry in declared if not _inside_any(entry, held)]
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _inside_any(entry: str, held: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    network = _network(entry)
+    return network is not None and any(
+        network.version == other.version and network.subnet_of(other)  # type: ignore[arg-type]
+        for other in held
+    )
+
+
+def widening_message(client: ClientSummary, current: Sequence[str], widened: Sequence[str]) -> str:
+    what = "every address (allowedRanges: [Any])" if list(widened) == [ANY] else ", ".join(widened)
+    return (
+        f"CIPP-API client {client.describe()}: this stack widens it. CIPP holds it to {describe_ranges(current)} "
+        f"today; after `pulumi up` it also accepts {what}"
+    )
 
 
 def denying_clients(clients: Iterable[Mapping[str, Any]]) -> list[ClientSummary]:
