@@ -124,7 +124,11 @@ def describe_ranges(ranges: Sequence[str]) -> str:
 
 
 # -- writing AddUpdate ------------------------------------------------------------------------------
-class UnknownMcpFlag(ValueError):
+class UnknownField(ValueError):
+    """List did not show a field that AddUpdate replaces: writing would change what CIPP holds, so no write."""
+
+
+class UnknownMcpFlag(UnknownField):
     """List did not say whether the client is MCP-enabled, and AddUpdate would reset the flag."""
 
 
@@ -135,18 +139,62 @@ def add_update_body(
 
     §2.2: AddUpdate resets every omitted field (Role → "", Enabled → false, MCPAllowed → false), reads
     the role from `Role.value` and the ranges from `IPRange[].value`; a plain string array would clear
-    the list. `AppName` is not needed: with a ClientId, New-CIPPAPIConfig looks the existing app up and
-    keeps it, and the row keeps its AppName. `CIPPAPI.ResetSecret` is never sent (it deletes every
-    secret of the client).
+    the list. So only what the List item shows is sent back, and a field it does not show is a refusal
+    (UnknownField), never a guess. `AppName` is not needed: with a ClientId, New-CIPPAPIConfig looks the
+    existing app up and keeps it, and the row keeps its AppName. `CIPPAPI.ResetSecret` is never sent
+    (it deletes every secret of the client).
     """
     return {
         "Action": "AddUpdate",
         "ClientId": str(client["ClientId"]),
-        "Role": {"value": str(client.get("Role") or "")},
+        "Role": {"value": _kept_role(client)},
         "IPRange": [{"label": r, "value": r} for r in ranges],
-        "Enabled": _kept_flag(client.get("Enabled")),
+        "Enabled": _kept_enabled(client),
         "MCPAllowed": _mcp_flag(client, stated_mcp_allowed),
     }
+
+
+def _kept_role(client: Mapping[str, Any]) -> str:
+    # Get-CippApiClient selects Role on every row and shows an empty one as null (§3): null is "no role".
+    if "Role" not in client:
+        raise UnknownField(
+            "CIPP's List did not show this client's Role, and AddUpdate would reset it to no role: nothing written "
+            '(docs/part-c.md "What a write sends back")'
+        )
+    role = client["Role"]
+    if role is not None and not isinstance(role, str):
+        raise UnknownField(f"CIPP's List shows Role {role!r}, which is not a role name: nothing written")
+    return role or ""
+
+
+def _kept_enabled(client: Mapping[str, Any]) -> bool | str:
+    enabled = client.get("Enabled")
+    if enabled is None:  # absent, or null (a row without the column): AddUpdate would store false
+        raise UnknownField(
+            "CIPP's List did not show whether this client is enabled, and AddUpdate would reset it to disabled: "
+            "nothing written; set Enabled on the client in CIPP > Integrations > CIPP-API "
+            '(docs/part-c.md "What a write sends back")'
+        )
+    if not isinstance(enabled, bool | str):
+        raise UnknownField(f"CIPP's List shows Enabled {enabled!r}, which is neither true nor false: nothing written")
+    return _kept_flag(enabled)
+
+
+def unconfirmed_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """The fields other than the ranges that List shows differently from the AddUpdate body `sent`.
+
+    The comparison reads each field as CIPP does: an empty role lists as null, MCPAllowed is cast to bool
+    (§3). A List without MCPAllowed cannot confirm it, so it is not compared.
+    """
+    found = []
+    role, sent_role = stored.get("Role") or "", sent["Role"]["value"]
+    if role != sent_role:
+        found.append(f"Role {stored.get('Role')!r} (sent {sent_role!r})")
+    if stored.get("Enabled") != sent["Enabled"]:
+        found.append(f"Enabled {stored.get('Enabled')!r} (sent {sent['Enabled']!r})")
+    if "MCPAllowed" in stored and ps_bool(stored["MCPAllowed"]) != ps_bool(sent["MCPAllowed"]):
+        found.append(f"MCPAllowed {stored['MCPAllowed']!r} (sent {sent['MCPAllowed']!r})")
+    return found
 
 
 def _mcp_flag(client: Mapping[str, Any], stated: bool | None) -> bool | str:
