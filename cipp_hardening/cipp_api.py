@@ -467,6 +467,23 @@ def delete_plan(props: Mapping[str, Any]) -> DeletePlan:
     return DeletePlan("restore", adopted, restoring)
 
 
+def predicted_delete_refusal(props: Mapping[str, Any]) -> str | None:
+    """Why the delete of a client with these recorded properties would refuse, known from the state alone.
+
+    The same rules the delete applies: a restore to Any without allowAnyOnDelete, or a restore that would
+    change the manager client's own ranges without allowSelfUpdate.
+    """
+    plan = delete_plan(props)
+    if plan.action == "refuse":
+        return plan.reason
+    if plan.action == "restore" and (refusal := self_update_refusal(props)):
+        return f"CIPP-API client {props.get('clientId', '?')}: restoreOnDelete would change its ranges, but {refusal}"
+    return None
+
+
+GUARD_KEYS = ("clientId", "managerClientId", "allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete")
+
+
 # -- resource inputs --------------------------------------------------------------------------------
 INPUT_KEYS = (
     "url",

@@ -48,6 +48,7 @@ class PlannedResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     id: str | None
+    dependencies: tuple[str, ...] = ()  # URNs it depends on (dependsOn and property dependencies)
 
 
 @dataclass
@@ -146,11 +147,13 @@ class _RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.parents: dict[str, str | None] = {}
         self.custom: dict[str, bool] = {}
+        self.dependencies: dict[str, tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         self.parents[urn] = request.parent or None
         self.custom[urn] = bool(request.custom)
+        self.dependencies[urn] = tuple(request.dependencies)
         return super().RegisterResource(request)
 
 
@@ -234,12 +237,25 @@ def run_program(
                 name=name,
                 parent=monitor.parents.get(urn),
                 custom=monitor.custom.get(urn, True),
-                inputs=dict(registration.state),
-                outputs=dict(registration.state),
+                inputs=_shown(dict(registration.state)),
+                outputs=_shown(dict(registration.state)),
                 id=registration.id,
+                dependencies=monitor.dependencies.get(urn, ()),
             )
         )
     return run
+
+
+def _shown(value: Any) -> Any:
+    """Values computed at apply time, also inside lists and objects (another resource's output), as the plan
+    prints them."""
+    if isinstance(value, pulumi.output.Unknown):
+        return KNOWN_AFTER_APPLY
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
 
 
 def redact_secrets(value: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 
 from cipp_hardening.cipp_api import (
+    GUARD_KEYS,
     ClientList,
     denying_clients,
     denying_message,
@@ -23,6 +24,7 @@ from cipp_hardening.cipp_api import (
 )
 from cipp_hardening.config import CippApi
 from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges
+from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard
 
 
 @dataclass(frozen=True)
@@ -55,24 +57,25 @@ class CippApiAllowlists(pulumi.ComponentResource):
         self.denying = _report_denying(args.clients_now)
         self.pending_save = _report_pending(args.clients_now)
         super().__init__("cipp:hardening:CippApiAllowlists", name, None, opts)
+        self._name = name
         cipp = args.cipp_api
-        self.ranges = {
-            client.client_id: CippApiClientRanges(
-                f"{name}-{client.client_id}",
-                {
-                    "url": cipp.url,
-                    "tenantId": cipp.tenant_id,
-                    "managerClientId": cipp.manager_client_id,
-                    "clientId": client.client_id,
-                    "allowedRanges": list(client.allowed_ranges),
-                    "allowSelfUpdate": client.allow_self_update,
-                    "restoreOnDelete": client.restore_on_delete,
-                    "allowAnyOnDelete": client.allow_any_on_delete,
-                    **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
-                },
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self._inputs = {
+            client.client_id: {
+                "url": cipp.url,
+                "tenantId": cipp.tenant_id,
+                "managerClientId": cipp.manager_client_id,
+                "clientId": client.client_id,
+                "allowedRanges": list(client.allowed_ranges),
+                "allowSelfUpdate": client.allow_self_update,
+                "restoreOnDelete": client.restore_on_delete,
+                "allowAnyOnDelete": client.allow_any_on_delete,
+                **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
+            }
             for client in cipp.clients
+        }
+        self.ranges = {
+            client_id: CippApiClientRanges(f"{name}-{client_id}", props, opts=pulumi.ResourceOptions(parent=self))
+            for client_id, props in self._inputs.items()
         }
         self.managed_client_ids = sorted(self.ranges)
         self.register_outputs(
@@ -83,6 +86,21 @@ class CippApiAllowlists(pulumi.ComponentResource):
                 "pendingSaveClients": self.pending_save,
                 "widenedClients": self.widened,
             }
+        )
+
+    def destroy_guard(self, everything_else: Sequence[pulumi.Resource]) -> CippApiDestroyGuard:
+        """The guard that makes a destroy of the stack all or nothing (docs/part-c.md "Destroy").
+
+        It must depend on every other resource of the stack (`everything_else`, components included: a
+        component stands for all its children), so that its delete is the first and only one of the first round.
+        """
+        clients = [
+            {**{key: props[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[client_id].adoptedRanges}
+            for client_id, props in self._inputs.items()
+        ]
+        depends_on = [self, *everything_else]
+        return CippApiDestroyGuard(
+            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on)
         )
 
 
