@@ -19,8 +19,13 @@ from cipp_hardening.drift import body_differences, location_problems, policy_dri
 from cipp_hardening.scenarios import config_from_stack_file
 from tests.helpers import ROOT
 
-CONFIG = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
-assert isinstance(CONFIG, MspStack)
+def _msp_config() -> MspStack:
+    config = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
+    assert isinstance(config, MspStack)
+    return config
+
+
+CONFIG = _msp_config()
 PLAN = build_plan("prod")
 PLANNED_POLICIES = PLAN.graph_objects("policy")
 PLANNED_LOCATIONS = PLAN.graph_objects("namedLocation")
