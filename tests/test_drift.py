@@ -19,6 +19,7 @@ from cipp_hardening.drift import body_differences, location_problems, policy_dri
 from cipp_hardening.scenarios import config_from_stack_file
 from tests.helpers import ROOT
 
+
 def _msp_config() -> MspStack:
     config = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
     assert isinstance(config, MspStack)
