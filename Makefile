@@ -73,12 +73,13 @@ verify: $(VENV)/.runtime
 demo: $(VENV)/.demo
 	@$(BIN)/cipp-hardening demo $(if $(NO_ENGINE),--no-engine) $(if $(CORPUS),--corpus "$(CORPUS)")
 
-## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
+## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [RECOVER=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed;
 ##        a Markdown summary in .fleet/summary.md, also appended to SUMMARY=file (CI: $GITHUB_STEP_SUMMARY)
 fleet: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
-	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
+	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(RECOVER),--recover) \
+	  $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
 	  $(if $(SUMMARY),--summary "$(SUMMARY)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
@@ -90,6 +91,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
 	$(BIN)/python bench/bench_onboard.py
+	$(BIN)/python bench/bench_part_c_window.py
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when

@@ -20,25 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_plan import client_policy
 from dynamic_providers.ca_exclusion import CaExclusionProvider
 from dynamic_providers.graph_client import DEFAULT_INTERVAL_S
 from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
 
 MSP = "00000000-0000-0000-0000-00000000a001"
-
-
-def client_policy(number: int) -> dict[str, object]:
-    return {
-        "displayName": f"window {number}",
-        "state": "enabled",
-        "conditions": {
-            "clientAppTypes": ["all"],
-            "applications": {"includeApplications": ["All"]},
-            "users": {"includeUsers": ["All"]},
-        },
-        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
-    }
 
 
 def measure(policies: int, interval: float) -> dict[str, float]:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
-from pulumi.output import Unknown
 from pulumi.runtime.mocks import MockMonitor
 
 from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
@@ -49,6 +48,7 @@ class PlannedResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     id: str | None
+    dependencies: tuple[str, ...] = ()  # URNs it depends on (dependsOn and property dependencies)
 
 
 @dataclass
@@ -147,11 +147,13 @@ class _RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.parents: dict[str, str | None] = {}
         self.custom: dict[str, bool] = {}
+        self.dependencies: dict[str, tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         self.parents[urn] = request.parent or None
         self.custom[urn] = bool(request.custom)
+        self.dependencies[urn] = tuple(request.dependencies)
         return super().RegisterResource(request)
 
 
@@ -235,22 +237,24 @@ def run_program(
                 name=name,
                 parent=monitor.parents.get(urn),
                 custom=monitor.custom.get(urn, True),
-                inputs=_known(dict(registration.state)),
-                outputs=_known(dict(registration.state)),
+                inputs=_shown(dict(registration.state)),
+                outputs=_shown(dict(registration.state)),
                 id=registration.id,
+                dependencies=monitor.dependencies.get(urn, ()),
             )
         )
     return run
 
 
-def _known(value: Any) -> Any:
-    """A value computed at apply time (say, the Part D journal's entries) as the plan prints it."""
-    if isinstance(value, Unknown):
+def _shown(value: Any) -> Any:
+    """Values computed at apply time, also inside lists and objects (another resource's output), as the plan
+    prints them."""
+    if isinstance(value, pulumi.output.Unknown):
         return KNOWN_AFTER_APPLY
-    if isinstance(value, Mapping):
-        return {k: _known(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_known(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
     return value
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
@@ -48,6 +49,11 @@ class ClientTenantSetup:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {p["id"]: copy.deepcopy(p) for p in self.emulator.policies(self.tenant)}
+
+
+def outs_of(result: CreateResult | ReadResult | UpdateResult) -> dict[str, Any]:
+    assert result.outs is not None
+    return result.outs
 
 
 def client_tenant_setup(emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> ClientTenantSetup:

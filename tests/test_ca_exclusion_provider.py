@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 import requests
-from pulumi.dynamic import CreateResult, ReadResult
 
 from cipp_hardening.exclusion import ENUMERATED_TENANTS, msp_is_excluded
 from dynamic_providers.ca_exclusion import CaExclusionProvider, ExclusionError
 from emulators.graph import GraphEmulator
-from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, policy
+from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, outs_of, policy
 
 OTHER = "00000000-0000-0000-0000-0000000e0001"
 SA = "00000000-0000-0000-0000-00000000d001"
@@ -21,11 +20,6 @@ SA = "00000000-0000-0000-0000-00000000d001"
 @pytest.fixture
 def setup(graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> ClientTenantSetup:
     return client_tenant_setup(graph_emulator, monkeypatch)
-
-
-def outs_of(result: CreateResult | ReadResult) -> dict[str, Any]:
-    assert result.outs is not None
-    return result.outs
 
 
 def patches(setup: ClientTenantSetup) -> list[Any]:

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from pulumi.dynamic import CreateResult, UpdateResult
 
 from cipp_hardening.exclusion import (
     ENUMERATED_TENANTS,
@@ -21,6 +20,7 @@ from cipp_hardening.exclusion import (
     as_graph_returns,
     changed_parts,
     exclude_msp,
+    full_users,
     listing_verdict,
     remove_addition,
 )
@@ -29,6 +29,7 @@ from dynamic_providers.ca_exclusion import CaExclusionProvider, ExclusionError, 
 from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer
 from emulators.graph import GraphEmulator
 from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, policy
+from tests.part_d import outs_of as outs
 
 SA = "00000000-0000-0000-0000-00000000d001"
 SA2 = "00000000-0000-0000-0000-00000000d002"
@@ -39,11 +40,6 @@ OTHER = "00000000-0000-0000-0000-0000000e0001"
 @pytest.fixture
 def setup(graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch) -> ClientTenantSetup:
     return client_tenant_setup(graph_emulator, monkeypatch)
-
-
-def outs(result: CreateResult | UpdateResult) -> dict[str, Any]:
-    assert result.outs is not None
-    return result.outs
 
 
 def stable(policy_body: dict[str, Any]) -> dict[str, Any]:
@@ -182,25 +178,21 @@ def test_a_malformed_answer_on_destroy_removes_nothing(setup: ClientTenantSetup)
 
 
 def test_unknown_keys_of_the_users_object_and_of_external_tenants_are_kept() -> None:
-    users = {
-        "includeUsers": ["All"],
-        "excludeUsers": [],
-        "includeGroups": [],
-        "excludeGroups": [],
-        "includeRoles": [],
-        "excludeRoles": [],
-        "includeGuestsOrExternalUsers": None,
-        "excludeGuestsOrExternalUsers": {
-            "guestOrExternalUserTypes": "serviceProvider",
-            "externalTenants": {
-                "@odata.type": ENUMERATED_TENANTS,
-                "membershipKind": "enumerated",
-                "members": [OTHER],
-                "someFutureSetting": True,
+    users = full_users(
+        {
+            "includeUsers": ["All"],
+            "excludeGuestsOrExternalUsers": {
+                "guestOrExternalUserTypes": "serviceProvider",
+                "externalTenants": {
+                    "@odata.type": ENUMERATED_TENANTS,
+                    "membershipKind": "enumerated",
+                    "members": [OTHER],
+                    "someFutureSetting": True,
+                },
             },
-        },
-        "aFutureUsersKey": {"kept": 1},
-    }
+            "aFutureUsersKey": {"kept": 1},
+        }
+    )
     merge = exclude_msp(users, MSP)
     assert merge.users["aFutureUsersKey"] == {"kept": 1}
     sent = changed_parts(users, merge.users)
