@@ -61,6 +61,8 @@ class Tally:
     narrowed: int = 0
     windows_s: list[float] = field(default_factory=list)  # GET→PATCH of the same policy, measured at the pacing below
     window_pacing_s: float = 0.0
+    edits: int = 0  # portal edits made during up and destroy, every one checked afterwards
+    edits_inside: int = 0  # of which Graph applied between our read of the policy and our write of it
     kinds: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> list[str]:
@@ -75,7 +77,8 @@ class Tally:
             lines.append(
                 f"concurrent-edit window (a policy's GET to its PATCH) at {self.window_pacing_s:g} s pacing: "
                 f"median {statistics.median(self.windows_s):.3f} s, max {max(self.windows_s):.3f} s "
-                f"over {len(self.windows_s)} writes"
+                f"over {len(self.windows_s)} writes; {self.edits} portal edits during up and destroy, "
+                f"{self.edits_inside} of them inside that window, all kept"
             )
         return lines
 
