@@ -25,8 +25,9 @@ __all__ = ["client_tenant", "project", "pulumi_cli"]  # the engine suite's fixtu
 
 SEED = int(os.environ.get("CHAOS_SEED", "20"))
 # Seconds between two requests to the tenant (CIPP_HARDENING_GRAPH_INTERVAL): small, so that a run of the corpus
-# lasts several seconds and kills land between and inside writes, but not zero.
-PACING_S = 0.03
+# lasts several seconds and kills land between and inside writes, but not zero. CHAOS_PACING=1.05 measures the
+# portal-edit window at the production pacing (the portal test then keeps a few policies only).
+PACING_S = float(os.environ.get("CHAOS_PACING", "0.03"))
 OTHER_PROVIDER = "00000000-0000-0000-0000-00000000a0ff"  # another MSP the client already excludes
 TALLY = Tally()
 STARTED = time.monotonic()

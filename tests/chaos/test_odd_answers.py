@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import random
 import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -116,6 +117,8 @@ def assert_as_expected(tenant: Tenant, expected: dict[str, dict[str, Any]], when
 def test_portal_edits_during_up_and_destroy_survive(
     chaos_project: PulumiProject, tenant: Tenant, rng: random.Random, tally: Tally
 ) -> None:
+    if PACING_S >= 0.5:  # production pacing: a few policies keep the runs to a minute
+        keep_a_few(tenant)
     originals = tenant.policies()
     started = time.time()
     with Technician(tenant, rng) as technician:
@@ -143,17 +146,21 @@ def test_portal_edits_during_up_and_destroy_survive(
     tally.window_pacing_s = PACING_S
     tally.edits_inside += inside
     tally.edits += sum(len(v) for v in edits.values())
-    assert statistics.median(spans) < 1.0, "the read and the write of a policy are one pacing slot apart"
+    assert statistics.median(spans) < 2 * PACING_S + 0.5, "the read and the write of a policy are one slot apart"
 
 
 @pytest.fixture
 def small_tenant(tenant: Tenant) -> Tenant:
-    """The tenant with only a few of its in-scope policies, every shape kept (the conflict, the two variants)."""
+    keep_a_few(tenant)
+    return tenant
+
+
+def keep_a_few(tenant: Tenant) -> None:
+    """Only a few of the policies the up writes, and every other shape (the conflict, the covered, out of scope)."""
     policies = tenant.policies()
     keep = set(sorted(written_by_up(policies))[:KEEP]) | {p for p in policies if p not in written_by_up(policies)}
     for pid in set(policies) - keep:
         tenant.emulator.delete_policy(tenant.tenant, pid)
-    return tenant
 
 
 def lagging_listing_sees(tenant: Tenant, count: int, graph: GraphClient) -> bool:
@@ -172,7 +179,7 @@ def test_a_destroy_right_after_up_under_a_lag_longer_than_the_confirming_reads_l
     assert poll(lambda: lagging_listing_sees(tenant, len(originals), reader), 60, 0.2), "the replica never caught up"
     tally.runs += 1
     chaos_project.run(*UP)
-    results = []
+    results: list[subprocess.CompletedProcess[str]] = []
     for _ in range(6):  # docs/part-d.md "Deletes and lag": run destroy again, once the replica has caught up
         quiet = lambda: all(time.time() - w.time > lag_s for w in tenant.writes())  # noqa: E731
         if results:
