@@ -53,7 +53,7 @@ e2e: $(VENV)/.dev
 
 ## chaos: the chaos suite (tests/chaos/): a client stack's `pulumi up`/`destroy` SIGKILLed at seeded instants and
 ##        recovered as docs/fleet.md says, portal edits during the runs, lagging and malformed reads, against the
-##        emulators, and Part C's; SEED=n draws other instants (default 20); about 4 minutes; `make engine` first
+##        emulators, and Part C's; SEED=n draws other instants (default 20); about 5 minutes; `make engine` first
 chaos: $(VENV)/.dev
 	PATH="$(CURDIR)/.tools/bin:$$PATH" CHAOS_SEED="$(or $(SEED),20)" $(BIN)/python -m pytest -q tests/chaos
 

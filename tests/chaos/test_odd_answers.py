@@ -176,7 +176,7 @@ def test_a_destroy_right_after_up_under_a_lag_longer_than_the_confirming_reads_l
 ) -> None:
     tenant = small_tenant
     originals = tenant.policies()
-    lag_s = 8.0  # far longer than five confirming reads at this pacing, and than the up takes
+    lag_s = 12.0  # far longer than five confirming reads at this pacing, than the up, and than a loaded CLI start
     tenant.emulator.settings.read_lag_ms = lag_s * 1000
     reader = portal_reader(tenant)
     assert poll(lambda: lagging_listing_sees(tenant, len(originals), reader), 60, 0.2), "the replica never caught up"
