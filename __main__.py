@@ -22,7 +22,11 @@ def compose_msp(config: MspStack) -> None:
         "technician-access",
         TechnicianAccessPolicyArgs(config.technician_access, location.object_id, config.service_account.user_id),
     )
-    service_account = ServiceAccountPolicy("service-account", ServiceAccountPolicyArgs(config.service_account))
+    access = config.technician_access
+    service_account = ServiceAccountPolicy(
+        "service-account",
+        ServiceAccountPolicyArgs(config.service_account, access.break_glass_user_ids, access.break_glass_group_ids),
+    )
     pulumi.export("trustedLocationId", location.object_id)
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)
