@@ -56,7 +56,12 @@ class Reader:
         return path
 
     def writes(self) -> list[Any]:
-        return [r for r in self.emulator.requests() if r.method != "GET" and "/v1.0/" in r.path]
+        """Every request that could change the tenant: not GETs, nor What If's POST, which only evaluates."""
+        return [
+            r
+            for r in self.emulator.requests()
+            if r.method != "GET" and "/v1.0/" in r.path and not r.path.endswith("/conditionalAccess/evaluate")
+        ]
 
 
 @pytest.fixture
@@ -432,3 +437,63 @@ def test_verify_never_passes_an_msp_stack_whose_drift_it_could_not_check(
     assert any(reason.startswith("Part A / Part B not compared with the plan") for reason in report.reasons)
     assert verify.main(["--stack", "prod", "--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
     assert "drift not checked" in capsys.readouterr().out
+
+
+# --- Microsoft's What If (cipp_hardening/whatif.py) ---------------------------------------------------------
+
+PART_B_NAME = "CIPP Service Account Conditional Access Policy"
+
+
+def test_what_if_disagreeing_with_our_evaluator_fails_naming_the_scenario_both_verdicts_and_the_policies(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    # Microsoft (as this test sets it) says Part B applies to nobody; ours says it applies to the service account.
+    reader.emulator.set_what_if(MSP_TENANT, lambda body, policy: (False, "users"))
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == EXIT_BROKEN
+    text = " ".join(out.split())
+    assert "'CIPP service account from Azure': Microsoft's What If disagrees on" in text
+    assert f"'{PART_B_NAME}'" in text
+    assert "Ours: granted with mfa (applying:" in text
+    assert "Microsoft: granted (applying: none)" in text
+    asked = reader.emulator.requests(method="POST", path_contains="/conditionalAccess/evaluate")
+    identities = [r.body["signInIdentity"] for r in asked]
+    assert {"@odata.type": "#microsoft.graph.userSignIn", "userId": SERVICE_ACCOUNT} in identities
+    assert reader.writes() == []
+
+
+def test_what_if_that_lacks_information_is_no_disagreement(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.set_what_if(MSP_TENANT, lambda body, policy: (False, "notEnoughInformation"))
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.what_if is not None
+    assert report.what_if.asked > 0
+    assert report.what_if.disagreements == ()
+    assert report.exit_code == 0
+
+
+def test_what_if_agreeing_on_the_service_account_passes(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+
+    def answer(body: dict[str, Any], policy: dict[str, Any]) -> tuple[bool, str]:
+        # Only Part B's own row is answered for certain; the rest is "not enough information".
+        if policy["displayName"] == PART_B_NAME:
+            applies = body["signInIdentity"]["userId"] == SERVICE_ACCOUNT
+            return applies, "notSet" if applies else "users"
+        return False, "notEnoughInformation"
+
+    reader.emulator.set_what_if(MSP_TENANT, answer)
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.what_if is not None
+    assert report.what_if.disagreements == ()
+    assert report.exit_code == 0
+
+
+def test_a_tenant_without_what_if_is_said_and_changes_nothing(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)  # no answer set: the emulator's route says 501, as a tenant may say 403
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == 0
+    assert "What If is not available" in out

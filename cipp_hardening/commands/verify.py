@@ -36,6 +36,7 @@ from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfi
 from cipp_hardening.directory_facts import DirectoryReport, read_directory
 from cipp_hardening.directory_names import resolve_with_graph
 from cipp_hardening.drift import location_problems, policy_drift
+from cipp_hardening.evaluator import PolicySet
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
 from cipp_hardening.report_output import make_console, print_findings, print_matrix
 from cipp_hardening.scenarios import (
@@ -45,9 +46,12 @@ from cipp_hardening.scenarios import (
     Scenario,
     ScenarioFileError,
     config_from_stack_file,
+    derive_scenarios,
     run_matrix,
     user_scenarios,
 )
+from cipp_hardening.whatif import EVALUATE, WhatIfResult
+from cipp_hardening.whatif import check as what_if_check
 from cipp_hardening.yamlfile import YamlFileError
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer, pacer_for
@@ -87,6 +91,7 @@ class VerifyReport:
     drift: list[str] = field(default_factory=list)  # MSP stacks: the tenant against the plan's bodies
     drift_unchecked: str = ""  # MSP stacks: why Part A / Part B could not be compared with the plan
     warnings: tuple[str, ...] = ()  # the stack config's (an accepted cannotProveOverride among them)
+    what_if: WhatIfResult | None = None  # Microsoft's What If against our evaluator (cipp_hardening/whatif.py)
 
     @property
     def broken(self) -> list[str]:
@@ -100,6 +105,8 @@ class VerifyReport:
             reasons.append(f"{len(self.missing_service_principals)} CIPP-API client(s) without a service principal")
         if self.drift:
             reasons.append(f"{len(self.drift)} difference(s) from the plan")
+        if self.what_if is not None and self.what_if.disagreements:
+            reasons.append(f"{len(self.what_if.disagreements)} disagreement(s) with Microsoft's What If")
         return reasons
 
     @property
@@ -134,6 +141,7 @@ class VerifyReport:
             "drift": self.drift,
             "driftUnchecked": self.drift_unchecked or None,
             "warnings": list(self.warnings),
+            "whatIf": self.what_if.to_json() if self.what_if is not None else None,
             "exitCode": self.exit_code,
         }
 
@@ -195,6 +203,46 @@ def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) 
     return missing
 
 
+class WhatIfUnavailable(RuntimeError):
+    """The tenant does not answer What If (no Policy.Read.ConditionalAccess, no licence): said, not failed."""
+
+
+# Graph's answers that mean "not for this caller or tenant", not "our request is wrong".
+_WHAT_IF_UNAVAILABLE = (403, 404, 501)
+
+
+def what_if_asker(graph_url: str, tenant_id: str, token: Callable[[], str]) -> Callable[[dict[str, Any]], list[Any]]:
+    """POST /identity/conditionalAccess/evaluate (Policy.Read.ConditionalAccess; docs/graph-ca.md §5)."""
+
+    def ask(body: dict[str, Any]) -> list[Any]:
+        with GraphClient(graph_url, tenant_id, token) as graph:
+            try:
+                return list(graph.post(EVALUATE, body).get("value") or [])
+            except GraphError as error:
+                if error.status in _WHAT_IF_UNAVAILABLE:
+                    # Without the request id: the same tenant gives the same report run to run.
+                    message = f"Graph POST {EVALUATE} → HTTP {error.status} {error.code}: {error.graph_message}"
+                    raise WhatIfUnavailable(message) from error
+                raise
+
+    return ask
+
+
+def compare_with_what_if(
+    config: StackConfig,
+    live: LiveTenant,
+    extra: Sequence[Scenario],
+    ask: Callable[[dict[str, Any]], list[Any]],
+    directory: DirectoryReport | None = None,
+) -> WhatIfResult:
+    """Every user scenario row asked of Microsoft's What If and compared with our evaluator."""
+    scenarios = [*derive_scenarios(config, directory.view if directory is not None else None), *extra]
+    trusted_ips = config.assumptions.legacy_mfa_trusted_ips
+    policy_set = PolicySet.compile(live.policies, live.named_locations, mfa_trusted_ips=trusted_ips)
+    rows = [(scenario.name, scenario.sign_in) for scenario in scenarios]
+    return what_if_check(rows, policy_set, live.policies, ask, WhatIfUnavailable)
+
+
 def verify(
     stack: str,
     config: StackConfig,
@@ -204,6 +252,7 @@ def verify(
     mfa_trusted_ips: Iterable[str] | None = None,
     directory: DirectoryReport | None = None,
     planned: PlannedBodies | str | None = None,
+    what_if: WhatIfResult | None = None,
 ) -> VerifyReport:
     """The matrix over the live policies (with the directory's memberships when read), what the tenant
     lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`; a string says
@@ -220,7 +269,13 @@ def verify(
     if isinstance(config, ClientStack):
         missing = missing_exclusions(config, live.policies)
         return VerifyReport(
-            stack, live.tenant_id, matrix, missing_exclusions=missing, directory=directory, warnings=config.warnings
+            stack,
+            live.tenant_id,
+            matrix,
+            missing_exclusions=missing,
+            directory=directory,
+            warnings=config.warnings,
+            what_if=what_if,
         )
     drift = location_problems(config, live.named_locations)
     unchecked = planned if isinstance(planned, str) else "" if planned is not None else "no plan was given"
@@ -241,6 +296,7 @@ def verify(
         drift=drift,
         drift_unchecked=unchecked,
         warnings=config.warnings,
+        what_if=what_if,
     )
 
 
@@ -285,7 +341,9 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
             planned = planned_bodies(stack, stack_file)
         except OfflineRunError as error:
             planned = f"the offline plan of the stack failed ({error}); `make plan STACK={stack}` shows why"
-    return verify(stack, config, live, extra, directory=directory, planned=planned)
+    ask = what_if_asker(config.graph_url, tenant_of(config), token_source(config))
+    what_if = compare_with_what_if(config, live, extra, ask, directory)
+    return verify(stack, config, live, extra, directory=directory, planned=planned, what_if=what_if)
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -312,6 +370,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
             "cippApi.workloadIdentityPolicies cannot hold it to its ranges (its rows are uncertain)",
             soft_wrap=True,
         )
+    if report.what_if is not None:
+        print_what_if(report.what_if, console)
     if report.missing_exclusions:
         heading = "client policies in scope still without the MSP exclusion"
         lines = [f"{row['displayName']} ({row['id']}, {row['state']})" for row in report.missing_exclusions]
@@ -326,6 +386,14 @@ def print_report(report: VerifyReport, console: Console) -> None:
             print_findings(console, heading, lines, "yellow")
 
 
+def print_what_if(what_if: WhatIfResult, console: Console) -> None:
+    print_findings(console, "Microsoft's What If disagrees", [d.message for d in what_if.disagreements], "red")
+    if what_if.unavailable:
+        console.print(f"[yellow]![/] {escape(what_if.unavailable)} (only our evaluator was used)", soft_wrap=True)
+    elif what_if.asked:
+        console.print(f"Microsoft's What If asked about {what_if.asked} scenario row(s)", soft_wrap=True)
+
+
 def print_verdict(report: VerifyReport, console: Console) -> None:
     console.print(report_output.verdict_line(report.exit_code, report.reasons), soft_wrap=True)
 
@@ -335,7 +403,8 @@ EXIT_CODES = """exit codes (they reach the caller; `make verify` turns every fai
   2  error: configuration, stack or scenario file, an unknown or ambiguous name, credentials, Graph, or
      an MSP stack whose offline plan failed, so Part A / Part B could not be compared with it
   3  broken: a definite failure of the scenario matrix, a named account or group missing or disabled in
-     the directory, Part A / Part B / the trusted location missing or drifted from the plan
+     the directory, Part A / Part B / the trusted location missing or drifted from the plan, or
+     Microsoft's What If (POST identity/conditionalAccess/evaluate) disagreeing with our evaluator on a row
   4  the matrix holds, but a client policy in scope still lacks the MSP exclusion
   5  an invariant cannot be proven (a guard row stays uncertain and assumptions.cannotProveOverride
      is not set)
