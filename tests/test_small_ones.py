@@ -20,6 +20,7 @@ EXPECTED_CODES = {
     "promote": ["  0  promoted", "  1  refused", "  2  error"],
     "fleet": ["  0  every selected stack succeeded", "  1  at least one stack failed", "  2  error"],
     "snapshot": ["  0  saved", "  2  error"],
+    "scanners": ["  0  the files were written", "  2  error"],
     "demo": ["  0  after the stacks were applied", "  1  something does not hold"],
     "fleet-ci": ["  0  the matrix or the comment was printed"],
     "onboard": ["Exit 0", "2 refused or failed"],
