@@ -77,6 +77,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import yaml
 
+from cipp_hardening import managed_policies
 from cipp_hardening.config import PROJECT, ClientStack, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.directory_facts import DirectoryView
 from cipp_hardening.evaluator import (
@@ -226,6 +227,25 @@ def _msp_scenarios(config: MspStack, directory: DirectoryView | None) -> list[Sc
         Scenario("CIPP service account from Azure", service_account, Expectation.MFA_EVERY_TIME, guard=True)
     )
     return scenarios
+
+
+def authentication_flow_scenarios(
+    config: StackConfig, policies: Sequence[Mapping[str, Any]], directory: DirectoryView | None = None
+) -> list[Scenario]:
+    """CIPP's SAM setup wizard signs the service account in with the device code flow (docs/scenario-matrix.md):
+    the row is there when some policy conditions on authentication flows (Microsoft's managed "Block device code
+    flow"), the only ones that can tell it from the service account's own row."""
+    if not isinstance(config, MspStack) or not any(_conditions_on_flows(p) for p in policies):
+        return []
+    account = next(s for s in _msp_scenarios(config, directory) if s.name == "CIPP service account from Azure")
+    sam_wizard = dataclasses.replace(account.sign_in, authentication_flow="deviceCodeFlow")
+    name = "CIPP SAM wizard: service account with device code"
+    return [Scenario(name, sam_wizard, Expectation.MFA_EVERY_TIME, guard=True)]
+
+
+def _conditions_on_flows(policy: Mapping[str, Any]) -> bool:
+    flows = ((policy.get("conditions") or {}).get("authenticationFlows") or {}).get("transferMethods")
+    return bool(flows) and flows != "none"
 
 
 def workload_scenarios(
@@ -616,6 +636,12 @@ def judge(scenario: Scenario[Any], evaluation: Evaluation, roles: PolicyRoles | 
     )
 
 
+def _labelled(row: MatrixRow, policies: Sequence[Mapping[str, Any]]) -> MatrixRow:
+    """A row that names a Microsoft-managed policy says so, with the date a report-only one turns on."""
+    labels = managed_policies.labels_for(row.responsible, policies) if row.status is not Status.OK else []
+    return dataclasses.replace(row, actual=f"{row.actual} ({'; '.join(labels)})") if labels else row
+
+
 def _targets_roles(policy: CompiledPolicy) -> bool:
     users = ((policy.source.get("conditions") or {}).get("users")) or {}
     return policy.active and policy.has_effect and bool(users.get("includeRoles") or users.get("excludeRoles"))
@@ -680,6 +706,7 @@ def summarize(sign_in: AnySignIn) -> str:
         "sign-in risk": sign_in.sign_in_risk,
         "user risk": sign_in.user_risk,
         "user action": sign_in.user_action,
+        "authentication flow": sign_in.authentication_flow,
     }
     parts += [f"{label} {value}" for label, value in stated.items() if value]
     return "; ".join(parts)
@@ -729,10 +756,17 @@ def run_matrix(
     if service_principals is None:
         service_principals = planned_service_principals(config, policies)
     workload = workload_scenarios(config, service_principals)
-    scenarios: list[Scenario[Any]] = [*derive_scenarios(config, directory), *workload, *extra]
+    flows = authentication_flow_scenarios(config, policies, directory)
+    scenarios: list[Scenario[Any]] = [*derive_scenarios(config, directory), *flows, *workload, *extra]
+    # Guard rows count a report-only Microsoft-managed policy as enforced (cipp_hardening/managed_policies.py).
+    managed = managed_policies.as_enforced(policies)
+    guard_set = (
+        policy_set if managed is None else PolicySet.compile(managed, named_locations, mfa_trusted_ips=mfa_trusted_ips)
+    )
     for scenario in scenarios:
-        row = _settle(judge(scenario, policy_set.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
-        rows.append(_roles_unread(row, scenario, directory, role_targeted))
+        chosen = guard_set if scenario.guard else policy_set
+        row = _settle(judge(scenario, chosen.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
+        rows.append(_labelled(_roles_unread(row, scenario, directory, role_targeted), policies))
     return MatrixResult(tuple(rows), config.assumptions.cannot_prove_override)
 
 

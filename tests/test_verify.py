@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -497,3 +498,48 @@ def test_a_tenant_without_what_if_is_said_and_changes_nothing(
     code, out = run_verify(tmp_path, reader, capsys)
     assert code == 0
     assert "What If is not available" in out
+
+
+# --- Microsoft-managed policies (cipp_hardening/managed_policies.py) -----------------------------------------
+
+
+def block_device_code_flow(state: str = "enabledForReportingButNotEnforced", *excluded: str) -> dict[str, Any]:
+    """Microsoft's managed "Block device code flow" as it appears in a tenant: All users, report-only."""
+    return {
+        "displayName": "Block device code flow",
+        "state": state,
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["All"], "excludeUsers": list(excluded)},
+            "authenticationFlows": {"transferMethods": "deviceCodeFlow"},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]},
+    }
+
+
+def test_done_when_a_report_only_managed_device_code_block_on_the_service_account_is_broken_with_its_date(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    policy_id = reader.emulator.put_policy(
+        MSP_TENANT, block_device_code_flow("enabledForReportingButNotEnforced", BREAK_GLASS_1, BREAK_GLASS_2)
+    )
+    created = next(p for p in reader.emulator.policies(MSP_TENANT) if p["id"] == policy_id)["createdDateTime"]
+    turns_on = (datetime.fromisoformat(created.replace("Z", "+00:00")) + timedelta(days=45)).date().isoformat()
+    code, out = run_verify(tmp_path, reader, capsys, **NO_MFA_IPS)
+    assert code == EXIT_BROKEN
+    text = " ".join(out.split())
+    assert "✗ FAIL CIPP SAM wizard: service account with device code" in text
+    assert "blocked by 'Block device code flow'" in text
+    assert f"Microsoft-managed, report-only: Microsoft turns it on no earlier than {turns_on}" in text
+
+
+def test_a_managed_device_code_block_that_excludes_the_service_account_holds(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    excluded = (BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT)
+    reader.emulator.put_policy(MSP_TENANT, block_device_code_flow("enabledForReportingButNotEnforced", *excluded))
+    report = verify.verify_stack("prod", reader.stack_file(tmp_path, "prod", **NO_MFA_IPS))
+    rows = {row.name: row for row in report.matrix.rows}
+    assert rows["CIPP SAM wizard: service account with device code"].ok
+    assert report.exit_code == 0

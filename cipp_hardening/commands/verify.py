@@ -45,6 +45,7 @@ from cipp_hardening.scenarios import (
     MatrixResult,
     Scenario,
     ScenarioFileError,
+    authentication_flow_scenarios,
     config_from_stack_file,
     derive_scenarios,
     run_matrix,
@@ -236,7 +237,9 @@ def compare_with_what_if(
     directory: DirectoryReport | None = None,
 ) -> WhatIfResult:
     """Every user scenario row asked of Microsoft's What If and compared with our evaluator."""
-    scenarios = [*derive_scenarios(config, directory.view if directory is not None else None), *extra]
+    view = directory.view if directory is not None else None
+    flows = authentication_flow_scenarios(config, live.policies, view)
+    scenarios = [*derive_scenarios(config, view), *flows, *extra]
     trusted_ips = config.assumptions.legacy_mfa_trusted_ips
     policy_set = PolicySet.compile(live.policies, live.named_locations, mfa_trusted_ips=trusted_ips)
     rows = [(scenario.name, scenario.sign_in) for scenario in scenarios]
