@@ -543,3 +543,57 @@ def test_a_managed_device_code_block_that_excludes_the_service_account_holds(tmp
     rows = {row.name: row for row in report.matrix.rows}
     assert rows["CIPP SAM wizard: service account with device code"].ok
     assert report.exit_code == 0
+
+
+# --- break-glass credentials (Microsoft's emergency-access guidance) ----------------------------------------
+
+FIDO2 = {"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "fido2-1", "displayName": "YubiKey"}
+
+
+def test_a_break_glass_account_without_a_phishing_resistant_method_is_warned(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    seed_directory(reader.emulator, {BREAK_GLASS_1: {"authenticationMethods": [FIDO2]}})
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.directory is not None
+    warnings = [f.message for f in report.directory.warnings]
+    assert any(f"{BREAK_GLASS_2} (breakglass2@msp.example) has no phishing-resistant method" in w for w in warnings)
+    assert not any(f"{BREAK_GLASS_1} (breakglass1@msp.example) has no phishing-resistant" in w for w in warnings)
+    assert report.exit_code == 0, "a warning, not a failure"
+
+
+class _Refused(Exception):
+    status = 403
+
+
+class _NoMethodsGraph:
+    """The directory as the emulator serves it, but authentication methods refused (no permission)."""
+
+    def __init__(self, emulator: GraphEmulator) -> None:
+        self.state = emulator._tenant(MSP_TENANT).directory
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        from emulators.graph_directory import handle
+
+        select = (params or {}).get("$select")
+        result = handle(self.state, "GET", path.lower().split("/"), None, select.split(",") if select else None)
+        return result.entity if result.entity is not None else {"value": result.items}
+
+    def list_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        if path.endswith("/authentication/methods"):
+            raise _Refused("Authorization_RequestDenied")
+        return list(self.get(path)["value"])
+
+
+def test_without_the_permission_verify_says_it_cannot_tell(reader: Reader) -> None:
+    from cipp_hardening.config import MspStack, parse_stack_config
+    from cipp_hardening.directory_facts import read_directory
+    from tests.helpers import msp_raw
+
+    seed_directory(reader.emulator)
+    config = parse_stack_config(msp_raw())
+    assert isinstance(config, MspStack)
+    report = read_directory(_NoMethodsGraph(reader.emulator), config, _Refused)
+    warnings = [f.message for f in report.warnings]
+    assert any(f"cannot tell whether break-glass account {BREAK_GLASS_1}" in w for w in warnings)
+    assert not any("has no phishing-resistant method" in w for w in warnings), "cannot tell is not a pass or a fail"
+    assert report.failures == ()
