@@ -39,6 +39,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from cipp_hardening.config import PROJECT
+from cipp_hardening.yamlfile import read_yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh")
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
@@ -403,6 +406,16 @@ def _state_outputs(stack: Any) -> dict[str, Any]:
         return {}
 
 
+def refreshes(project_dir: Path, stack: str) -> bool:
+    """Whether `preview`/`up` of the stack runs with --refresh: the MSP stack (mode msp) does."""
+    try:
+        document = read_yaml(project_dir / f"Pulumi.{stack}.yaml") or {}
+    except (OSError, ValueError):
+        return False  # the program reports an unreadable stack file itself
+    config = document.get("config") if isinstance(document, dict) else None
+    return isinstance(config, dict) and config.get(f"{PROJECT}:mode") == "msp"
+
+
 class AutomationApiRunner:
     """The real runner: `pulumi.automation` over this project directory (a local program)."""
 
@@ -439,11 +452,14 @@ class AutomationApiRunner:
         else:
             selected = auto.select_stack(stack, work_dir=str(self.work_dir))
         common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
+        # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
+        # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
+        refresh_first = refreshes(self.work_dir, stack)
         if action == "preview":
-            preview = selected.preview(policy_packs=self.policy_packs or None, **common)
+            preview = selected.preview(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
             return Outcome(_op_counts(preview.change_summary), _state_outputs(selected))
         if action == "up":
-            up = selected.up(policy_packs=self.policy_packs or None, **common)
+            up = selected.up(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
             return Outcome(_op_counts(up.summary.resource_changes), _output_values(getattr(up, "outputs", None)))
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)
