@@ -98,10 +98,11 @@ promote: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening promote --stack $(STACK) --days "$(or $(DAYS),14)" $(if $(ACCEPT),--accept) \
 	  $(if $(POLICY_ID),--policy-id "$(POLICY_ID)")
 
-## adopt: STACK=prod [DRY_RUN=1] finds the named location and policies made by hand (by name, else by content),
+## adopt: STACK=prod [DRY_RUN=1] [IMPORT_FILE=f] finds the named location and policies made by hand (by name, else by content),
 ##        shows what `pulumi up` will change on each, writes their ids under cipp-hardening:adopt (docs/adopt.md)
 adopt: $(VENV)/.runtime
-	@$(BIN)/cipp-hardening adopt --stack $(STACK) $(if $(STACK_FILE),--stack-file "$(STACK_FILE)") $(if $(DRY_RUN),--dry-run)
+	@$(BIN)/cipp-hardening adopt --stack $(STACK) $(if $(STACK_FILE),--stack-file "$(STACK_FILE)") $(if $(DRY_RUN),--dry-run) \
+	  $(if $(IMPORT_FILE),--import-file "$(IMPORT_FILE)")
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

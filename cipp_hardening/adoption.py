@@ -114,6 +114,9 @@ def decide(
     decision = Decision()
     for item in declared:
         managed_id = managed.get(item.resource_name)
+        if managed_id is not None and tenant.by_id(item.kind, managed_id) is None:
+            # Deleted in the portal: a refreshing run creates it again, so a same-named object is a duplicate.
+            managed_id = None
         adopt_id = adopted.get(item.key) if item.key in ADOPTABLE else None
         ours = {i for i in (managed_id, adopt_id) if i}
         others = [str(o.get("id", "")).lower() for o in tenant.named(item.kind, item.display_name)]
@@ -144,7 +147,7 @@ def _decide_adopted(decision: Decision, item: Declared, tenant: Tenant, managed_
             "`pulumi state delete` the managed one first (docs/adopt.md)"
         )
         return
-    if tenant.by_id(item.kind, adopt_id) is None and managed_id != adopt_id:
+    if tenant.by_id(item.kind, adopt_id) is None:
         decision.refusals.append(
             f"{key}: the tenant holds no {KIND_WORDS[item.kind]} {adopt_id} (deleted since it was adopted?). "
             f"Remove {key} from the stack file to create a new one, or run `cipp-hardening adopt` again"

@@ -129,8 +129,9 @@ def report_drift(stack: str, config: MspStack, tenant: adoption.Tenant, exported
         if found.in_state:
             pulumi.log.warn(f"drift: {found.line}; the state shows it too, so this plan repairs it (docs/adopt.md)")
             continue
+        # The program cannot tell whether this run refreshes: the engine refreshes beside it, not before.
         pulumi.log.warn(
-            f"drift: {found.line}. This run planned from the state without --refresh and does not repair it: "
-            f"`pulumi preview --refresh --stack {stack}` shows the repair, `pulumi up --refresh --stack {stack}` "
-            "makes it (docs/adopt.md#drift)"
+            f"drift: {found.line}. Only a run with --refresh sees it: `pulumi preview --refresh --stack {stack}` "
+            f"shows the repair, `pulumi up --refresh --stack {stack}` makes it; without --refresh this run leaves "
+            "it as it is (docs/adopt.md#drift)"
         )

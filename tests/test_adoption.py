@@ -111,6 +111,22 @@ def test_an_adopt_id_that_would_replace_a_managed_object_or_is_gone_is_refused()
     assert NAMES["b"] not in gone.imports
 
 
+def test_a_managed_object_deleted_in_the_portal_no_longer_covers_a_hand_made_one_of_its_name() -> None:
+    # A refreshing run drops the deleted one from the state and would create Part B beside the hand-made copy.
+    stack = config()
+    tenant = declared_tenant(stack)
+    hand_made_b = {**tenant.policies[1], "id": OTHER_ID}
+    after = Tenant(tenant.locations, [tenant.policies[0], hand_made_b])
+    decision = adoption.decide("prod", adoption.declared_objects(stack), after, MANAGED, {})
+    [refusal] = decision.refusals
+    assert OTHER_ID in refusal
+    assert "cipp-hardening adopt" in refusal
+    # Adopting the hand-made one is allowed: the managed one is gone, nothing is deleted by the import.
+    adopted = adoption.decide("prod", adoption.declared_objects(stack), after, MANAGED, {"serviceAccount": OTHER_ID})
+    assert adopted.refusals == []
+    assert adopted.imports == {NAMES["b"]: f"/identity/conditionalAccess/policies/{OTHER_ID}"}
+
+
 def test_workload_identity_objects_are_checked_too_and_are_not_adoptable() -> None:
     stack = config()
     cipp = msp_raw()["cippApi"]

@@ -13,8 +13,10 @@ nothing is written.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -34,7 +36,7 @@ ADOPT_STACK_KEY = f"{PROJECT}:{adoption.ADOPT_KEY}"
 EXIT_REFUSED = 1
 
 EXIT_CODES = f"""exit codes (they reach the caller; `make adopt` turns every failure into 2):
-  0  the ids were written under {ADOPT_STACK_KEY} (or nothing to adopt, or --dry-run): run `pulumi up` next
+  0  the ids were written under {ADOPT_STACK_KEY}, or the --import-file (or nothing to adopt, or --dry-run)
   1  refused, nothing written: an ambiguous match (several objects fit) or a difference the import cannot
      reconcile (e.g. a country location where an IP location is declared)
   2  error, nothing written: configuration, stack file, credentials or Graph
@@ -79,6 +81,38 @@ def adopted_stack_text(text: str, ids: dict[str, str]) -> str:
     return _dump(yaml, document)
 
 
+# The components that parent each declaration (components/*.py, __main__.py): `pulumi import` must recreate
+# the same URNs, so the import file declares them as components and the azuread resources under them.
+COMPONENTS = {
+    "trustedLocation": ("cipp:hardening:TrustedLocation", "trusted-location"),
+    "technicianAccess": ("cipp:hardening:TechnicianAccessPolicy", "technician-access"),
+    "serviceAccount": ("cipp:hardening:ServiceAccountPolicy", "service-account"),
+}
+RESOURCE_TYPES = {
+    "namedLocation": "azuread:index/namedLocation:NamedLocation",
+    "policy": "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy",
+}
+
+
+def import_file(matches: Sequence[adoption.Match]) -> dict[str, Any]:
+    """A `pulumi import --file` document for the matched objects, under the program's own components."""
+    resources: list[dict[str, Any]] = []
+    for found in matches:
+        if found.object_id is None:
+            continue
+        component_type, component = COMPONENTS[found.key]
+        resources.append({"type": component_type, "name": component, "component": True})
+        resources.append(
+            {
+                "type": RESOURCE_TYPES[found.declared.kind],
+                "name": found.declared.resource_name,
+                "id": adoption.import_id(found.declared.kind, found.object_id),
+                "parent": component,
+            }
+        )
+    return {"resources": resources}
+
+
 def report(console: Console, config: MspStack, matches: Sequence[adoption.Match]) -> None:
     location_id = next((m.object_id for m in matches if m.key == "trustedLocation"), None)
     for found in matches:
@@ -97,7 +131,9 @@ def report(console: Console, config: MspStack, matches: Sequence[adoption.Match]
             console.print("    already as declared", highlight=False)
 
 
-def adopt(stack: str, stack_file: Path, console: Console, *, dry_run: bool = False) -> int:
+def adopt(
+    stack: str, stack_file: Path, console: Console, *, dry_run: bool = False, import_path: Path | None = None
+) -> int:
     text = stack_file.read_text(encoding="utf-8")
     config, tenant = read_tenant(stack_config(text, str(stack_file)))
     matches = adoption.match(config, tenant)
@@ -111,6 +147,14 @@ def adopt(stack: str, stack_file: Path, console: Console, *, dry_run: bool = Fal
         return 0
     if dry_run:
         console.print(f"--dry-run: {stack_file.name} not changed.", highlight=False)
+        return 0
+    if import_path is not None:
+        import_path.write_text(json.dumps(import_file(matches), indent=2) + "\n", encoding="utf-8")
+        console.print(
+            f"Written {import_path} ({stack_file.name} not changed). Next: `pulumi import --file {import_path} "
+            f"--stack {stack} --generate-code=false --protect=false --yes`, then `pulumi up --stack {stack}`.",
+            highlight=False,
+        )
         return 0
     stack_file.write_text(adopted_stack_text(text, ids), encoding="utf-8")
     console.print(
@@ -131,11 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="prod", help="stack name: edits Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="edit this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--dry-run", action="store_true", help="show what would be adopted, write nothing")
+    parser.add_argument(
+        "--import-file",
+        type=Path,
+        help="write a `pulumi import --file` document here instead of the adopt key (docs/adopt.md, path 2)",
+    )
     args = parser.parse_args(argv)
     console = Console(width=200)
     stack_file = args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml"
     try:
-        return adopt(args.stack, stack_file, console, dry_run=args.dry_run)
+        return adopt(args.stack, stack_file, console, dry_run=args.dry_run, import_path=args.import_file)
     except (
         AdoptError,
         ConfigError,

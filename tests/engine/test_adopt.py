@@ -89,10 +89,10 @@ def hand_made(world: DemoWorld) -> dict[str, str]:
     return {"trustedLocation": location, "technicianAccess": part_a, "serviceAccount": part_b}
 
 
-def run_adopt(project: PulumiProject, world: DemoWorld) -> subprocess.CompletedProcess[str]:
+def run_adopt(project: PulumiProject, world: DemoWorld, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**project.env, **{k: v for k, v in world.graph_env().items() if v is not None}}
     return subprocess.run(
-        [ADOPT, "adopt", "--stack", STACK, "--stack-file", str(project.workdir / f"Pulumi.{STACK}.yaml")],
+        [ADOPT, "adopt", "--stack", STACK, "--stack-file", str(project.workdir / f"Pulumi.{STACK}.yaml"), *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -162,6 +162,21 @@ def test_the_article_done_by_hand_is_refused_then_adopted_in_place(project: Pulu
     project.run("up", "--yes", "--expect-no-changes", "--stack", STACK)
 
 
+def test_the_pulumi_import_path_with_the_file_adopt_writes(project: PulumiProject, world: DemoWorld) -> None:
+    ids = hand_made(world)
+    stack_file = (project.workdir / f"Pulumi.{STACK}.yaml").read_text(encoding="utf-8")
+    written = run_adopt(project, world, "--import-file", str(project.workdir / "import.json"))
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert (project.workdir / f"Pulumi.{STACK}.yaml").read_text(encoding="utf-8") == stack_file
+    # docs/adopt.md path 2, flags as written there: no program generation, not protected.
+    project.run(
+        "import", "--file", "import.json", "--stack", STACK, "--generate-code=false", "--protect=false", "--yes"
+    )
+    project.run("up", "--yes", "--stack", STACK)
+    assert_declared(world, ids)
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
+
+
 def test_an_interrupted_create_is_refused_never_duplicated(project: PulumiProject, world: DemoWorld) -> None:
     msp = world.msp_tenant
     # Graph creates the location, then every read of it fails: upstream records no id (no state entry).
@@ -199,7 +214,8 @@ def test_drift_of_prod_shows_in_the_refreshing_preview_and_up_repairs_it(
 
     plain = project.run("preview", "--stack", STACK)
     assert "drift:" in plain.stdout, plain.stdout
-    assert "--refresh" in plain.stdout
+    assert "without --refresh this run leaves it as it is" in plain.stdout
+    assert "pulumi up --refresh --stack prod" in plain.stdout
 
     preview = project.preview_json(STACK, "--refresh")
     assert [s["urn"].rsplit("::", 1)[-1] for s in steps_of(preview, "update", CA_POLICY)] == [
@@ -210,7 +226,24 @@ def test_drift_of_prod_shows_in_the_refreshing_preview_and_up_repairs_it(
     project.run("up", "--yes", "--refresh", "--stack", STACK)
     assert_declared(world)
     assert by_name(world.graph.policies(msp), PART_A)[0]["id"] == part_a["id"], "repaired in place"
+
+    # The cost (docs/adopt.md#cost): each program run lists each collection once; --refresh reads each object.
+    world.graph.clear_log()
+    project.run("preview", "--expect-no-changes", "--stack", STACK)
+    assert ca_gets(world) == (2, 0)
+    world.graph.clear_log()
     project.run("preview", "--refresh", "--expect-no-changes", "--stack", STACK)
+    assert ca_gets(world) == (2, 3)
+
+
+def ca_gets(world: DemoWorld) -> tuple[int, int]:
+    """(listings, single-object reads) of Conditional Access objects in the Graph log."""
+    paths = [
+        r.path.split("?")[0].rstrip("/")
+        for r in world.graph.requests(method="GET", path_contains="/conditionalAccess/")
+    ]
+    listings = [p for p in paths if p.endswith(("/policies", "/namedLocations"))]
+    return len(listings), len(paths) - len(listings)
 
 
 def test_a_disabled_location_and_policy_are_repaired(project: PulumiProject, world: DemoWorld) -> None:
