@@ -94,7 +94,7 @@ def check_tenant(config: MspStack) -> adoption.Decision:
     """The decision for this run; raises pulumi.RunError (nothing registered yet) when a create would
     duplicate an existing object, or the adopt key cannot be honoured."""
     if _offline_run():
-        pulumi.log.info(OFFLINE_LINE)
+        pulumi.log.warn(OFFLINE_LINE)
         return adoption.Decision()
     import requests  # a live read only
 

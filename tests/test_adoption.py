@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cipp_hardening import adoption, tenant_check
 from cipp_hardening.adoption import Tenant
+from cipp_hardening.commands import adopt as adopt_command
 from cipp_hardening.commands.adopt import adopted_stack_text, stack_config
 from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
 from tests.helpers import ROOT, msp_raw, run_main
@@ -251,4 +254,53 @@ def test_the_state_export_gives_the_managed_ids_by_resource_name() -> None:
 
 def test_the_offline_plan_says_it_skips_the_check() -> None:
     run = run_main(msp_raw())
-    assert tenant_check.OFFLINE_LINE in run.messages("info")
+    assert tenant_check.OFFLINE_LINE in run.messages("warning")
+
+
+def _adopt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenant: Tenant, *argv: str) -> tuple[int, Path]:
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text((ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(adopt_command, "read_tenant", lambda stack: (stack, tenant))
+    code = adopt_command.main(["--stack", "prod", "--stack-file", str(stack_file), *argv])
+    return code, stack_file
+
+
+def test_adopt_refuses_an_ambiguous_match_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = declared_tenant(config())
+    twice = Tenant([*tenant.locations, {**tenant.locations[0], "id": OTHER_ID}], tenant.policies)
+    code, stack_file = _adopt_in(tmp_path, monkeypatch, twice)
+    assert code == 1
+    assert stack_file.read_text(encoding="utf-8") == (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+
+
+def test_adopt_writes_the_key_or_an_import_file_and_a_dry_run_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = declared_tenant(config())
+    original = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    code, stack_file = _adopt_in(tmp_path, monkeypatch, tenant, "--dry-run")
+    assert (code, stack_file.read_text(encoding="utf-8")) == (0, original)
+    target = tmp_path / "import.json"
+    code, stack_file = _adopt_in(tmp_path, monkeypatch, tenant, "--import-file", str(target))
+    assert (code, stack_file.read_text(encoding="utf-8")) == (0, original)
+    resources = json.loads(target.read_text(encoding="utf-8"))["resources"]
+    assert {"type": "cipp:hardening:TrustedLocation", "name": "trusted-location", "component": True} in resources
+    assert {
+        "type": "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy",
+        "name": NAMES["b"],
+        "id": f"/identity/conditionalAccess/policies/{PART_B_ID}",
+        "parent": "service-account",
+    } in resources
+    code, stack_file = _adopt_in(tmp_path, monkeypatch, tenant)
+    assert code == 0
+    assert stack_config(stack_file.read_text(encoding="utf-8"), "x").adopt == {
+        "trustedLocation": LOCATION_ID,
+        "technicianAccess": PART_A_ID,
+        "serviceAccount": PART_B_ID,
+    }
+
+
+def test_adopt_of_a_client_stack_is_an_error(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.client-contoso.yaml"
+    stack_file.write_text((ROOT / "Pulumi.client-contoso.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    assert adopt_command.main(["--stack", "client-contoso", "--stack-file", str(stack_file)]) == 2
