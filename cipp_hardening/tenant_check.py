@@ -129,7 +129,7 @@ def report_drift(stack: str, config: MspStack, tenant: adoption.Tenant, exported
         if found.in_state:
             pulumi.log.warn(f"drift: {found.line}; the state shows it too, so this plan repairs it (docs/adopt.md)")
             continue
-        # The program cannot tell whether this run refreshes: the engine refreshes beside it, not before.
+        # The program cannot tell whether this run refreshes: the engine refreshes alongside it (docs/adopt.md).
         pulumi.log.warn(
             f"drift: {found.line}. Only a run with --refresh sees it: `pulumi preview --refresh --stack {stack}` "
             f"shows the repair, `pulumi up --refresh --stack {stack}` makes it; without --refresh this run leaves "
