@@ -8,6 +8,7 @@ from cipp_hardening.config import ClientStack, MspStack
 from cipp_hardening.directory_names import program_resolve
 from cipp_hardening.inventory import cipp_api_clients, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
+from cipp_hardening.tenant_check import check_tenant
 from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
 from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
@@ -17,12 +18,25 @@ from components.workload_identity import CippApiWorkloadIdentityPolicies, CippAp
 
 
 def compose_msp(config: MspStack) -> None:
-    location = TrustedLocation("trusted-location", TrustedLocationArgs(config.trusted_location))
+    # Before any resource: no silent duplicate, the adopt key's imports, drift (docs/adopt.md).
+    tenant = check_tenant(config)
+    location = TrustedLocation(
+        "trusted-location",
+        TrustedLocationArgs(config.trusted_location, tenant.import_of("trusted-location-named-location")),
+    )
     technicians = TechnicianAccessPolicy(
         "technician-access",
-        TechnicianAccessPolicyArgs(config.technician_access, location.object_id, config.service_account.user_id),
+        TechnicianAccessPolicyArgs(
+            config.technician_access,
+            location.object_id,
+            config.service_account.user_id,
+            tenant.import_of("technician-access-policy"),
+        ),
     )
-    service_account = ServiceAccountPolicy("service-account", ServiceAccountPolicyArgs(config.service_account))
+    service_account = ServiceAccountPolicy(
+        "service-account",
+        ServiceAccountPolicyArgs(config.service_account, tenant.import_of("service-account-policy")),
+    )
     pulumi.export("trustedLocationId", location.object_id)
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)

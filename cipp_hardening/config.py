@@ -183,6 +183,8 @@ class MspStack:
     scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
     assumptions: Assumptions = Assumptions()
     names: tuple[DirectoryName, ...] = ()  # values given as names, still to resolve (resolve_names)
+    # Existing objects to take over (`cipp-hardening adopt`): trustedLocation/technicianAccess/serviceAccount → id.
+    adopt: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ _MSP_KEYS = {
     "scenariosFile",
     "assumptions",
     "offlineSnapshot",
+    "adopt",
 }
 _CLIENT_KEYS = {
     "mode",
@@ -428,7 +431,17 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
         scenarios_file=_scenarios_file(reader, raw),
         assumptions=assumptions,
         names=tuple(reader.names),
+        adopt=_adopt(reader, raw.get("adopt")),
     )
+
+
+def _adopt(reader: _Reader, value: Any) -> dict[str, str]:
+    """adopt: the ids `cipp-hardening adopt` found, taken over by the next `pulumi up` (docs/adopt.md)."""
+    if value is None:
+        return {}
+    keys = {"trustedLocation", "technicianAccess", "serviceAccount"}
+    obj = reader.obj(value, "adopt", keys)
+    return {key: reader.guid(obj[key], f"adopt.{key}") for key in sorted(keys) if obj.get(key) is not None}
 
 
 def _trusted_location(reader: _Reader, value: Any) -> TrustedLocation:

@@ -13,6 +13,8 @@ from cipp_hardening.config import ServiceAccount
 @dataclass(frozen=True)
 class ServiceAccountPolicyArgs:
     service_account: ServiceAccount
+    # An existing object to take over (the stack file's `adopt` key; docs/adopt.md): its import id.
+    import_id: str | None = None
 
 
 class ServiceAccountPolicy(pulumi.ComponentResource):
@@ -39,7 +41,7 @@ class ServiceAccountPolicy(pulumi.ComponentResource):
                 sign_in_frequency_interval="everyTime",
                 sign_in_frequency_authentication_type="primaryAndSecondaryAuthentication",
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.import_id),
         )
         self.policy_id = self.policy.object_id
         self.register_outputs({"policyId": self.policy_id, "state": account.state})

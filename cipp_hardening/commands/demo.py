@@ -385,6 +385,9 @@ def engine_env(world: DemoWorld, stack: DemoStack) -> dict[str, str]:
         "ARM_CLIENT_SECRET": secret,
         "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
         "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
+        # The program's own read of the MSP tenant (duplicate check, docs/adopt.md) as the azuread deployer:
+        # here the Graph emulator issues those tokens, while AZURE_AUTHORITY_HOST is CIPP's for Part C.
+        "CIPP_HARDENING_GRAPH_AUTHORITY": world.graph.url,
     }
     return {**{k: v for k, v in values.items() if v is not None}, "CIPP_HARDENING_GRAPH_INTERVAL": "0", **azuread}
 
