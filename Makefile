@@ -90,6 +90,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
 	$(BIN)/python bench/bench_onboard.py
+	$(BIN)/python bench/bench_part_c_window.py
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when

@@ -34,13 +34,18 @@ def compose_msp(config: MspStack) -> None:
         pulumi.export("unrestrictedApiClients", allowlists.unrestricted)
         pulumi.export("denyingApiClients", allowlists.denying)  # stored as "[]": refused from every address
         pulumi.export("pendingSaveApiClients", allowlists.pending_save)  # table and App Service disagree
+        pulumi.export("widenedApiClients", allowlists.widened)  # declared wider than CIPP holds them today
+        everything_else: list[pulumi.Resource] = [location, technicians, service_account]
         if config.cipp_api.workload_identity is not None:
             workload = CippApiWorkloadIdentityPolicies(
                 "cipp-api-workload-identity",
                 CippApiWorkloadIdentityPoliciesArgs(config.cipp_api.workload_identity, config.tenant_id),
             )
+            everything_else.append(workload)
             pulumi.export("workloadIdentityServicePrincipals", workload.service_principal_ids)
             pulumi.export("workloadIdentityPolicyIds", workload.policy_ids)
+        # Last, depending on all of the above: a destroy that Part C would refuse stops before anything is deleted.
+        allowlists.destroy_guard(everything_else)
 
 
 def compose_client(config: ClientStack) -> None:

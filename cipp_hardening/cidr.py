@@ -82,11 +82,11 @@ def cipp_range(text: str) -> str:
 
     docs/cipp-api.md §11: IPv4 as network/prefix (bare for /32); IPv6 fully expanded, no '::' (CIPP rejects
     compressed IPv6 with a warning and drops it); /0 refused (the BigInteger sign quirk of §5.6 makes
-    0.0.0.0/0 miss half the Internet; an empty list already means Any).
+    0.0.0.0/0 miss half the Internet; `[Any]` is the way to say every address).
     """
     network = parse_network(text)
     if network.prefixlen == 0:
-        raise RangeError(f"{text!r} is /0: CIPP mismatches /0 (docs/cipp-api.md §5.6); use an empty list for Any")
+        raise RangeError(f"{text!r} is /0: CIPP mismatches /0 (docs/cipp-api.md §5.6); [Any] means every address")
     if isinstance(network, ipaddress.IPv4Network):
         return str(network.network_address) if network.prefixlen == 32 else str(network)
     address = network.network_address.exploded

@@ -10,6 +10,7 @@ call them; nothing here does I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -123,7 +124,11 @@ def describe_ranges(ranges: Sequence[str]) -> str:
 
 
 # -- writing AddUpdate ------------------------------------------------------------------------------
-class UnknownMcpFlag(ValueError):
+class UnknownField(ValueError):
+    """List did not show a field that AddUpdate replaces: writing would change what CIPP holds, so no write."""
+
+
+class UnknownMcpFlag(UnknownField):
     """List did not say whether the client is MCP-enabled, and AddUpdate would reset the flag."""
 
 
@@ -134,18 +139,62 @@ def add_update_body(
 
     §2.2: AddUpdate resets every omitted field (Role → "", Enabled → false, MCPAllowed → false), reads
     the role from `Role.value` and the ranges from `IPRange[].value`; a plain string array would clear
-    the list. `AppName` is not needed: with a ClientId, New-CIPPAPIConfig looks the existing app up and
-    keeps it, and the row keeps its AppName. `CIPPAPI.ResetSecret` is never sent (it deletes every
-    secret of the client).
+    the list. So only what the List item shows is sent back, and a field it does not show is a refusal
+    (UnknownField), never a guess. `AppName` is not needed: with a ClientId, New-CIPPAPIConfig looks the
+    existing app up and keeps it, and the row keeps its AppName. `CIPPAPI.ResetSecret` is never sent
+    (it deletes every secret of the client).
     """
     return {
         "Action": "AddUpdate",
         "ClientId": str(client["ClientId"]),
-        "Role": {"value": str(client.get("Role") or "")},
+        "Role": {"value": _kept_role(client)},
         "IPRange": [{"label": r, "value": r} for r in ranges],
-        "Enabled": _kept_flag(client.get("Enabled")),
+        "Enabled": _kept_enabled(client),
         "MCPAllowed": _mcp_flag(client, stated_mcp_allowed),
     }
+
+
+def _kept_role(client: Mapping[str, Any]) -> str:
+    # Get-CippApiClient selects Role on every row and shows an empty one as null (§3): null is "no role".
+    if "Role" not in client:
+        raise UnknownField(
+            "CIPP's List did not show this client's Role, and AddUpdate would reset it to no role: nothing written "
+            '(docs/part-c.md "What a write sends back")'
+        )
+    role = client["Role"]
+    if role is not None and not isinstance(role, str):
+        raise UnknownField(f"CIPP's List shows Role {role!r}, which is not a role name: nothing written")
+    return role or ""
+
+
+def _kept_enabled(client: Mapping[str, Any]) -> bool | str:
+    enabled = client.get("Enabled")
+    if enabled is None:  # absent, or null (a row without the column): AddUpdate would store false
+        raise UnknownField(
+            "CIPP's List did not show whether this client is enabled, and AddUpdate would reset it to disabled: "
+            "nothing written; set Enabled on the client in CIPP > Integrations > CIPP-API "
+            '(docs/part-c.md "What a write sends back")'
+        )
+    if not isinstance(enabled, bool | str):
+        raise UnknownField(f"CIPP's List shows Enabled {enabled!r}, which is neither true nor false: nothing written")
+    return _kept_flag(enabled)
+
+
+def unconfirmed_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """The fields other than the ranges that List shows differently from the AddUpdate body `sent`.
+
+    The comparison reads each field as CIPP does: an empty role lists as null, MCPAllowed is cast to bool
+    (§3). A List without MCPAllowed cannot confirm it, so it is not compared.
+    """
+    found = []
+    role, sent_role = stored.get("Role") or "", sent["Role"]["value"]
+    if role != sent_role:
+        found.append(f"Role {stored.get('Role')!r} (sent {sent_role!r})")
+    if stored.get("Enabled") != sent["Enabled"]:
+        found.append(f"Enabled {stored.get('Enabled')!r} (sent {sent['Enabled']!r})")
+    if "MCPAllowed" in stored and ps_bool(stored["MCPAllowed"]) != ps_bool(sent["MCPAllowed"]):
+        found.append(f"MCPAllowed {stored['MCPAllowed']!r} (sent {sent['MCPAllowed']!r})")
+    return found
 
 
 def _mcp_flag(client: Mapping[str, Any], stated: bool | None) -> bool | str:
@@ -291,6 +340,44 @@ def unrestricted_clients(
     ]
 
 
+def widened_ranges(declared: Sequence[str], current: Sequence[str]) -> list[str]:
+    """The declared ranges that allow addresses CIPP refuses the client today; [ANY] when declared is Any.
+
+    `current` is as `ranges_of` reads it ([] Any, [DENY_ALL] no address). A range counts as new unless it
+    lies inside one CIPP holds now; an entry CIPP holds but cannot parse matches nothing (Test-IpInRange
+    answers "no match" on any exception, docs/cipp-api.md §5.3), so it covers nothing here either.
+    """
+    if not current:
+        return []  # Any today: nothing can be wider
+    if not declared:
+        return [ANY]
+    held = [] if denies_all(current) else [network for entry in current if (network := _network(entry))]
+    return [entry for entry in declared if not _inside_any(entry, held)]
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _inside_any(entry: str, held: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    network = _network(entry)
+    return network is not None and any(
+        network.version == other.version and network.subnet_of(other)  # type: ignore[arg-type]
+        for other in held
+    )
+
+
+def widening_message(client: ClientSummary, current: Sequence[str], widened: Sequence[str]) -> str:
+    what = "every address (allowedRanges: [Any])" if list(widened) == [ANY] else ", ".join(widened)
+    return (
+        f"CIPP-API client {client.describe()}: this stack widens it. CIPP holds it to {describe_ranges(current)} "
+        f"today; after `pulumi up` it also accepts {what}"
+    )
+
+
 def denying_clients(clients: Iterable[Mapping[str, Any]]) -> list[ClientSummary]:
     """Clients CIPP refuses from every address (stored "[]"): locked out, not open."""
     return [summary(client) for client in clients if denies_all(ranges_of(client))]
@@ -378,6 +465,23 @@ def delete_plan(props: Mapping[str, Any]) -> DeletePlan:
         )
     restoring = f"CIPP-API client {client}: restoring the ranges found at adoption: {describe_ranges(adopted)}"
     return DeletePlan("restore", adopted, restoring)
+
+
+def predicted_delete_refusal(props: Mapping[str, Any]) -> str | None:
+    """Why the delete of a client with these recorded properties would refuse, known from the state alone.
+
+    The same rules the delete applies: a restore to Any without allowAnyOnDelete, or a restore that would
+    change the manager client's own ranges without allowSelfUpdate.
+    """
+    plan = delete_plan(props)
+    if plan.action == "refuse":
+        return plan.reason
+    if plan.action == "restore" and (refusal := self_update_refusal(props)):
+        return f"CIPP-API client {props.get('clientId', '?')}: restoreOnDelete would change its ranges, but {refusal}"
+    return None
+
+
+GUARD_KEYS = ("clientId", "managerClientId", "allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete")
 
 
 # -- resource inputs --------------------------------------------------------------------------------

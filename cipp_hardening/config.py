@@ -19,6 +19,9 @@ from typing import Any, Literal, TypeVar
 from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, broad_range_note, cipp_range, dedupe, entra_range
 
 PROJECT = "cipp-hardening"
+# The one spelling that opens a CIPP-API client to every address: `allowedRanges: [Any]`, as CIPP's List
+# shows such a client (docs/configuration.md). A missing or empty list is an error, never Any.
+ANY_ADDRESS = "Any"
 
 DEFAULT_LOCATION_NAME = "Trusted - MSP Office"
 DEFAULT_TECHNICIAN_POLICY_NAME = "Block CIPP Access - Outside Trusted IPs"
@@ -99,7 +102,7 @@ class ServiceAccount:
 @dataclass(frozen=True)
 class CippApiClient:
     client_id: str
-    allowed_ranges: tuple[str, ...]  # CIPP canonical spelling; empty means Any
+    allowed_ranges: tuple[str, ...]  # CIPP canonical spelling; empty only for the explicit [Any]
     allow_self_update: bool = False
     restore_on_delete: bool = False
     allow_any_on_delete: bool = False
@@ -825,8 +828,8 @@ def _held_client(reader: _Reader, client: CippApiClient, key: str) -> WorkloadId
         return None
     if not client.allowed_ranges:
         reader.warnings.append(
-            f"{PROJECT}:{key}.allowedRanges: empty (any address), so cippApi.workloadIdentityPolicies declares "
-            f"no policy for client {client.client_id}"
+            f"{PROJECT}:{key}.allowedRanges: [{ANY_ADDRESS}] (every address), so "
+            f"cippApi.workloadIdentityPolicies declares no policy for client {client.client_id}"
         )
         return None
     cidrs: list[str] = []
@@ -860,21 +863,9 @@ _CIPP_CLIENT_KEYS = {
 def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> CippApiClient | None:
     obj = reader.obj(value, path, _CIPP_CLIENT_KEYS)
     client_id = reader.guid_field(obj, "clientId", path) or ""
-    ranges: list[str] = []
-    for i, entry in enumerate(reader.items(obj, "allowedRanges", path)):
-        try:
-            ranges.append(cipp_range(entry))
-        except RangeError as exc:
-            reader.fail(f"{path}.allowedRanges[{i}]", str(exc))
-            continue
-        if note := broad_range_note(entry):
-            reader.warnings.append(f"{PROJECT}:{path}.allowedRanges[{i}]: {note}")
-    kept, repeated = dedupe(ranges)
-    for item in repeated:
-        reader.warnings.append(f"{PROJECT}:{path}.allowedRanges: {item} listed twice; sent once")
     client = CippApiClient(
         client_id,
-        tuple(kept),
+        _allowed_ranges(reader, obj, path),
         reader.flag(obj, "allowSelfUpdate", path),
         reader.flag(obj, "restoreOnDelete", path),
         reader.flag(obj, "allowAnyOnDelete", path),
@@ -886,6 +877,47 @@ def _cipp_client(reader: _Reader, value: Any, path: str, manager_id: str) -> Cip
             "must be true to manage the manager client's own ranges: a wrong range locks this stack out of CIPP",
         )
     return client
+
+
+def _allowed_ranges(reader: _Reader, obj: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """The client's ranges in CIPP spelling; () only for the explicit `[Any]` (docs/configuration.md).
+
+    A missing key or an empty list is an error, never Any: for an allow-list, leaving something out must
+    not open a client to every address (and CIPP 10.8.2 reads a stored "[]" as *no* address, docs/part-c.md).
+    """
+    key = f"{path}.allowedRanges"
+    entries = obj.get("allowedRanges")
+    if entries is None or entries == []:
+        what = "is required" if entries is None else "is empty"
+        reader.fail(
+            key,
+            f"{what}: list the ranges this client may call from, or write [{ANY_ADDRESS}] to open it to every address",
+        )
+        return ()
+    if not isinstance(entries, list):
+        reader.fail(key, f"must be a list, got {type(entries).__name__}")
+        return ()
+    if any(_is_any(entry) for entry in entries):
+        if len(entries) > 1:
+            reader.fail(key, f"[{ANY_ADDRESS}] opens the client to every address: it stands alone, without ranges")
+        return ()
+    ranges: list[str] = []
+    for i, entry in enumerate(entries):
+        try:
+            ranges.append(cipp_range(entry))
+        except RangeError as exc:
+            reader.fail(f"{path}.allowedRanges[{i}]", str(exc))
+            continue
+        if note := broad_range_note(entry):
+            reader.warnings.append(f"{PROJECT}:{path}.allowedRanges[{i}]: {note}")
+    kept, repeated = dedupe(ranges)
+    for item in repeated:
+        reader.warnings.append(f"{PROJECT}:{path}.allowedRanges: {item} listed twice; sent once")
+    return tuple(kept)
+
+
+def _is_any(entry: Any) -> bool:
+    return isinstance(entry, str) and entry.strip().lower() == ANY_ADDRESS.lower()
 
 
 def _client_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> ClientStack:

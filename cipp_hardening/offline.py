@@ -49,6 +49,7 @@ class PlannedResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     id: str | None
+    dependencies: tuple[str, ...] = ()  # URNs it depends on (dependsOn and property dependencies)
 
 
 @dataclass
@@ -147,11 +148,13 @@ class _RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.parents: dict[str, str | None] = {}
         self.custom: dict[str, bool] = {}
+        self.dependencies: dict[str, tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         self.parents[urn] = request.parent or None
         self.custom[urn] = bool(request.custom)
+        self.dependencies[urn] = tuple(request.dependencies)
         return super().RegisterResource(request)
 
 
@@ -238,6 +241,7 @@ def run_program(
                 inputs=_known(dict(registration.state)),
                 outputs=_known(dict(registration.state)),
                 id=registration.id,
+                dependencies=monitor.dependencies.get(urn, ()),
             )
         )
     return run

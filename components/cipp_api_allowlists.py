@@ -9,15 +9,22 @@ from typing import Any
 import pulumi
 
 from cipp_hardening.cipp_api import (
+    GUARD_KEYS,
     ClientList,
     denying_clients,
     denying_message,
+    find_client,
     pending_saves,
+    ranges_of,
+    summary,
     unrestricted_clients,
     unrestricted_message,
+    widened_ranges,
+    widening_message,
 )
 from cipp_hardening.config import CippApi
 from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges
+from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard
 
 
 @dataclass(frozen=True)
@@ -40,31 +47,35 @@ class CippApiAllowlists(pulumi.ComponentResource):
     unrestricted: list[dict[str, str]] | None  # None when the clients could not be read (offline plan)
     denying: list[dict[str, str]] | None
     pending_save: list[dict[str, Any]] | None  # None when App Service's list was not read
+    widened: list[dict[str, Any]] | None  # managed clients this stack opens wider than CIPP holds them now
     managed_client_ids: list[str]
 
     def __init__(self, name: str, args: CippApiAllowlistsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         self.unrestricted = _check_open_clients(args)
+        _report_open_by_statement(args.cipp_api)
+        self.widened = _report_widening(args)
         self.denying = _report_denying(args.clients_now)
         self.pending_save = _report_pending(args.clients_now)
         super().__init__("cipp:hardening:CippApiAllowlists", name, None, opts)
+        self._name = name
         cipp = args.cipp_api
-        self.ranges = {
-            client.client_id: CippApiClientRanges(
-                f"{name}-{client.client_id}",
-                {
-                    "url": cipp.url,
-                    "tenantId": cipp.tenant_id,
-                    "managerClientId": cipp.manager_client_id,
-                    "clientId": client.client_id,
-                    "allowedRanges": list(client.allowed_ranges),
-                    "allowSelfUpdate": client.allow_self_update,
-                    "restoreOnDelete": client.restore_on_delete,
-                    "allowAnyOnDelete": client.allow_any_on_delete,
-                    **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
-                },
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self._inputs = {
+            client.client_id: {
+                "url": cipp.url,
+                "tenantId": cipp.tenant_id,
+                "managerClientId": cipp.manager_client_id,
+                "clientId": client.client_id,
+                "allowedRanges": list(client.allowed_ranges),
+                "allowSelfUpdate": client.allow_self_update,
+                "restoreOnDelete": client.restore_on_delete,
+                "allowAnyOnDelete": client.allow_any_on_delete,
+                **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
+            }
             for client in cipp.clients
+        }
+        self.ranges = {
+            client_id: CippApiClientRanges(f"{name}-{client_id}", props, opts=pulumi.ResourceOptions(parent=self))
+            for client_id, props in self._inputs.items()
         }
         self.managed_client_ids = sorted(self.ranges)
         self.register_outputs(
@@ -73,7 +84,23 @@ class CippApiAllowlists(pulumi.ComponentResource):
                 "unrestrictedClients": self.unrestricted,
                 "denyingClients": self.denying,
                 "pendingSaveClients": self.pending_save,
+                "widenedClients": self.widened,
             }
+        )
+
+    def destroy_guard(self, everything_else: Sequence[pulumi.Resource]) -> CippApiDestroyGuard:
+        """The guard that makes a destroy of the stack all or nothing (docs/part-c.md "Destroy").
+
+        It must depend on every other resource of the stack (`everything_else`, components included: a
+        component stands for all its children), so that its delete is the first and only one of the first round.
+        """
+        clients = [
+            {**{key: props[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[client_id].adoptedRanges}
+            for client_id, props in self._inputs.items()
+        ]
+        depends_on = [self, *everything_else]
+        return CippApiDestroyGuard(
+            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on)
         )
 
 
@@ -97,6 +124,33 @@ def _check_open_clients(args: CippApiAllowlistsArgs) -> list[dict[str, str]] | N
             "manage it in cippApi.clients or restrict it in CIPP > Integrations > CIPP-API"
         )
     return [client.to_json() for client in open_clients]
+
+
+def _report_open_by_statement(cipp: CippApi) -> None:
+    """Every managed client declared open to every address is said at every plan, preview and up."""
+    for index, client in enumerate(cipp.clients):
+        if not client.allowed_ranges:
+            pulumi.log.warn(
+                f"CIPP-API client {client.client_id} is declared open to every address "
+                f"(cippApi.clients[{index}].allowedRanges: [Any])"
+            )
+
+
+def _report_widening(args: CippApiAllowlistsArgs) -> list[dict[str, Any]] | None:
+    """Managed clients whose declared ranges allow addresses CIPP refuses them today (docs/part-c.md)."""
+    if args.clients_now is None:
+        return None
+    found = []
+    for client in args.cipp_api.clients:
+        now = find_client(args.clients_now, client.client_id)
+        if now is None:
+            continue  # the resource names the missing client
+        current = ranges_of(now)
+        widened = widened_ranges(client.allowed_ranges, current)
+        if widened:
+            pulumi.log.warn(widening_message(summary(now), current, widened))
+            found.append({**summary(now).to_json(), "currentRanges": current, "widenedBy": widened})
+    return found
 
 
 def _report_denying(clients: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]] | None:

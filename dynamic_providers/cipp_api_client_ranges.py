@@ -2,8 +2,9 @@
 
 The client itself (app registration, role, secret, enabled) belongs to CIPP; this resource changes only
 its `IPRange`, through CIPP's own API as the configured *manager* client (docs/cipp-api.md §8, §13).
-Each write reads the client first and sends the complete AddUpdate body with the current Role,
-Enabled and MCPAllowed (cipp_hardening.cipp_api.add_update_body), then re-reads to confirm. A client
+Each write lists the client immediately before AddUpdate and sends back only what that read showed
+(Role, Enabled, MCPAllowed; a field it does not show is a refusal, cipp_hardening.cipp_api.add_update_body),
+then re-reads and confirms every field, not only the ranges (docs/part-c.md "What a write sends back"). A client
 already at its ranges gets no AddUpdate: for an MCP client every AddUpdate re-runs CIPP's MCP set-up
 on its app registration. A client stored as "[]" refuses every address (docs/part-c.md): that is
 recorded as ["None"], never as Any.
@@ -36,7 +37,7 @@ from pulumi.runtime.rpc import UNKNOWN
 from cipp_hardening.cipp_api import (
     INPUT_KEYS,
     Client,
-    UnknownMcpFlag,
+    UnknownField,
     add_update_body,
     delete_plan,
     describe_ranges,
@@ -44,6 +45,7 @@ from cipp_hardening.cipp_api import (
     is_self_update,
     ranges_of,
     self_update_refusal,
+    unconfirmed_fields,
     validate_inputs,
 )
 from dynamic_providers import credentials
@@ -81,7 +83,10 @@ def _label(props: dict[str, Any]) -> str:
 
 
 def _require_client(cipp: CippClient, props: dict[str, Any]) -> Client:
-    clients = cipp.list_clients()
+    return _found(cipp.list_clients(), props)
+
+
+def _found(clients: list[Client], props: dict[str, Any]) -> Client:
     client = find_client(clients, props["clientId"])
     if client is None:
         known = ", ".join(str(c["ClientId"]) for c in clients) or "none"
@@ -92,16 +97,19 @@ def _require_client(cipp: CippClient, props: dict[str, Any]) -> Client:
     return client
 
 
-def _write_ranges(cipp: CippClient, props: dict[str, Any], client: Client, ranges: list[str]) -> Client:
-    """AddUpdate with everything but the ranges kept, then re-read and compare (§13)."""
+def _write_ranges(cipp: CippClient, props: dict[str, Any], ranges: list[str]) -> Client:
+    """Read, AddUpdate at once with what that read showed, then re-read and confirm every field (§13)."""
     refusal = self_update_refusal(props)
     if refusal:
         raise CippApiClientRangesError(f"{_label(props)}: {refusal}")
-    try:
-        body = add_update_body(client, ranges, props.get("mcpAllowed"))
-    except UnknownMcpFlag as unknown:
-        raise CippApiClientRangesError(f"{_label(props)}: {unknown}") from None
-    result = cipp.add_update(body)
+
+    def body_for(clients: list[Client]) -> dict[str, Any]:
+        try:
+            return add_update_body(_found(clients, props), ranges, props.get("mcpAllowed"))
+        except UnknownField as unknown:
+            raise CippApiClientRangesError(f"{_label(props)}: {unknown}") from None
+
+    sent, result = cipp.list_then_add_update(body_for)
     try:
         stored = _require_client(cipp, props)
     except CippAccessDenied as denied:
@@ -115,6 +123,12 @@ def _write_ranges(cipp: CippClient, props: dict[str, Any], client: Client, range
         raise CippApiClientRangesError(
             f"{_label(props)}: CIPP accepted the change but shows {describe_ranges(ranges_of(stored))} "
             f"instead of {describe_ranges(ranges)}" + "".join(f"; {warning}" for warning in result.mcp_warnings)
+        )
+    if differing := unconfirmed_fields(sent, stored):
+        raise CippApiClientRangesError(
+            f"{_label(props)}: ranges saved and confirmed, but CIPP now shows {'; '.join(differing)}: someone "
+            "changed the client right after this write, or CIPP did not keep what was sent. Check it in "
+            'CIPP > Integrations > CIPP-API (docs/part-c.md "What a write sends back")'
         )
     for warning in result.mcp_warnings:
         # Saved and confirmed through List; only the MCP app set-up behind it failed (§2.2 step 5).
@@ -135,7 +149,7 @@ def _apply(props: dict[str, Any], adopted: list[str] | None) -> dict[str, Any]:
             client = _require_client(cipp, props)
             found = ranges_of(client)
             if found != wanted:
-                client = _write_ranges(cipp, props, client, wanted)
+                client = _write_ranges(cipp, props, wanted)
         except CippError as error:
             raise CippApiClientRangesError(f"{_label(props)}: {error}") from None
     return _outputs(props, client, found if adopted is None else adopted)
@@ -210,7 +224,7 @@ class CippApiClientRangesProvider(ResourceProvider):
                     log.warning("%s: gone from CIPP; nothing to restore", _label(props))
                     return
                 if ranges_of(client) != list(plan.ranges):
-                    _write_ranges(cipp, props, client, list(plan.ranges))
+                    _write_ranges(cipp, props, list(plan.ranges))
             except CippError as error:
                 raise CippApiClientRangesError(f"{_label(props)}: {error}") from None
         log.warning("%s", plan.reason)

@@ -166,23 +166,28 @@ class CippClient:
     def __exit__(self, *_: object) -> None:
         self._session.close()
 
-    def request(self, action: str, method: str, body: dict[str, Any] | None = None) -> requests.Response:
-        retrying = Retrying(
+    def _retrying(self) -> Retrying:
+        return Retrying(
             retry=retry_if_exception(_retryable),
             wait=self._wait,
             stop=stop_after_attempt(self._max_attempts),
             reraise=True,
         )
-        return retrying(self._attempt, action, method, body)
+
+    def request(self, action: str, method: str, body: dict[str, Any] | None = None) -> requests.Response:
+        return self._retrying()(self._attempt, action, method, body)
 
     def _attempt(self, action: str, method: str, body: dict[str, Any] | None) -> requests.Response:
+        return self._send(action, method, body, f"Bearer {self._token()}")
+
+    def _send(self, action: str, method: str, body: dict[str, Any] | None, authorization: str) -> requests.Response:
         self.sent += 1
         response = self._session.request(
             method,
             f"{self.base_url}/{ENDPOINT}",
             params={"Action": action} if body is None else None,
             json=body,
-            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
+            headers={"Authorization": authorization, "Accept": "application/json"},
             timeout=TIMEOUT,
         )
         if response.status_code != 200:
@@ -193,11 +198,32 @@ class CippClient:
 
     def list_clients(self) -> list[Client]:
         """Every API client (`GET ?Action=List`); [] when CIPP has none."""
-        response = self.request("List", "GET")
+        return self._clients_of(self.request("List", "GET"))
+
+    def _clients_of(self, response: requests.Response) -> list[Client]:
         try:
             return parse_list_body(response.text)
         except CippResponseError as exc:
             raise CippError(f"CIPP-API List at {self.base_url}: {exc}") from None
+
+    def list_then_add_update(
+        self, body_for: Callable[[list[Client]], dict[str, Any]]
+    ) -> tuple[dict[str, Any], AddUpdateResult]:
+        """List, then AddUpdate at once with the body `body_for` builds from that List; (body, result).
+
+        AddUpdate replaces every field and CIPP keeps no version to check (last writer wins, docs/part-c.md
+        "The remaining window"), so the read it merges must be the last thing before the write: one token
+        for both, fetched first, and nothing but `body_for` in between. A retryable failure of either call
+        repeats the pair, so a retried AddUpdate never resends a body built from an older read.
+        """
+        return self._retrying()(self._list_then_add_update, body_for)
+
+    def _list_then_add_update(
+        self, body_for: Callable[[list[Client]], dict[str, Any]]
+    ) -> tuple[dict[str, Any], AddUpdateResult]:
+        authorization = f"Bearer {self._token()}"
+        body = body_for(self._clients_of(self._send("List", "GET", None, authorization)))
+        return body, self._add_update_result(body, self._send("AddUpdate", "POST", body, authorization))
 
     def azure_configuration(self) -> AppServiceAuth:
         """App Service's allowed applications now (`GET ?Action=GetAzureConfiguration`, read-only, §6)."""
@@ -217,7 +243,9 @@ class CippClient:
 
     def add_update(self, body: dict[str, Any]) -> AddUpdateResult:
         """POST an AddUpdate body; raise CippError unless CIPP saved it. The MCP warning comes back, not raised."""
-        response = self.request("AddUpdate", "POST", body)
+        return self._add_update_result(body, self.request("AddUpdate", "POST", body))
+
+    def _add_update_result(self, body: dict[str, Any], response: requests.Response) -> AddUpdateResult:
         try:
             payload = response.json()
         except ValueError:

@@ -32,6 +32,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections import deque
@@ -510,6 +511,8 @@ class RequestRecord:
     client_id: str | None  # the caller EasyAuth let through; None for identity calls and 401s
     xff: str | None
     response_body: str
+    received: float = 0.0  # time.perf_counter() when the request reached CIPP, and when its answer was ready:
+    answered: float = 0.0  # instrumentation for measurements (bench/bench_part_c_window.py), not CIPP behaviour
 
 
 @dataclass(frozen=True)
@@ -907,6 +910,7 @@ class CippEmulator:
 
     # -- the request pipeline --------------------------------------------------------------------
     def handle(self, request: HttpRequest) -> HttpResponse:
+        received = time.perf_counter()
         if self.egress_ip and "x-forwarded-for" not in request.headers:
             headers = {**request.headers, "x-forwarded-for": f"{self.egress_ip}:50123"}
             request = dataclasses.replace(request, headers=headers)
@@ -924,6 +928,8 @@ class CippEmulator:
             client_id=caller,
             xff=request.headers.get("x-forwarded-for"),
             response_body=response.body.decode("utf-8", "replace"),
+            received=received,
+            answered=time.perf_counter(),
         )
         with self._lock:
             self._requests.append(record)

@@ -67,6 +67,38 @@ def test_bad_cipp_api_config(changes: dict[str, Any], key: str, fragment: str) -
     assert any(key in p.key and fragment in p.message for p in caught.value.problems), caught.value.problems
 
 
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ({"clientId": RMM}, "is required"),
+        ({"clientId": RMM, "allowedRanges": None}, "is required"),
+        ({"clientId": RMM, "allowedRanges": []}, "is empty"),
+        ({"clientId": RMM, "allowedRanges": ["Any", "203.0.113.0/24"]}, "stands alone"),
+    ],
+)
+def test_a_client_is_never_open_by_omission(entry: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(with_cipp(clients=[entry]))
+    [problem] = caught.value.problems
+    assert problem.key.endswith("cippApi.clients[0].allowedRanges")
+    assert fragment in problem.message
+    assert "[Any]" in problem.message
+
+
+def test_any_is_one_explicit_statement_and_is_said_at_every_run() -> None:
+    config = parse_stack_config(with_cipp(clients=[{"clientId": PSA, "allowedRanges": ["Any"]}]))
+    assert isinstance(config, MspStack)
+    assert config.cipp_api is not None
+    assert config.cipp_api.clients[0].allowed_ranges == ()
+    run = run_main(with_cipp(clients=[{"clientId": PSA, "allowedRanges": ["Any"]}]))
+    [resource] = run.of_type(RANGES_TYPE)
+    assert resource.inputs["allowedRanges"] == []  # the provider's Any, as in every existing state
+    assert any(
+        f"{PSA} is declared open to every address (cippApi.clients[0].allowedRanges: [Any])" in w
+        for w in run.messages("warning")
+    )
+
+
 # -- the program ------------------------------------------------------------------------------------
 def test_offline_without_a_snapshot_declares_the_clients_and_skips_the_check() -> None:
     run = run_main(msp_raw())
@@ -98,6 +130,39 @@ def test_the_example_snapshot_finds_the_open_client(monkeypatch: pytest.MonkeyPa
         {"clientId": PSA, "appName": "PSA integration", "role": "readonly"}
     ]
     assert any(PSA in w and "accepts requests from any IP" in w for w in run.messages("warning"))
+
+
+def test_widening_a_client_cipp_holds_restricted_is_warned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CIPP_SNAPSHOT_ENV, str(EXAMPLE_CLIENTS))  # the RMM is held to 198.51.100.7 there
+    run = run_main(msp_raw())
+    assert run.outputs["widenedApiClients"] == [
+        {
+            "clientId": RMM,
+            "appName": "RMM integration",
+            "role": "readonly",
+            "currentRanges": ["198.51.100.7"],
+            "widenedBy": ["203.0.113.0/24", IPV6],
+        }
+    ]  # the manager is Any in CIPP today: restricting it widens nothing
+    [warning] = [w for w in run.messages("warning") if "widens" in w]
+    assert f"{RMM} (RMM integration, role readonly): this stack widens it" in warning
+    assert "holds it to 198.51.100.7 today" in warning
+    opened = with_cipp(
+        clients=[
+            {"clientId": MANAGER, "allowedRanges": ["203.0.113.0/24"], "allowSelfUpdate": True},
+            {"clientId": RMM, "allowedRanges": ["Any"]},
+        ]
+    )
+    run = run_main(opened)
+    assert run.outputs["widenedApiClients"][0]["widenedBy"] == ["Any"]
+    assert any(RMM in w and "also accepts every address (allowedRanges: [Any])" in w for w in run.messages("warning"))
+    narrowed = with_cipp(
+        clients=[
+            {"clientId": MANAGER, "allowedRanges": ["203.0.113.0/24"], "allowSelfUpdate": True},
+            {"clientId": RMM, "allowedRanges": ["198.51.100.7"]},
+        ]
+    )
+    assert run_main(narrowed).outputs["widenedApiClients"] == []
 
 
 def test_fail_mode_stops_before_part_c_registers_anything(monkeypatch: pytest.MonkeyPatch) -> None:

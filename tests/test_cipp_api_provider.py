@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from dynamic_providers.cipp_api_client_ranges import (
     CippApiClientRangesProvider,
 )
 from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError, CippHttpError, explain_denial
-from emulators.cipp import API_CLIENT_DENIED, CippEmulator, RequestRecord
+from emulators.cipp import API_CLIENT_DENIED, CippEmulator, HttpRequest, HttpResponse, RequestRecord
 from emulators.clients import CallerFactory, CippCaller
 from emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
 from emulators.tls import TestTLS as Tls
@@ -50,6 +50,7 @@ RUNNER_IP = "203.0.113.10"  # this machine's public egress address, as CIPP sees
 OFFICE = "203.0.113.0/24"
 IPV6 = "2001:0db8:0000:0000:0000:0000:0000:0000/48"
 RANGES_TYPE = "pulumi-python:dynamic/cipp:CippApiClientRanges"
+GUARD_TYPE = "pulumi-python:dynamic/cipp:CippApiDestroyGuard"
 ENV_VARS = ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", SECRET_ENV)
 
 
@@ -259,6 +260,130 @@ def test_restore_refuses_to_reopen_a_client_that_was_any(cipp: Cipp, cipp_caller
     assert json.loads(cipp.stored(open_client)["IPRange"]) == [OFFICE, IPV6]
     cipp.provider.delete(open_client.client_id, {**outs, "allowAnyOnDelete": True})
     assert cipp.stored(open_client)["IPRange"] == ""  # no ranges: Any again, as found
+
+
+# -- what a write sends back (docs/part-c.md "What a write sends back") ----------------------------------
+# Fault injection around the emulator, not CIPP behaviour: an administrator's edit in the CIPP UI landing at a
+# chosen moment of our write, App Service's front end answering 503 once (the Function App restarting), and
+# List items without a field. Upstream Get-CippApiClient always selects Role and Enabled (Select-Object shows a
+# missing column as null), so a List without them is an answer from something else: another build, a proxy.
+def admin_edit(cipp: Cipp, **fields: Any) -> None:
+    """Another administrator's Edit in the CIPP UI (docs/cipp-api.md §2.2): the whole row as the UI sends it."""
+    row = cipp.stored()
+    ranges = json.loads(row["IPRange"]) if row["IPRange"].startswith("[") else [json.loads(row["IPRange"])]
+    body = {
+        "Action": "AddUpdate",
+        "ClientId": cipp.rmm.client_id,
+        "Role": {"label": fields.get("Role", row["Role"]), "value": fields.get("Role", row["Role"])},
+        "IPRange": [{"label": r, "value": r} for r in ranges],
+        "Enabled": fields.get("Enabled", row["Enabled"]),
+        "MCPAllowed": fields.get("MCPAllowed", row["MCPAllowed"]),
+    }
+    assert cipp.manager.exec_api_client(body, xff=RUNNER_IP).ok
+
+
+def is_action(request: HttpRequest, action: str) -> bool:
+    query = request.query.get("action", "").lower() == action.lower()
+    return query or f'"Action": "{action}"'.encode() in request.body or f'"Action":"{action}"'.encode() in request.body
+
+
+def around_first(
+    cipp: Cipp,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    before: Callable[[], None] = lambda: None,
+    answer: HttpResponse | None = None,
+    after: Callable[[], None] = lambda: None,
+) -> None:
+    """On the first `action` request: run `before`, answer `answer` instead of CIPP (or let CIPP answer), `after`."""
+    handle = cipp.emulator.handle
+    fired: list[HttpRequest] = []
+
+    def faulty(request: HttpRequest) -> HttpResponse:
+        if fired or not is_action(request, action):
+            return handle(request)
+        fired.append(request)
+        before()
+        response = answer if answer is not None else handle(request)
+        after()
+        return response
+
+    monkeypatch.setattr(cipp.emulator, "handle", faulty)
+
+
+def list_without(cipp: Cipp, monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    """List answers the managed client's item without `field`."""
+    handle = cipp.emulator.handle
+
+    def faulty(request: HttpRequest) -> HttpResponse:
+        response = handle(request)
+        if not is_action(request, "List") or not response.body:
+            return response
+        payload = json.loads(response.body)
+        for item in payload["Results"]:
+            if isinstance(item, dict) and item["ClientId"] == cipp.rmm.client_id:
+                item.pop(field)
+        return HttpResponse(response.status, json.dumps(payload).encode(), response.content_type)
+
+    monkeypatch.setattr(cipp.emulator, "handle", faulty)
+
+
+@pytest.mark.parametrize(("field", "said"), [("Role", "Role"), ("Enabled", "enabled")])
+def test_a_list_without_role_or_enabled_gets_no_write(
+    cipp: Cipp, monkeypatch: pytest.MonkeyPatch, field: str, said: str
+) -> None:
+    list_without(cipp, monkeypatch, field)
+    with pytest.raises(CippApiClientRangesError, match=f"did not show .*{said}.*nothing written"):
+        cipp.provider.create(cipp.props())
+    assert cipp.add_updates() == []
+    row = cipp.stored()
+    assert (row["Role"], row["Enabled"], row["IPRange"]) == ("readonly", True, '"198.51.100.7"')
+
+
+def test_a_list_with_enabled_null_gets_no_write(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = cipp.emulator.handle
+
+    def null_enabled(request: HttpRequest) -> HttpResponse:
+        response = handle(request)
+        if is_action(request, "List") and response.body:
+            text = response.body.decode().replace('"Enabled":true', '"Enabled":null')
+            return HttpResponse(response.status, text.encode(), response.content_type)
+        return response
+
+    monkeypatch.setattr(cipp.emulator, "handle", null_enabled)
+    with pytest.raises(CippApiClientRangesError, match="did not show whether this client is enabled"):
+        cipp.provider.create(cipp.props())
+    assert cipp.add_updates() == []
+
+
+def test_a_retried_write_reads_again_and_keeps_an_admins_change(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The write meets a 503 and, while it waits to retry, an administrator disables the client in the UI.
+    unavailable = HttpResponse(503, b"The service is unavailable.")
+    around_first(cipp, monkeypatch, "AddUpdate", before=lambda: admin_edit(cipp, Enabled=False), answer=unavailable)
+    outs = outs_of(cipp.provider.create(cipp.props()))
+    assert outs["currentRanges"] == [OFFICE, IPV6]
+    row = cipp.stored()
+    assert row["Enabled"] is False, "the administrator's change was reverted by a body built before it"
+    assert (row["Role"], row["MCPAllowed"]) == ("readonly", True)
+    log = cipp.emulator.request_log
+    [write] = [
+        i for i, r in enumerate(log) if is_action_record(r, "AddUpdate") and OFFICE in r.body and r.status == 200
+    ]
+    assert is_action_record(log[write - 1], "List"), "the read right before the write is the one merged"
+
+
+def is_action_record(record: RequestRecord, action: str) -> bool:
+    return record.query.get("action", "").lower() == action.lower() or f'"Action": "{action}"' in record.body
+
+
+def test_a_field_changed_right_after_the_write_is_named(cipp: Cipp, monkeypatch: pytest.MonkeyPatch) -> None:
+    around_first(cipp, monkeypatch, "AddUpdate", after=lambda: admin_edit(cipp, Enabled=False))
+    with pytest.raises(CippApiClientRangesError) as named:
+        cipp.provider.create(cipp.props())
+    message = str(named.value)
+    assert f"CIPP-API client {cipp.rmm.client_id}" in message
+    assert "ranges saved and confirmed, but CIPP now shows Enabled False (sent True)" in message
+    assert "Role" not in message.split("shows", 1)[1].split(":", 1)[0]
 
 
 # -- the manager client -----------------------------------------------------------------------------
@@ -496,7 +621,9 @@ def test_the_program_through_the_provider_host(
         ],
     )
     declared = collect_dynamic_resources(ROOT / "__main__.py", config=config, secret_keys=[SECRET_KEY])
-    assert {r.type for r in declared} == {RANGES_TYPE}
+    assert {r.type for r in declared} == {RANGES_TYPE, GUARD_TYPE}
+    # The guard's inputs are Part C's outputs, which only the real engine resolves (tests/engine/test_msp_stack.py).
+    declared_ranges = [r for r in declared if r.type == RANGES_TYPE]
     assert declared.outputs["unrestrictedApiClients"] == [
         {"clientId": open_client.client_id, "appName": "PSA", "role": "readonly"}
     ]
@@ -506,21 +633,21 @@ def test_the_program_through_the_provider_host(
     with ProviderHost(ROOT, env=host_env(cipp)) as host:
         host.configure(config, secret_keys=[SECRET_KEY])
         engine = MiniEngine(host)
-        assert engine.up(declared).counts == {"create": 2}
+        assert engine.up(declared_ranges).counts == {"create": 2}
         assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
         assert cipp.rmm.request("GET", "/api/ListTenants", xff="203.0.113.200").status_code == 200
         assert cipp.rmm.request("GET", "/api/ListTenants", xff="198.51.100.7").text == API_CLIENT_DENIED
         writes = len(cipp.add_updates())
         assert writes == 1  # the manager was already at its ranges
 
-        assert engine.up(declared).counts == {}
+        assert engine.up(declared_ranges).counts == {}
         assert len(cipp.add_updates()) == writes
 
         cipp.ui_edit(["198.51.100.0/24"])
         refreshed = engine.refresh()
         assert refreshed[rmm_name].op == "update"
         assert "currentRanges" in refreshed[rmm_name].changed
-        assert engine.up(declared).counts == {"update": 1}
+        assert engine.up(declared_ranges).counts == {"update": 1}
         assert json.loads(cipp.stored()["IPRange"]) == [OFFICE, IPV6]
 
         state = engine.dump_state()

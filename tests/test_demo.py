@@ -69,7 +69,7 @@ def test_the_demo_with_the_bundled_samples() -> None:
     )
     locations = [i for i, name in enumerate(created) if name.endswith((" - allowed ranges", "Office"))]
     assert max(locations) < min(set(range(len(created))) - set(locations)), "named locations before policies"
-    assert outcome.applied["prod"] == {"create": 2}
+    assert outcome.applied["prod"] == {"create": 3}  # two clients and the destroy guard
     # The conflict is declared but not written; each client stack also records its Part D journal.
     assert outcome.applied["client-contoso"] == {"create": 3 + 1}
     assert outcome.applied["client-fabrikam"] == {"create": 2 + 1}

@@ -93,6 +93,7 @@ def test_whole_program_with_the_prod_stack() -> None:
             POLICY,
             CIPP_RANGES,
             CIPP_RANGES,
+            "pulumi-python:dynamic/cipp:CippApiDestroyGuard",
         ]
     )
     [location] = run.of_type(LOCATION)

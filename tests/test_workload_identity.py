@@ -89,13 +89,13 @@ def test_a_range_entra_cannot_hold_is_an_error_naming_the_client() -> None:
 
 def test_a_client_open_to_any_address_gets_no_policy_and_a_warning() -> None:
     raw = with_section()
-    raw["cippApi"]["clients"][1]["allowedRanges"] = []
+    raw["cippApi"]["clients"][1]["allowedRanges"] = ["Any"]
     config = parse_stack_config(raw)
     assert isinstance(config, MspStack)
     assert config.cipp_api
     assert config.cipp_api.workload_identity
     assert [c.client_id for c in config.cipp_api.workload_identity.clients] == [MANAGER]
-    assert any("cippApi.clients[1].allowedRanges: empty" in w for w in config.warnings)
+    assert any("cippApi.clients[1].allowedRanges: [Any]" in w for w in config.warnings)
 
 
 def test_clients_in_another_tenant_cannot_be_held() -> None:

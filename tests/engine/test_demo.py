@@ -22,10 +22,10 @@ def test_the_demo_through_the_real_cli(pulumi_cli: Path) -> None:
     assert f"the Pulumi CLI {pulumi_cli}" in text
     assert "demo stand-in for the azuread provider" not in text
     assert all(report.matrix.ok and not report.matrix.uncertain for report in outcome.after.values())
-    # prod: the stack, 4 components, the named location, 2 CA policies, 2 CIPP-API clients, and
-    # cippApi.workloadIdentityPolicies: its component, a named location and a policy per managed client,
+    # prod: the stack, 4 components, the named location, 2 CA policies, 2 CIPP-API clients, the destroy guard,
+    # and cippApi.workloadIdentityPolicies: its component, a named location and a policy per managed client,
     # each service principal looked up through the stand-in's getServicePrincipal.
-    assert outcome.applied["prod"] == {"create": 15}
+    assert outcome.applied["prod"] == {"create": 16}
     workload = [r for r in outcome.after["prod"].matrix.rows if r.name.startswith("CIPP-API client ")]
     assert {r.name.rsplit(" token from ", 1)[1] for r in workload} >= {"outside its ranges", "inside 203.0.113.0/24"}
     assert all(r.status.value == "ok" for r in workload)

@@ -76,6 +76,11 @@ def rmm_status(world: DemoWorld, caller_ip: str) -> int:
         rmm.close()
 
 
+def resources_in(project: PulumiProject) -> list[str]:
+    """Every resource URN in the stack's state, in state order."""
+    return [r["urn"] for r in project.export(STACK)["deployment"]["resources"]]
+
+
 def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld) -> None:
     msp = world.msp_tenant
     assert rmm_status(world, OUTSIDE_CALLER) == 200, "before: the RMM client is open to any address"
@@ -115,10 +120,16 @@ def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld
     assert "promotion-recorded" in stopped.value.result.stdout
     project.config_set(STACK, "technicianAccess.state", "reportOnly", path=True)
 
-    # The RMM client asks for restoreOnDelete, and its ranges at adoption were Any: destroy refuses to widen.
+    # The RMM client asks for restoreOnDelete, and its ranges at adoption were Any: destroy refuses to widen,
+    # and refuses before anything is deleted (docs/part-c.md "Destroy"): all or nothing.
+    before = resources_in(project)
+    graph_before = (world.graph.named_locations(msp), world.graph.policies(msp))
     with pytest.raises(PulumiFailed) as refused:
         project.run("destroy", "--yes", "--stack", STACK)
+    assert resources_in(project) == before, "destroy stopped halfway: some resources left the state"
+    assert (world.graph.named_locations(msp), world.graph.policies(msp)) == graph_before
     assert "refusing to open the client" in refused.value.result.stdout
+    assert "nothing deleted" in refused.value.result.stdout
     assert rmm_status(world, OUTSIDE_CALLER) == 403
     project.config_set(STACK, "cippApi.clients[1].restoreOnDelete", "false", path=True)
     project.run("up", "--yes", "--stack", STACK)

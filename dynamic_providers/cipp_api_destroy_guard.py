@@ -1,0 +1,84 @@
+"""Part C: a local resource whose delete refuses, before anything else is deleted, what Part C would refuse.
+
+`pulumi destroy` deletes dependents first and runs the deletes in rounds: a resource is deleted only after
+every resource that depends on it, and when a delete fails the engine skips everything that resource
+depends on (pulumi/pulumi pkg/resource/deploy: `stepGenerator.ScheduleDeletes`,
+`deploymentExecutor.performPostSteps`). This guard depends on every other resource of the MSP stack, so
+its delete runs first and alone. It holds, per managed CIPP-API client, what that client's own delete
+reads from the state (restoreOnDelete, allowAnyOnDelete, adoptedRanges, ...), and refuses exactly when a
+client's delete would (cipp_hardening.cipp_api.predicted_delete_refusal): destroy then stops with Step 1,
+Parts A and B and every client still in place, instead of halfway (docs/part-c.md "Destroy").
+
+It calls nothing: no CIPP, no Graph. The provider is pickled into state by module and class name
+(docs/pulumi.md §2.2); keep both names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from cipp_hardening.cipp_api import predicted_delete_refusal
+
+GUARD_ID = "cipp-api-destroy-guard"
+
+
+class CippApiDestroyGuardError(RuntimeError):
+    """Destroy would stop halfway: names every client that refuses and how to let it go."""
+
+
+def refusals(clients: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [reason for client in clients if (reason := predicted_delete_refusal(client))]
+
+
+class CippApiDestroyGuardProvider(ResourceProvider):
+    """Create/update record the clients; delete refuses when any recorded client's delete would."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        clients = news.get("clients")
+        if not isinstance(clients, list):
+            return CheckResult(news, [CheckFailure("clients", "must be a list of the managed clients")])
+        return CheckResult(news, [])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=olds.get("clients") != news.get("clients"), replaces=[])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(GUARD_ID, {"clients": props["clients"]})
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult({"clients": news["clients"]})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        found = refusals(props.get("clients") or [])
+        if found:
+            raise CippApiDestroyGuardError(
+                "nothing deleted: Part C would refuse to delete "
+                + ("these clients" if len(found) > 1 else "this client")
+                + " part way through, after Step 1 and Parts A and B were gone, so this check stops the "
+                'whole delete first (docs/part-c.md "Destroy"). ' + " | ".join(found)
+            )
+
+
+class CippApiDestroyGuard(Resource, module="cipp", name="CippApiDestroyGuard"):
+    """Refuses a delete of the MSP stack up front when a Part C client would refuse its own."""
+
+    clients: pulumi.Output[list[dict[str, Any]]]
+
+    def __init__(self, name: str, clients: Sequence[Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(CippApiDestroyGuardProvider(), name, {"clients": list(clients)}, opts)
