@@ -88,18 +88,19 @@ def entra_group(role: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # -- writing AddUpdate -------------------------------------------------------------------------------
-def add_update_body(role: Mapping[str, Any], ranges: Sequence[str]) -> dict[str, Any]:
+def add_update_body(role: Mapping[str, Any], ranges: Sequence[str], *, open_role: bool = False) -> dict[str, Any]:
     """The complete AddUpdate body that changes only the ranges of `role` (an item of the default action).
 
     Every field AddUpdate replaces goes back exactly as read; a field the read lacks, holds in a shape
     the default action produces only when it could not parse what is stored, or a field this module does
     not know, is a refusal (UnknownRoleShape), never a guess. Ranges must all be in the spelling CIPP keeps:
-    one dropped entry would narrow the list, all dropped would open the role.
+    one dropped entry would narrow the list, all dropped would open the role. No ranges at all opens the
+    role, so it needs `open_role` (a restore that allowOpenOnDelete states).
     """
     name = str(role.get("RowKey", ""))
     _check_shape(role, name)
     refused = [entry for entry in ranges if not accepted_by_cipp(entry)]
-    if refused or not ranges:
+    if refused or not (ranges or open_role):
         raise UnknownRoleShape(
             f"role {name}: ranges {refused or '[]'} would be dropped by ExecCustomRole: nothing written"
         )
@@ -107,7 +108,8 @@ def add_update_body(role: Mapping[str, Any], ranges: Sequence[str]) -> dict[str,
     body.update({field: role[field] for field in WRITTEN_FIELDS})
     if (group := entra_group(role)) is not None:
         body[ENTRA_GROUP] = group
-    body["IpRange"] = list(ranges)
+    if ranges:  # no IpRange at all is how AddUpdate removes a role's ranges (open_role, a stated restore)
+        body["IpRange"] = list(ranges)
     return body
 
 
