@@ -36,7 +36,8 @@ def test_a_role_defaults_to_step_1s_trusted_ranges_in_cipps_spelling() -> None:
     # Entra's 2001:db8::/32 becomes the expanded form the regex accepts (it has no '::').
     assert role.allowed_ranges == ("203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/32")
     assert all(EXEC_CUSTOM_ROLE_RANGE.match(entry) for entry in role.allowed_ranges)
-    assert role.restore_on_delete is True and role.allow_open_on_delete is False
+    assert role.restore_on_delete is True
+    assert role.allow_open_on_delete is False
 
 
 def test_superadmin_and_cipps_reserved_names_are_refused() -> None:
@@ -65,7 +66,8 @@ def test_the_regex_is_execcustomroles_untrimmed() -> None:
 def test_lockout_guard_refuses_ranges_that_exclude_the_operator_of_a_held_role() -> None:
     role = {"name": "techs", "allowedRanges": ["198.51.100.0/24"], "heldByOperator": True}
     [problem] = problems(role, operator_ip=OFFICE_IP)
-    assert "cippApi.customRoles[0].allowedRanges" in problem and OFFICE_IP in problem
+    assert "cippApi.customRoles[0].allowedRanges" in problem
+    assert OFFICE_IP in problem
     # Inside: accepted. Not held by the operator: no guard.
     parsed({**role, "allowedRanges": ["203.0.113.0/24"]}, operator_ip=OFFICE_IP)
     parsed({**role, "heldByOperator": False}, operator_ip=OFFICE_IP)
@@ -74,7 +76,8 @@ def test_lockout_guard_refuses_ranges_that_exclude_the_operator_of_a_held_role()
 def test_lockout_guard_needs_the_operators_address_and_can_be_waived_with_a_reason() -> None:
     role = {"name": "techs", "allowedRanges": ["198.51.100.0/24"], "heldByOperator": True}
     [problem] = problems(role)
-    assert "heldByOperator" in problem and "operatorCheckIp is required" in problem
+    assert "heldByOperator" in problem
+    assert "operatorCheckIp is required" in problem
     config = parsed({**role, "lockoutGuardOverride": "moving to the new office"}, operator_ip=OFFICE_IP)
     assert any("lockout guard waived: moving to the new office" in w for w in config.warnings)
 
