@@ -52,12 +52,12 @@ from cipp_hardening.commands.verify import (
     NAMED_LOCATIONS,
     POLICIES,
     VerifyReport,
+    looked_up_app_ids,
     print_report,
     read_stack_directory,
     read_tenant,
     token_source,
     verify,
-    workload_app_ids,
 )
 from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
@@ -296,7 +296,7 @@ def matrix_report(world: DemoWorld, stack: DemoStack) -> VerifyReport:
     config = stack.config
     tenant = config.tenant_id if isinstance(config, MspStack) else config.client_tenant.tenant_id
     with environment(world.graph_env()):
-        live = read_tenant(config.graph_url, tenant, token_source(config), workload_app_ids(config))
+        live = read_tenant(config.graph_url, tenant, token_source(config), looked_up_app_ids(config))
         directory = read_stack_directory(config)  # the accounts and groups the stack names, as verify reads them
     # The stacks state the tenants' legacy MFA trusted IPs (assumptions, docs/assurance.md): Graph v1.0 hides them.
     return verify(stack.name, config, live, user_scenarios(config, ROOT), directory=directory)
