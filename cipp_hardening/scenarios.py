@@ -260,7 +260,8 @@ SUPERADMIN_LAYER: Final = "CIPP never refuses superadmin: held by Part A alone"
 
 
 def cipp_layer(roles: Sequence[CippCustomRole], ip: str) -> str:
-    """What CIPP does with a technician's request from `ip`, per role of cippApi.customRoles.
+    """What CIPP does with a technician's request from `ip`, per role of cippApi.customRoles, once `pulumi up`
+    has set the declared ranges (CIPP's current ranges are not read: `pulumi refresh` shows drift).
 
     CIPP checks the union of the ranges of all the user's roles (Get-CIPPRoleIPRanges.ps1), so a
     technician holding one of these roles is refused when the address is outside that role's ranges.
@@ -275,7 +276,7 @@ def cipp_layer(roles: Sequence[CippCustomRole], ip: str) -> str:
         parts.append(f"CIPP refuses role {', '.join(refusing)}")
     if serving:
         parts.append(f"CIPP serves role {', '.join(serving)}")
-    return "; ".join(parts)
+    return "; ".join(parts) + " (declared ranges)"
 
 
 def workload_scenarios(

@@ -28,10 +28,10 @@ def test_technician_rows_say_what_cipp_does() -> None:
     config = with_roles({"name": "techs"}, {"name": "helpdesk", "allowedRanges": ["198.51.100.0/24"]})
     by_name = {s.name: s for s in derive_scenarios(config)}
     inside = by_name["technician inside 203.0.113.0/24"]
-    assert inside.cipp == "CIPP refuses role helpdesk; CIPP serves role techs"
+    assert inside.cipp == "CIPP refuses role helpdesk; CIPP serves role techs (declared ranges)"
     outside = by_name["technician outside the trusted ranges"]
     assert outside.sign_in.client_ip == "198.51.100.23"
-    assert outside.cipp == "CIPP refuses role techs; CIPP serves role helpdesk"
+    assert outside.cipp == "CIPP refuses role techs; CIPP serves role helpdesk (declared ranges)"
     superadmin = by_name["technician holding CIPP superadmin outside the trusted ranges"]
     assert superadmin.cipp == SUPERADMIN_LAYER
     assert superadmin.expect == outside.expect, "Entra's expectation is the same: only the CIPP layer differs"
@@ -57,5 +57,5 @@ def test_the_plan_prints_the_cipp_layer_report_only_in_entra_but_held_by_cipp(
     rows = {row["name"]: row for row in json.loads(target.read_text())["matrix"]["rows"]}
     outside = rows["technician outside the trusted ranges"]
     assert outside["expected"] == "would_be_blocked", "Part A is report-only in the example"
-    assert outside["cipp"] == "CIPP refuses role techs"
+    assert outside["cipp"] == "CIPP refuses role techs (declared ranges)"
     assert rows["technician holding CIPP superadmin outside the trusted ranges"]["cipp"] == SUPERADMIN_LAYER
