@@ -11,7 +11,9 @@
    emulator, and Parts C and D the program's dynamic resources applied through the real
    dynamic-provider host. The demo says which path it took.
 4. Shows the matrices after, read back from the tenants the way `make verify` reads them, and the
-   CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere.
+   CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere, and so does a
+   technician of the CIPP role `techs` (cippApi.customRoles, docs/custom-roles.md) while Part A is still
+   report-only: CIPP refuses what Entra would have let through.
 
 The MSP stack runs with cippApi.workloadIdentityPolicies (Pulumi.prod.yaml's section, or report-only
 when it has none): the MSP tenant holds a service principal per CIPP-API client and the Workload
