@@ -92,3 +92,18 @@ def test_roles_client_is_the_manager_unless_named() -> None:
 def test_a_role_listed_twice_is_refused() -> None:
     [problem] = problems({"name": "techs"}, {"name": "Techs"})
     assert "lists role techs more than once" in problem
+
+
+def test_a_configured_role_cipp_does_not_have_stops_the_run_naming_it() -> None:
+    import pulumi
+
+    from components.cipp_custom_roles import CippCustomRolesArgs, _check_roles_exist
+
+    cipp = parsed({"name": "techs"}, {"name": "helpdesk"}).cipp_api
+    assert cipp is not None
+    listed = [{"RowKey": "readonly"}, {"RowKey": "techs"}]
+    with pytest.raises(pulumi.RunError, match="CIPP has no role helpdesk") as stopped:
+        _check_roles_exist(CippCustomRolesArgs(cipp, listed))
+    assert "never the role itself" in str(stopped.value)
+    _check_roles_exist(CippCustomRolesArgs(cipp, [*listed, {"RowKey": "helpdesk"}]))
+    _check_roles_exist(CippCustomRolesArgs(cipp, None))  # offline: not read, nothing to check

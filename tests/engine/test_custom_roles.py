@@ -18,7 +18,7 @@ import pytest
 
 from cipp_hardening.commands.demo import OFFICE_CALLER, RUNNER_IP, DemoWorld, demo_world, engine_env, msp_stack
 from emulators.clients import CippCaller, technician_request
-from emulators.pulumi_project import PulumiProject, steps_of
+from emulators.pulumi_project import PulumiProject, state_reveals, steps_of
 from tests.helpers import ROOT
 
 STACK = "prod"
@@ -116,6 +116,7 @@ def test_a_custom_role_gets_the_trusted_ranges_and_destroy_restores_it(
         {"role": "superadmin", "entraGroupId": SUPERADMIN_GROUP, "entraGroupName": "CIPP Super Admins"}
     ]
     project.run("preview", "--expect-no-changes", "--stack", STACK)
+    assert not state_reveals(project.export(STACK), ROLES_SECRET), "the roles client's secret is in the state"
 
     project.run("destroy", "--yes", "--stack", STACK)
     assert world.cipp.custom_role_tables("techs") == tables_before, "destroy restores the role as found"
