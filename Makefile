@@ -73,12 +73,13 @@ verify: $(VENV)/.runtime
 demo: $(VENV)/.demo
 	@$(BIN)/cipp-hardening demo $(if $(NO_ENGINE),--no-engine) $(if $(CORPUS),--corpus "$(CORPUS)")
 
-## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [PROJECT_DIR=.] runs the action over many stacks
+## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [RECOVER=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed;
 ##        a Markdown summary in .fleet/summary.md, also appended to SUMMARY=file (CI: $GITHUB_STEP_SUMMARY)
 fleet: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
-	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
+	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(RECOVER),--recover) \
+	  $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
 	  $(if $(SUMMARY),--summary "$(SUMMARY)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
@@ -104,7 +105,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	@if command -v go >/dev/null 2>&1; then \
 	  test -z "$$(gofmt -l tools/engine)" || { gofmt -l tools/engine; echo "gofmt: reformat the files above" >&2; exit 1; }; \
-	  (cd tools/engine && go vet ./cmd/...); \
+	  (cd tools/engine && go vet ./...); \
 	fi
 
 typecheck: $(VENV)/.dev

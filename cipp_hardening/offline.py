@@ -18,7 +18,6 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings
-from pulumi.output import Unknown
 from pulumi.runtime.mocks import MockMonitor
 
 from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
@@ -238,8 +237,8 @@ def run_program(
                 name=name,
                 parent=monitor.parents.get(urn),
                 custom=monitor.custom.get(urn, True),
-                inputs=_known(dict(registration.state)),
-                outputs=_known(dict(registration.state)),
+                inputs=_shown(dict(registration.state)),
+                outputs=_shown(dict(registration.state)),
                 id=registration.id,
                 dependencies=monitor.dependencies.get(urn, ()),
             )
@@ -247,14 +246,15 @@ def run_program(
     return run
 
 
-def _known(value: Any) -> Any:
-    """A value computed at apply time (say, the Part D journal's entries) as the plan prints it."""
-    if isinstance(value, Unknown):
+def _shown(value: Any) -> Any:
+    """Values computed at apply time, also inside lists and objects (another resource's output), as the plan
+    prints them."""
+    if isinstance(value, pulumi.output.Unknown):
         return KNOWN_AFTER_APPLY
-    if isinstance(value, Mapping):
-        return {k: _known(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_known(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
     return value
 
 

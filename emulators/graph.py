@@ -1037,6 +1037,7 @@ class RequestRecord:
     request_id: str
     reason: str = ""  # why the emulator answered with an error, for assertions and debugging
     fault: bool = False
+    received: float = 0.0  # time.time() when the request had arrived whole (`time` is when it was answered)
 
 
 @dataclass
@@ -1047,6 +1048,7 @@ class Request:
     headers: dict[str, str]
     raw_body: bytes
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    received: float = field(default_factory=time.time)
 
     @property
     def client_request_id(self) -> str:
@@ -1566,6 +1568,7 @@ class GraphEmulator:
             request.request_id,
             response.reason,
             response.fault,
+            request.received,
         )
         with self._lock:
             self._log.append(record)

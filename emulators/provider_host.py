@@ -213,7 +213,7 @@ class ProviderError(Exception):
         self.method = method
         self.code = code
         self.details = details
-        self.stderr = stderr
+        self.stderr = stderr  # what the host had written by then, perhaps not all of it: for diagnostics only
         super().__init__(f"{method} failed ({getattr(code, 'name', code)}): {details}")
 
     @property
@@ -315,6 +315,7 @@ class ProviderHost:
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self._threads: list[threading.Thread] = []
+        self._output_whole = False  # set once the host has exited and its pipes were read to the end
         self._provider_id = str(uuid.uuid4())
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ class ProviderHost:
             self._proc.wait(timeout=self.shutdown_timeout)
             self._join_pumps()
             raise ProviderHostError(
-                f"provider host exited ({self._proc.returncode}) before printing its port:\n{self.stderr}"
+                f"provider host exited ({self._proc.returncode}) before printing its port:\n{self._stderr_so_far()}"
             )
         try:
             return int(line.strip())
@@ -447,8 +448,10 @@ class ProviderHost:
                 stream.close()
 
     def _join_pumps(self) -> None:
+        """Called once the process has exited: the pumps end at the pipes' EOF."""
         for thread in self._threads:
             thread.join(timeout=self.shutdown_timeout)
+        self._output_whole = not any(thread.is_alive() for thread in self._threads)
         self._threads = []
 
     def __enter__(self) -> ProviderHost:
@@ -469,12 +472,31 @@ class ProviderHost:
 
     @property
     def stderr(self) -> str:
+        """Everything the host wrote to stderr: read it after ``close()`` (after the ``with`` block).
+
+        While the host runs, a line it wrote before answering an RPC may still sit in the pipe, not yet
+        read by the pump thread; an assertion on it (or on its absence) would depend on scheduling.
+        """
+        self._require_whole_output()
         return "".join(self._stderr)
 
     @property
     def stdout(self) -> str:
-        """Everything the host printed after the port line (a provider's ``print()`` lands here)."""
+        """Everything the host printed after the port line (a provider's ``print()`` lands here);
+        like ``stderr``, whole only after ``close()``."""
+        self._require_whole_output()
         return "".join(self._stdout)
+
+    def _require_whole_output(self) -> None:
+        if not self._output_whole:
+            raise ProviderHostError(
+                "the provider host's output is whole only once it has exited: read it after close() "
+                "(outside the `with ProviderHost(...)` block)"
+            )
+
+    def _stderr_so_far(self) -> str:
+        """What the pump has read until now, for error messages (never for assertions)."""
+        return "".join(self._stderr)
 
     @property
     def stub(self) -> provider_pb2_grpc.ResourceProviderStub:
@@ -485,7 +507,7 @@ class ProviderHost:
     # -- RPC plumbing -------------------------------------------------------------------------------
 
     def _error(self, method: str, err: grpc.RpcError) -> ProviderError:
-        return ProviderError(method, err.code(), err.details() or "", self.stderr)
+        return ProviderError(method, err.code(), err.details() or "", self._stderr_so_far())
 
     def _call(self, method: str, request: Any) -> Any:
         try:

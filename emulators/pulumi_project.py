@@ -187,3 +187,52 @@ def state_reveals(exported: Mapping[str, Any], secret: str) -> bool:
                 except (binascii.Error, ValueError):
                     continue
     return False
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process seen in /proc: its start time tells it from a later process that reuses the pid."""
+
+    pid: int
+    started: int
+    command: str
+
+    def alive(self) -> bool:
+        """Running (a zombie has exited: it only waits for its new parent to reap it)."""
+        stat = _proc_stat(self.pid)
+        return stat is not None and stat[2] == self.started and stat[1] != "Z"
+
+
+def descendants(pid: int) -> list[Process]:
+    """Every process below `pid` in the process tree, read from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            children.setdefault(stat[0], []).append(int(entry.name))
+    found: list[Process] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        stat = _proc_stat(child)
+        if stat is None:
+            continue
+        found.append(Process(child, stat[2], _cmdline(child)))
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _proc_stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) from /proc/PID/stat, or None once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name in parentheses may hold spaces
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

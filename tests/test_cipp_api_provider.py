@@ -653,8 +653,8 @@ def test_the_program_through_the_provider_host(
         state = engine.dump_state()
         blobs = [base64.b64decode(_plain(e.inputs["__provider"])) for e in engine.state.values()]
         assert engine.destroy().counts == {"delete": 2}
-        stderr = host.stderr
 
+    stderr = host.stderr  # whole only now that the host has exited
     assert cipp.stored()["IPRange"] == '"198.51.100.7"'  # restoreOnDelete
     assert cipp.stored(cipp.manager)["IPRange"] == f'"{OFFICE}"'  # default: left as it was
     assert "no longer managed" in stderr
@@ -691,7 +691,7 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
         with pytest.raises(ProviderError) as denied:
             engine.up([declared.by_name("rmm")])
         assert "exclude this machine's public IP" in denied.value.summary
-        assert cipp.manager.secret not in host.stderr + denied.value.details
+    assert cipp.manager.secret not in host.stderr + denied.value.details
 
 
 # -- the program's open-clients check, listing the emulator as a real `pulumi up` does ---------------

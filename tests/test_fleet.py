@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
+import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +20,7 @@ import pytest
 from pulumi.automation import OpType
 from rich.console import Console
 
-from cipp_hardening.commands import fleet
+from cipp_hardening.commands import fleet, fleet_recovery
 from cipp_hardening.commands.fleet import (
     FAILED,
     SKIPPED,
@@ -35,6 +39,14 @@ from cipp_hardening.commands.fleet import (
     short_error,
     stacks_to_skip,
     summary_rows,
+)
+from cipp_hardening.commands.fleet_recovery import (
+    LockHolder,
+    PreviousRun,
+    RecoveryPolicy,
+    StackLockedError,
+    lock_holders,
+    unfinished_run,
 )
 
 
@@ -386,3 +398,184 @@ def test_the_adapter_passes_non_secret_outputs_on(monkeypatch: pytest.MonkeyPatc
     runner = AutomationApiRunner(tmp_path)
     assert runner.run("client-a", "up", print).outputs == {"managedPolicyIds": ["p1"]}, "secrets never reported"
     assert runner.run("client-a", "preview", print).outputs == {"managedPolicyIds": ["p1", "p2"]}, "from the state"
+
+
+# -- after a killed run (docs/fleet.md "After a killed run") ---------------------------------------------
+# What `pulumi up` printed here for a stack a SIGKILLed `pulumi up` had left locked (file backend, CLI 3.274.1).
+LOCK_ERROR = (
+    "code: 255\n stdout: \n stderr: error: the stack is currently locked by 1 lock(s). Either wait for the other "
+    "process(es) to end or delete the lock file with `pulumi cancel`.\n"
+    "  file:///tmp/state/.pulumi/locks/organization/cipp-hardening/client-e2e/6f1c4ed8.json?no_tmp_dir=true: "
+    "created by root@vm (pid 21645) at 2026-12-07T22:18:54Z\n"
+)
+HOLDER = LockHolder("root", "vm", 21645, datetime(2026, 12, 7, 22, 18, 54, tzinfo=UTC))
+KILLED_RUN = PreviousRun(4242, "vm", datetime(2026, 12, 7, 22, 18, 50, tzinfo=UTC), frozenset({"client-e2e"}))
+
+
+def policy(
+    previous: PreviousRun | None = KILLED_RUN, *, recover: bool = False, alive: frozenset[int] = frozenset()
+) -> RecoveryPolicy:
+    return RecoveryPolicy(previous, recover, "vm", lambda pid: pid in alive)
+
+
+def test_the_backends_lock_error_names_its_holders() -> None:
+    assert lock_holders(LOCK_ERROR) == [HOLDER]
+    assert lock_holders("error: 429 Too Many Requests") is None
+    assert lock_holders(LOCK_ERROR.replace("2026-12-07T22:18:54Z", "yesterday")) is None, "an unread lock is kept"
+
+
+def test_a_lock_our_killed_run_left_is_cancelled_without_asking() -> None:
+    assert "the killed fleet run left its lock" in policy().may_cancel("client-e2e", [HOLDER])
+
+
+@pytest.mark.parametrize(
+    ("case", "chosen"),
+    [
+        ("the lock's process is alive", policy(alive=frozenset({21645}))),
+        ("the previous runner is alive", policy(alive=frozenset({4242}))),
+        ("the stack was not in flight", policy(PreviousRun(4242, "vm", KILLED_RUN.started, frozenset()))),
+        (
+            "the lock is older than the run",
+            policy(PreviousRun(4242, "vm", HOLDER.at + timedelta(seconds=5), frozenset({"client-e2e"}))),
+        ),
+        ("no record of a killed run", policy(None)),
+        ("another machine's lock", RecoveryPolicy(KILLED_RUN, False, "other-host", lambda pid: False)),
+    ],
+)
+def test_any_doubt_leaves_the_lock_alone(case: str, chosen: RecoveryPolicy) -> None:
+    with pytest.raises(StackLockedError, match="client-e2e is locked by"):
+        chosen.may_cancel("client-e2e", [HOLDER])
+
+
+def test_recover_vouches_for_other_machines_but_never_for_a_live_process_here() -> None:
+    elsewhere = RecoveryPolicy(None, True, "ci-runner-7", lambda pid: True)
+    assert "--recover" in elsewhere.may_cancel("client-e2e", [HOLDER])
+    with pytest.raises(StackLockedError, match="still alive"):
+        policy(None, recover=True, alive=frozenset({21645})).may_cancel("client-e2e", [HOLDER])
+
+
+class LockedStack(FakeStack):
+    """A stack a killed `pulumi up` left locked, with one create pending."""
+
+    def __init__(self, pending: int = 1) -> None:
+        super().__init__()
+        self.locked = True
+        self.pending = pending
+
+    def up(self, **kwargs: Any) -> Any:
+        self._refuse_while_locked("up")
+        return super().up(**kwargs)
+
+    def preview(self, **kwargs: Any) -> Any:
+        self._refuse_while_locked("preview")
+        return super().preview(**kwargs)
+
+    def _refuse_while_locked(self, action: str) -> None:
+        if self.locked:
+            self.calls.append((f"{action} refused", {}))
+            raise RuntimeError(LOCK_ERROR)
+
+    def cancel(self) -> None:
+        self.calls.append(("cancel", {}))
+        self.locked = False
+
+    def export_stack(self) -> Any:
+        pending = [{"resource": {"urn": f"urn:{i}"}, "type": "creating"} for i in range(self.pending)]
+        return SimpleNamespace(deployment={"resources": [], "pending_operations": pending})
+
+    def refresh(self, **kwargs: Any) -> Any:
+        if kwargs.get("clear_pending_creates"):
+            self.pending = 0
+        return super().refresh(**kwargs)
+
+
+def adapter_over(stack: FakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chosen: RecoveryPolicy) -> Any:
+    from pulumi import automation as auto
+
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    return AutomationApiRunner(tmp_path, recovery=chosen)
+
+
+def test_the_adapter_cancels_clears_pending_creates_then_runs_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = LockedStack(pending=2)
+    outcome = adapter_over(stack, monkeypatch, tmp_path, policy()).run("client-e2e", "up", print)
+    assert [name for name, _ in stack.calls] == ["up refused", "cancel", "refresh", "up"]
+    assert stack.calls[2][1]["clear_pending_creates"] is True
+    assert outcome.changed == 2
+    assert "the killed fleet run left its lock" in outcome.recovered
+    assert "cleared 2 pending operations" in outcome.recovered
+
+
+def test_a_preview_only_removes_the_dead_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stack = LockedStack()
+    outcome = adapter_over(stack, monkeypatch, tmp_path, policy()).run("client-e2e", "preview", lambda _: None)
+    assert [name for name, _ in stack.calls] == ["preview refused", "cancel", "preview"], "no refresh: no state write"
+    assert "1 pending operations left for the next up" in outcome.recovered
+
+
+def test_a_lock_it_may_not_cancel_fails_the_stack_untouched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stack = LockedStack()
+    runner = adapter_over(stack, monkeypatch, tmp_path, policy(alive=frozenset({21645})))
+    result = fleet.run_one("client-e2e", "up", runner, tmp_path)
+    assert result.result == FAILED
+    assert "locked by a run that is still alive" in result.error
+    assert [name for name, _ in stack.calls] == ["up refused"], "never cancelled"
+
+
+def test_last_run_json_shows_the_stacks_in_flight_while_the_run_goes_on(tmp_path: Path) -> None:
+    project(tmp_path, "client-a", "client-b")
+    seen: list[dict[str, Any]] = []
+
+    class Peeking(StandIn):
+        def run(self, stack: str, action: str, log: fleet.LogFn) -> Outcome:
+            seen.append(json.loads((tmp_path / ".fleet" / fleet.STATE_FILE).read_text()))
+            return super().run(stack, action, log)
+
+    code, _ = run_main(tmp_path, Peeking(), "--action", "up", "--parallel", "1")
+    assert code == 0
+    first = seen[0]
+    assert first["finished"] is None
+    assert first["runner"]["pid"] == os.getpid()
+    assert first["stacks"]["client-a"] == {"result": "running"}
+    assert unfinished_run(first) is not None
+    assert unfinished_run(first).in_flight == {"client-a"}  # type: ignore[union-attr]
+    final = json.loads((tmp_path / ".fleet" / fleet.STATE_FILE).read_text())
+    assert final["finished"] is not None
+    assert unfinished_run(final) is None
+
+
+def test_a_fleet_run_still_alive_in_the_same_folder_blocks_a_second_one(tmp_path: Path) -> None:
+    project(tmp_path, "client-a")
+    record = {
+        "action": "up",
+        "finished": None,
+        "runner": {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-07T22:18:50+00:00"},
+        "stacks": {"client-a": {"result": "running"}},
+    }
+    (tmp_path / ".fleet").mkdir()
+    (tmp_path / ".fleet" / fleet.STATE_FILE).write_text(json.dumps(record))
+    runner = StandIn()
+    code, out = run_main(tmp_path, runner, "--action", "up")
+    assert code == 2
+    assert "is still running" in out
+    assert runner.calls == []
+
+
+def test_the_summary_lists_what_was_recovered() -> None:
+    results = [StackResult("client-a", SUCCEEDED, 1, 2.0, recovered="the killed fleet run left its lock")]
+    summary = fleet.markdown_summary("up", results)
+    assert "#### Recovered after a killed run" in summary
+    assert "- `client-a`: the killed fleet run left its lock" in summary
+
+
+def test_a_zombie_is_not_a_live_process() -> None:
+    exited = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 60
+    while fleet_recovery._zombie(exited.pid) is False and time.monotonic() < deadline:
+        time.sleep(0.01)  # not reaped yet: `true` becomes a zombie once it exits
+    assert fleet_recovery.process_alive(os.getpid())
+    assert not fleet_recovery.process_alive(exited.pid), "an exited, unreaped process holds no lock"
+    exited.wait()
+    assert not fleet_recovery.process_alive(exited.pid)

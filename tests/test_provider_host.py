@@ -93,6 +93,17 @@ def test_host_is_launched_like_the_engine_does(host: ProviderHost, tmp_path: Pat
     assert env["FOO"] == "bar"  # overrides win over the inherited environment
 
 
+def test_the_hosts_output_is_read_whole_after_it_exits(config: dict[str, str]) -> None:
+    """A line the host wrote before answering may still sit in the pipe while it runs: reading its
+    stderr then is refused, and after close() every line is there (the quick suite's old flake)."""
+    with ProviderHost(ROOT) as h:
+        h.configure(config, secret_keys=[TOKEN_KEY])
+        MiniEngine(h).up(declare(config, ("whole-output", "v")))
+        with pytest.raises(ProviderHostError, match="whole only once it has exited"):
+            _ = h.stderr
+    assert "toy: created whole-output" in h.stderr
+
+
 def test_host_that_dies_before_printing_a_port_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ProviderHostError, match="before printing its port"):
         ProviderHost(tmp_path, python="/bin/false").start()

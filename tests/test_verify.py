@@ -21,6 +21,7 @@ from cipp_hardening.commands.verify import (
     VerifyReport,
     main,
 )
+from cipp_hardening.offline import OfflineRun, OfflineRunError
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
 from dynamic_providers import credentials
 from emulators.clients import graph_client_env
@@ -46,7 +47,10 @@ class Reader:
     def stack_file(self, tmp_path: Path, stack: str, **extra: Any) -> Path:
         document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
         document["config"]["cipp-hardening:graphUrl"] = self.emulator.url
-        document["config"].update({f"cipp-hardening:{k}": v for k, v in extra.items()})
+        for key, value in extra.items():  # None: the key is not stated at all
+            document["config"].pop(f"cipp-hardening:{key}", None)
+            if value is not None:
+                document["config"][f"cipp-hardening:{key}"] = value
         path = tmp_path / f"Pulumi.{stack}.yaml"
         path.write_text(yaml.safe_dump(document))
         return path
@@ -411,6 +415,23 @@ def test_ci_output_keeps_guids_whole_and_is_the_same_run_to_run(
     lines = first[1].splitlines()
     assert any(f"user {SERVICE_ACCOUNT}; from 13.69.64.10" in line for line in lines), "a GUID is never folded"
     assert lines[-1].startswith("verdict: broken (exit 3)")
+
+
+def test_verify_never_passes_an_msp_stack_whose_drift_it_could_not_check(
+    tmp_path: Path, reader: Reader, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+
+    def plan_fails(_stack: str, _stack_file: Path) -> verify.PlannedBodies:
+        raise OfflineRunError(OfflineRun(), RuntimeError("the program failed offline"))
+
+    monkeypatch.setattr(verify, "planned_bodies", plan_fails)
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.exit_code == 2
+    assert "the program failed offline" in report.drift_unchecked
+    assert any(reason.startswith("Part A / Part B not compared with the plan") for reason in report.reasons)
+    assert verify.main(["--stack", "prod", "--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
+    assert "drift not checked" in capsys.readouterr().out
 
 
 CIPP_SSO_APP = "00000000-0000-0000-0000-0000000cc550"

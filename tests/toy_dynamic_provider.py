@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class ToyProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        print(f"toy: created {props['name']}", file=sys.stderr)  # what the harness's stderr tests look for
         return CreateResult(props["name"], self._write(props, 1))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

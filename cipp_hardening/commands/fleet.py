@@ -3,7 +3,9 @@
 Runs one Pulumi action over many stacks of this project (one per client tenant) with bounded
 concurrency, a live progress display, one log file per stack under `.fleet/logs/`, continue-on-error,
 a final table and a non-zero exit when any stack failed. `--resume` skips the stacks that succeeded in
-the last run of the same action (recorded in `.fleet/last-run.json`). Every run also writes a Markdown
+the last run of the same action (recorded in `.fleet/last-run.json`, which also says which stacks are in
+flight while the run goes on: the next run recovers the stacks a killed run left locked, and `--recover`
+cancels locks it cannot prove dead, docs/fleet.md "After a killed run"). Every run also writes a Markdown
 summary to `.fleet/summary.md` (per stack: result, policies managed, conflicts, skipped policies,
 duration; then the conflicts and the failures), and appends it to `--summary FILE` too: the workflows
 pass `$GITHUB_STEP_SUMMARY` (docs/fleet.md).
@@ -23,12 +25,14 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,9 +43,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from cipp_hardening.commands.fleet_recovery import (
+    RECOVERY_DOC,
+    RecoveryPolicy,
+    lock_holders,
+    unfinished_run,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh")
-SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+SUCCEEDED, FAILED, SKIPPED, RUNNING = "succeeded", "failed", "skipped", "running"
 STATE_FILE = "last-run.json"
 SUMMARY_FILE = "summary.md"
 CLI_MISSING = (
@@ -63,6 +74,7 @@ class Outcome:
 
     changes: Mapping[str, int] = field(default_factory=dict)
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    recovered: str = ""  # what was undone of a killed run before the action could run (docs/fleet.md)
 
     @property
     def changed(self) -> int:
@@ -80,6 +92,7 @@ class StackResult:
     managed: int | None = None  # policies the stack manages (from its outputs; None when unknown)
     conflicts: tuple[str, ...] = ()  # "<policy id>: <why not written>" (client stacks, onConflict=report)
     skipped_policies: int | None = None  # client policies left out of scope (state, skipPolicyIds)
+    recovered: str = ""  # the killed run's lock and pending operations this run cleared first
 
 
 class StackRunner(Protocol):
@@ -144,8 +157,18 @@ def stacks_to_skip(last: LastRun | None, action: str, stacks: Sequence[str]) -> 
     return last.succeeded() & set(stacks)
 
 
-def run_record(action: str, results: Sequence[StackResult], carried: LastRun | None) -> dict[str, Any]:
-    """The state `--resume` reads next time. Stacks skipped now keep their earlier success."""
+def run_record(
+    action: str,
+    results: Sequence[StackResult],
+    carried: LastRun | None,
+    *,
+    running: Iterable[str] = (),
+    runner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The state `--resume` reads next time. Stacks skipped now keep their earlier success.
+
+    While the run goes on (`running` given), `finished` is null and those stacks say `running`: a runner
+    killed mid-run leaves exactly that behind, which the next run reads (docs/fleet.md, "After a killed run")."""
     stacks: dict[str, dict[str, Any]] = {}
     if carried is not None and carried.action == action:
         stacks = {s: {"result": r} for s, r in carried.results.items()}
@@ -154,7 +177,55 @@ def run_record(action: str, results: Sequence[StackResult], carried: LastRun | N
             stacks[result.stack] = {"result": SUCCEEDED, "carried": True}
         else:
             stacks[result.stack] = {k: v for k, v in asdict(result).items() if k != "stack"}
-    return {"action": action, "finished": datetime.now(UTC).isoformat(timespec="seconds"), "stacks": stacks}
+    in_flight = list(running)
+    stacks.update({stack: {"result": RUNNING} for stack in in_flight})
+    finished = None if in_flight or runner is not None else datetime.now(UTC).isoformat(timespec="seconds")
+    record: dict[str, Any] = {"action": action, "finished": finished, "stacks": stacks}
+    if runner is not None:
+        record["runner"] = dict(runner)
+    return record
+
+
+class RunJournal:
+    """Keeps `.fleet/last-run.json` current during a run: a stack is `running` from its start to its end.
+
+    A reporter wrapper, so run_fleet needs no knowledge of it. Each write replaces the file whole."""
+
+    def __init__(self, path: Path, action: str, carried: LastRun | None, inner: FleetReporter) -> None:
+        self.path, self.action, self.carried, self.inner = path, action, carried, inner
+        self.runner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._running: list[str] = []
+        self._results: list[StackResult] = []
+        self._lock = threading.Lock()
+
+    def started(self, stack: str) -> None:
+        with self._lock:
+            self._running.append(stack)
+            self._write(run_record(self.action, self._results, self.carried, running=self._running, runner=self.runner))
+        self.inner.started(stack)
+
+    def finished(self, result: StackResult) -> None:
+        with self._lock:
+            self._running.remove(result.stack)
+            self._results.append(result)
+            self._write(run_record(self.action, self._results, self.carried, running=self._running, runner=self.runner))
+        self.inner.finished(result)
+
+    def close(self, results: Sequence[StackResult]) -> None:
+        self._write(run_record(self.action, results, self.carried))
+
+    def open(self) -> None:
+        self._write(run_record(self.action, [], self.carried, runner=self.runner))
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        partial.replace(self.path)
 
 
 # -- scheduling --------------------------------------------------------------------------------------
@@ -194,7 +265,9 @@ def run_one(
         log(f"# succeeded: {dict(outcome.changes)}")
     managed, conflicts, skipped = stack_facts(outcome.outputs)
     duration = clock() - started
-    return StackResult(stack, SUCCEEDED, outcome.changed, duration, "", str(log_path), managed, conflicts, skipped)
+    return StackResult(
+        stack, SUCCEEDED, outcome.changed, duration, "", str(log_path), managed, conflicts, skipped, outcome.recovered
+    )
 
 
 def _count(value: Any) -> int | None:
@@ -322,6 +395,10 @@ def markdown_summary(action: str, results: Sequence[StackResult]) -> str:
     if conflicted:
         lines += ["", "#### Conflicts (not written: review each policy, or set onConflict: widen)", ""]
         lines += [f"- `{_md(stack)}`: {_md(conflict)}" for stack, conflict in conflicted]
+    recovered = [r for r in results if r.recovered]
+    if recovered:
+        lines += ["", f"#### Recovered after a killed run ({RECOVERY_DOC})", ""]
+        lines += [f"- `{_md(r.stack)}`: {_md(r.recovered)}" for r in recovered]
     failed = [r for r in results if r.result == FAILED]
     if failed:
         lines += ["", "#### Failures", ""]
@@ -372,8 +449,10 @@ class RichReporter:
                 self.progress.remove_task(task)
             self.progress.advance(self.overall)
         if result.result == SUCCEEDED:
+            recovered = f" (recovered: {escape(result.recovered)})" if result.recovered else ""
             self.progress.console.print(
-                f"[green]✓[/] {escape(result.stack)}: {result.changed} changed, {result.duration_s:.1f}s"
+                f"[green]✓[/] {escape(result.stack)}: {result.changed} changed, {result.duration_s:.1f}s{recovered}",
+                highlight=False,
             )
         else:
             self.progress.console.print(
@@ -403,6 +482,13 @@ def _state_outputs(stack: Any) -> dict[str, Any]:
         return {}
 
 
+def _pending_operations(selected: Any) -> list[Any]:
+    """The checkpoint's `pending_operations` (`pulumi stack export`): what a killed run left unfinished."""
+    exported = selected.export_stack()
+    deployment = getattr(exported, "deployment", None) or {}
+    return list(deployment.get("pending_operations") or [])
+
+
 class AutomationApiRunner:
     """The real runner: `pulumi.automation` over this project directory (a local program)."""
 
@@ -414,12 +500,14 @@ class AutomationApiRunner:
         expect_no_changes: bool = False,
         preview_only: bool = False,
         secrets_provider: str | None = None,
+        recovery: RecoveryPolicy | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.policy_packs = list(policy_packs)
         self.expect_no_changes = expect_no_changes
         self.preview_only = preview_only
         self.secrets_provider = secrets_provider
+        self.recovery = recovery or RecoveryPolicy()
 
     def check(self) -> None:
         """Fail once, clearly, when the CLI is missing (LocalWorkspace raises FileNotFoundError)."""
@@ -438,6 +526,32 @@ class AutomationApiRunner:
             selected = auto.create_or_select_stack(stack, work_dir=str(self.work_dir), opts=opts)
         else:
             selected = auto.select_stack(stack, work_dir=str(self.work_dir))
+        try:
+            return self._act(selected, action, log)
+        except Exception as exc:
+            holders = lock_holders(str(exc))
+            if holders is None:
+                raise
+            reason = self.recovery.may_cancel(stack, holders)  # raises StackLockedError when it may not
+        recovered = self._recover(selected, stack, action, reason, log)
+        return replace(self._act(selected, action, log), recovered=recovered)
+
+    def _recover(self, selected: Any, stack: str, action: str, reason: str, log: LogFn) -> str:
+        """`pulumi cancel`, then `pulumi refresh --clear-pending-creates` when the killed run left
+        operations pending and this action may write the state (docs/fleet.md, "After a killed run")."""
+        log(f"# {stack}: {reason}: pulumi cancel")
+        selected.cancel()
+        done = [reason]
+        pending = _pending_operations(selected)
+        if pending and (action == "up" or (action == "refresh" and not self.preview_only)):
+            log(f"# {stack}: {len(pending)} pending operations: pulumi refresh --clear-pending-creates")
+            selected.refresh(clear_pending_creates=True, on_output=log, color="never")
+            done.append(f"refreshed and cleared {len(pending)} pending operations")
+        elif pending:
+            done.append(f"{len(pending)} pending operations left for the next up (a preview writes no state)")
+        return "; ".join(done)
+
+    def _act(self, selected: Any, action: str, log: LogFn) -> Outcome:
         common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
         if action == "preview":
             preview = selected.preview(policy_packs=self.policy_packs or None, **common)
@@ -466,6 +580,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stacks", default="client-*", help="shell patterns, comma/space separated (default client-*)")
     parser.add_argument("--parallel", type=int, default=8, help="stacks at a time (default 8)")
     parser.add_argument("--resume", action="store_true", help="skip stacks that succeeded in the last run")
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="cancel the locks of killed runs held elsewhere too: only when no run of these stacks is alive "
+        f"({RECOVERY_DOC})",
+    )
     parser.add_argument("--expect-no-changes", action="store_true", help="fail a stack that would change (drift)")
     parser.add_argument("--preview-only", action="store_true", help="refresh: report drift, do not write the state")
     parser.add_argument("--policy-pack", action="append", default=[], help="policy pack folder (repeatable)")
@@ -485,6 +605,21 @@ def plan_run(args: argparse.Namespace, state: Path) -> tuple[list[str], set[str]
     return stacks, stacks_to_skip(last, args.action, stacks), last
 
 
+def recovery_policy(state: Path, recover: bool) -> RecoveryPolicy:
+    """What the previous run left in `state`; refuses to start while that runner is still alive."""
+    try:
+        raw = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    policy = RecoveryPolicy(unfinished_run(raw if isinstance(raw, dict) else None), recover)
+    if policy.previous is not None and policy.previous_runner_alive():
+        raise FleetSetupError(
+            f"another fleet run (pid {policy.previous.pid}, started {policy.previous.started:%Y-%m-%dT%H:%M:%SZ}) "
+            f"is still running in {state.parent}: wait for it to end"
+        )
+    return policy
+
+
 def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, console: Console | None = None) -> int:
     args = _parser().parse_args(argv)
     console = console or Console()
@@ -496,6 +631,7 @@ def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, c
         if args.preview_only and args.action != "refresh":
             raise FleetSetupError("--preview-only goes with --action refresh (`pulumi refresh --preview-only`)")
         stacks, skip, last = plan_run(args, state)
+        recovery = recovery_policy(state, args.recover)
         if runner is None:
             real = AutomationApiRunner(
                 args.project_dir,
@@ -503,6 +639,7 @@ def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, c
                 expect_no_changes=args.expect_no_changes,
                 preview_only=args.preview_only,
                 secrets_provider=args.secrets_provider,
+                recovery=recovery,
             )
             real.check()
             runner = real
@@ -515,6 +652,8 @@ def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, c
         f"fleet {args.action}: {len(stacks) - len(skip)} stacks, {len(skip)} skipped, parallel {args.parallel}"
     )
     with RichReporter(console, args.action, len(stacks) - len(skip)) as reporter:
+        journal = RunJournal(state, args.action, last, reporter)
+        journal.open()
         results = run_fleet(
             stacks,
             args.action,
@@ -522,9 +661,9 @@ def main(argv: Sequence[str] | None = None, runner: StackRunner | None = None, c
             parallel=args.parallel,
             log_dir=fleet_dir / "logs",
             skip=skip,
-            reporter=reporter,
+            reporter=journal,
         )
-    state.write_text(json.dumps(run_record(args.action, results, last), indent=2), encoding="utf-8")
+    journal.close(results)
     write_summaries(markdown_summary(args.action, results), fleet_dir, args.summary)
     console.print(summary_table(args.action, results))
     return exit_code(results)

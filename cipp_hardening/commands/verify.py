@@ -19,7 +19,6 @@ used with the secret in CIPP_HARDENING_GRAPH_CLIENT_SECRET (Pulumi secrets canno
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -59,6 +58,7 @@ NAMED_LOCATIONS = "identity/conditionalAccess/namedLocations"
 SERVICE_PRINCIPALS = "servicePrincipals"
 GRAPH_SECRET_ENV = "CIPP_HARDENING_GRAPH_CLIENT_SECRET"  # noqa: S105 - an environment variable name
 
+EXIT_ERROR = 2
 EXIT_MISSING_EXCLUSIONS = 4
 __all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS", "print_matrix"]
 # Directory reads are not Conditional Access reads: they do not share its 1 request/s/tenant limit.
@@ -86,6 +86,7 @@ class VerifyReport:
     missing_cipp_app: str | None = None  # technicianAccess.cippAppId with no service principal in the tenant
     directory: DirectoryReport | None = None  # what the directory says about the objects the stack names
     drift: list[str] = field(default_factory=list)  # MSP stacks: the tenant against the plan's bodies
+    drift_unchecked: str = ""  # MSP stacks: why Part A / Part B could not be compared with the plan
     warnings: tuple[str, ...] = ()  # the stack config's (an accepted cannotProveOverride among them)
 
     @property
@@ -108,13 +109,18 @@ class VerifyReport:
     def exit_code(self) -> int:
         if self.broken:
             return EXIT_BROKEN
+        if self.drift_unchecked:
+            return EXIT_ERROR  # an MSP stack is never verified without comparing Part A / Part B with the plan
         if self.matrix.exit_code:
             return self.matrix.exit_code
         return EXIT_MISSING_EXCLUSIONS if self.missing_exclusions else 0
 
     @property
     def reasons(self) -> list[str]:
-        reasons = self.broken + [r for r in report_output.matrix_reasons(self.matrix) if "broken" not in r]
+        unchecked = (
+            [f"Part A / Part B not compared with the plan: {self.drift_unchecked}"] if self.drift_unchecked else []
+        )
+        reasons = self.broken + unchecked + [r for r in report_output.matrix_reasons(self.matrix) if "broken" not in r]
         if self.missing_exclusions:
             reasons.append(f"{len(self.missing_exclusions)} client policy(ies) without the MSP exclusion")
         return reasons
@@ -130,6 +136,7 @@ class VerifyReport:
             "missingCippApp": self.missing_cipp_app,
             "directory": self.directory.to_json() if self.directory is not None else None,
             "drift": self.drift,
+            "driftUnchecked": self.drift_unchecked or None,
             "warnings": list(self.warnings),
             "exitCode": self.exit_code,
         }
@@ -213,10 +220,11 @@ def verify(
     *,
     mfa_trusted_ips: Iterable[str] | None = None,
     directory: DirectoryReport | None = None,
-    planned: PlannedBodies | None = None,
+    planned: PlannedBodies | str | None = None,
 ) -> VerifyReport:
     """The matrix over the live policies (with the directory's memberships when read), what the tenant
-    lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`)."""
+    lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`; a string says
+    why there are none, and the report then cannot pass)."""
     matrix = run_matrix(
         config,
         live.policies,
@@ -232,7 +240,8 @@ def verify(
             stack, live.tenant_id, matrix, missing_exclusions=missing, directory=directory, warnings=config.warnings
         )
     drift = location_problems(config, live.named_locations)
-    if planned is not None:
+    unchecked = planned if isinstance(planned, str) else "" if planned is not None else "no plan was given"
+    if isinstance(planned, PlannedBodies):
         drift += policy_drift(config, planned.policies, planned.locations, live.policies, live.named_locations)
     names = {str(p.get("displayName")) for p in live.policies}
     expected = [config.technician_access.display_name, config.service_account.display_name]
@@ -250,6 +259,7 @@ def verify(
         missing_cipp_app=missing_app,
         directory=directory,
         drift=drift,
+        drift_unchecked=unchecked,
         warnings=config.warnings,
     )
 
@@ -287,14 +297,14 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
     extra = user_scenarios(config, root)
     live = read_tenant(config.graph_url, tenant_of(config), token_source(config), looked_up_app_ids(config))
     directory = read_stack_directory(config)
-    planned = None
+    planned: PlannedBodies | str | None = None
     if isinstance(config, MspStack):
         from cipp_hardening.offline import OfflineRunError
 
         try:
             planned = planned_bodies(stack, stack_file)
         except OfflineRunError as error:
-            config = dataclasses.replace(config, warnings=(*config.warnings, f"drift not checked: {error}"))
+            planned = f"the offline plan of the stack failed ({error}); `make plan STACK={stack}` shows why"
     return verify(stack, config, live, extra, directory=directory, planned=planned)
 
 
@@ -310,6 +320,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
         print_findings(console, "directory: failures", [f.message for f in directory.failures], "red")
         print_findings(console, "directory: warnings", [f.message for f in directory.warnings], "yellow")
     print_findings(console, "the tenant differs from the plan (drift)", report.drift, "red")
+    if report.drift_unchecked:
+        console.print(f"[red]✗[/] drift not checked: {report.drift_unchecked}", soft_wrap=True)
     for name in report.missing_policies:
         console.print(
             f"[red]✗[/] no policy named '{name}' in the tenant: has `pulumi up` run for this stack?", soft_wrap=True
@@ -347,7 +359,8 @@ def print_verdict(report: VerifyReport, console: Console) -> None:
 
 EXIT_CODES = """exit codes (they reach the caller; `make verify` turns every failure into 2):
   0  every invariant holds in the live tenant, and every client policy in scope excludes the MSP
-  2  error: configuration, stack or scenario file, an unknown or ambiguous name, credentials, Graph
+  2  error: configuration, stack or scenario file, an unknown or ambiguous name, credentials, Graph, or
+     an MSP stack whose offline plan failed, so Part A / Part B could not be compared with it
   3  broken: a definite failure of the scenario matrix, a named account or group missing or disabled in
      the directory, Part A / Part B / the trusted location missing or drifted from the plan
   4  the matrix holds, but a client policy in scope still lacks the MSP exclusion
@@ -396,7 +409,7 @@ _PERMISSIONS_HINT = (
 def _error(console: Console, what: str, error: Exception, hint: str = "") -> int:
     console.print(f"[red]{what}[/] {escape(str(error))}{escape(hint)}", highlight=False, soft_wrap=True)
     console.print(report_output.verdict_line(2, []), soft_wrap=True)
-    return 2
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

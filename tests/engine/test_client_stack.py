@@ -8,7 +8,12 @@ policies when the corpus is absent); the MSP's app reaches it with a client secr
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,15 @@ import pytest
 from cipp_hardening.exclusion import msp_is_excluded, select_policies
 from emulators.clients import GRAPH_ROLES
 from emulators.graph import GraphEmulator
-from emulators.pulumi_project import PulumiFailed, PulumiProject, operation_counts, state_reveals, steps_of
+from emulators.pulumi_project import (
+    Process,
+    PulumiFailed,
+    PulumiProject,
+    descendants,
+    operation_counts,
+    state_reveals,
+    steps_of,
+)
 from tests.conftest import CORPUS
 from tests.helpers import ROOT
 from tests.part_d import policy
@@ -235,3 +248,54 @@ def test_portal_drift_is_repaired_from_the_listing_without_refresh(
         client_tenant.emulator.get_policy(client_tenant.tenant, victim_id)["conditions"]["users"], MSP
     )
     project.run("preview", "--expect-no-changes", "--stack", STACK)
+
+
+# What runs below a `pulumi up` of this program (docs/engine.md, "When the CLI is killed").
+PLUGIN_PROCESSES = {
+    "language host": "pulumi-language-python ",
+    "Python program": "pulumi-language-python-exec",
+    "dynamic-provider host": "pulumi.dynamic",
+}
+
+
+def _poll(condition: Callable[[], Any], deadline_s: float, step_s: float = 0.05) -> Any:
+    """condition()'s first truthy answer within the deadline, else its last answer."""
+    end = time.monotonic() + deadline_s
+    while not (answer := condition()) and time.monotonic() < end:
+        time.sleep(step_s)
+    return answer
+
+
+def test_a_killed_cli_takes_its_plugins_with_it_and_nothing_writes_afterwards(
+    project: PulumiProject, client_tenant: ClientTenant
+) -> None:
+    # Paced writes (one request every half second) make the update last as long as the tenant has policies in scope.
+    project.env["CIPP_HARDENING_GRAPH_INTERVAL"] = "0.5"
+    cli = subprocess.Popen(
+        [str(project.cli), "up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK],
+        cwd=project.workdir,
+        env=project.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    plugins: list[Process] = []
+    try:
+        first_write = _poll(lambda: [r for r in client_tenant.writes() if r.method == "PATCH"], 240, 0.1)
+        assert first_write, "the update never wrote: nothing to interrupt"
+        plugins = descendants(cli.pid)
+        for role, marker in PLUGIN_PROCESSES.items():
+            assert any(marker in p.command for p in plugins), f"no {role} below the CLI: {plugins}"
+        cli.kill()
+        killed_at = time.time()
+        cli.wait(timeout=60)
+
+        _poll(lambda: not any(p.alive() for p in plugins), 5)
+        survivors = [p for p in plugins if p.alive()]
+        late = [r for r in client_tenant.writes() if r.received > killed_at + 0.5]
+        assert survivors == [], f"still running 5 s after the CLI was killed: {survivors}"
+        assert late == [], f"{len(late)} writes arrived after the engine was gone: {[r.path for r in late]}"
+    finally:
+        cli.kill()
+        for process in plugins:
+            if process.alive():
+                os.kill(process.pid, signal.SIGKILL)

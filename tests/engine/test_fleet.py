@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from cipp_hardening.exclusion import msp_is_excluded
 from emulators.clients import GRAPH_ROLES
@@ -79,3 +83,106 @@ def test_fleet_up_preview_and_resume(pulumi_cli: Path, tmp_path: Path, graph_emu
 
     preview = make_fleet(project, "ACTION=preview", "STACKS=client-alpha,client-beta")
     assert preview.returncode == 0, preview.stdout + preview.stderr
+
+
+# -- after a killed run (docs/fleet.md "After a killed run") ---------------------------------------------
+def one_client(pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator) -> tuple[PulumiProject, str]:
+    tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
+    graph_emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
+    graph_emulator.load_policies(tenant, SAMPLES)
+    env = {
+        "AZURE_AUTHORITY_HOST": graph_emulator.url,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": secret,
+        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
+        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
+    }
+    project = PulumiProject.create(pulumi_cli, tmp_path, env)
+    project.stack_init("client-alpha")
+    project.config_set("client-alpha", "mode", "client")
+    project.config_set("client-alpha", "graphUrl", graph_emulator.url)
+    project.config_set_object(
+        "client-alpha", "clientTenant", {"tenantId": tenant, "mspTenantId": MSP, "accessMode": "gdap"}
+    )
+    return project, tenant
+
+
+def wait_for_a_patch(graph_emulator: GraphEmulator, tenant: str, process: subprocess.Popen[Any]) -> None:
+    deadline = time.monotonic() + 240
+    while not graph_emulator.requests(method="PATCH", tenant=tenant):
+        assert process.poll() is None, "the run ended before its first write"
+        assert time.monotonic() < deadline, "no write within 240 s"
+        time.sleep(0.1)
+
+
+def backend(project: PulumiProject) -> Path:
+    return Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://")) / ".pulumi"
+
+
+def pending_operations(project: PulumiProject) -> list[Any]:
+    return list(project.export("client-alpha")["deployment"].get("pending_operations") or [])
+
+
+def test_the_next_fleet_run_recovers_a_stack_its_killed_run_left_locked(
+    pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator
+) -> None:
+    project, tenant = one_client(pulumi_cli, tmp_path, graph_emulator)
+    paced = {**project.env, "CIPP_HARDENING_GRAPH_INTERVAL": "1"}  # one request a second: the run lasts
+    killed = subprocess.Popen(
+        ["make", "-s", "-C", str(ROOT), "fleet", f"PROJECT_DIR={project.workdir}", "ACTION=up"],
+        env=paced,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: killed whole, as a cancelled CI job is
+    )
+    try:
+        wait_for_a_patch(graph_emulator, tenant, killed)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
+    assert list((backend(project) / "locks").rglob("*.json")), "the killed run left no lock: nothing to recover"
+    last = json.loads((project.workdir / ".fleet" / "last-run.json").read_text())
+    assert last["finished"] is None
+    assert last["stacks"]["client-alpha"] == {"result": "running"}
+
+    locked = project.run("up", "--yes", "--stack", "client-alpha", check=False)
+    assert "the stack is currently locked" in locked.stderr, "a plain up is refused until the lock is cancelled"
+
+    recovered = make_fleet(project, "ACTION=up")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    summary = (project.workdir / ".fleet" / "summary.md").read_text()
+    assert "Recovered after a killed run" in summary
+    assert "the killed fleet run left its lock" in summary
+    assert not list((backend(project) / "locks").rglob("*.json"))
+    assert pending_operations(project) == []
+    statuses = project.outputs("client-alpha")["exclusionStatuses"]
+    for pid, status in statuses.items():
+        if status in ("excluded", "already-excluded"):
+            assert msp_is_excluded(graph_emulator.get_policy(tenant, pid)["conditions"]["users"], MSP)
+    project.run("preview", "--expect-no-changes", "--stack", "client-alpha")
+
+
+def test_a_live_runs_lock_is_never_cancelled_even_with_recover(
+    pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator
+) -> None:
+    project, tenant = one_client(pulumi_cli, tmp_path, graph_emulator)
+    live = subprocess.Popen(
+        [str(project.cli), "up", "--yes", "--skip-preview", "--non-interactive", "--stack", "client-alpha"],
+        cwd=project.workdir,
+        env={**project.env, "CIPP_HARDENING_GRAPH_INTERVAL": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_a_patch(graph_emulator, tenant, live)
+        # Graph holds the live run's next write for 30 s: it keeps the lock while the fleet looks at it.
+        graph_emulator.inject("PATCH", tenant=tenant, delay_s=30)
+        refused = make_fleet(project, "ACTION=up", "RECOVER=1")
+        assert live.poll() is None, "the live run ended before the fleet ran: the test proves nothing"
+    finally:
+        out, err = live.communicate(timeout=600)
+    assert refused.returncode != 0
+    assert "locked by a run that is still alive" in refused.stdout, refused.stdout
+    assert live.returncode == 0, out[-3000:] + err[-3000:]
+    assert pending_operations(project) == []

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	pbempty "google.golang.org/protobuf/types/known/emptypb"
@@ -28,12 +29,26 @@ import (
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"github.com/pulumi/pulumi/sdk/v3/python/toolchain"
 	"google.golang.org/grpc"
+
+	"cipp-hardening/tools/engine/internal/parentdeath"
 )
 
 // The exec shim signals "an error was already shown to the user" with this exit code.
 const userActionableExitCode = 32
 
+// The CLI that started us, read before anything else runs (docs/engine.md, "When the CLI is killed").
+var parentAtStart = os.Getppid()
+
+func init() {
+	// main stays on the process's main thread, which lives as long as the process: the parent-death
+	// setting main asks for belongs to the thread that asks.
+	runtime.LockOSThread()
+}
+
 func main() {
+	if err := parentdeath.Arm(parentAtStart); err != nil {
+		cmdutil.Exit(fmt.Errorf("language host: %w", err))
+	}
 	flag.String("tracing", "", "Zipkin-compatible tracing endpoint (accepted, unused)")
 	flag.String("root", "", "project root (accepted, unused: the engine sends it in every request)")
 	flag.Parse()
@@ -139,7 +154,8 @@ func (h *pythonHost) pluginPackages(ctx context.Context, info *pulumirpc.Program
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.Output()
+	parentdeath.Bind(cmd)
+	out, err := parentdeath.OutputBound(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("listing the Python packages that carry Pulumi plugins: %w", err)
 	}
@@ -196,7 +212,8 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	cmd.Dir = req.GetPwd()
 	cmd.Env = append(cmd.Environ(), "PULUMI_CONFIG="+string(config), "PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	parentdeath.Bind(cmd) // the program dies with us, and we die with the CLI
+	if err := parentdeath.RunBound(cmd); err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
 			if exitErr.ExitCode() == userActionableExitCode {
@@ -253,8 +270,9 @@ func (h *pythonHost) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc
 	cmd.Dir = req.GetPwd()
 	cmd.Env = append(cmd.Environ(), req.GetEnv()...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	parentdeath.Bind(cmd)
 	code := int32(0)
-	if err := cmd.Run(); err != nil {
+	if err := parentdeath.RunBound(cmd); err != nil {
 		var exitErr *exec.ExitError
 		if !errors.As(err, &exitErr) {
 			return fmt.Errorf("could not run the Python plugin in %s: %w", req.GetInfo().GetProgramDirectory(), err)
