@@ -13,6 +13,8 @@ from cipp_hardening.config import ServiceAccount
 @dataclass(frozen=True)
 class ServiceAccountPolicyArgs:
     service_account: ServiceAccount
+    # An existing object to take over (the stack file's `adopt` key; docs/adopt.md): its import id.
+    import_id: str | None = None
     # Excluded although they are never the service account: a no-op for sign-ins that lets every policy the
     # project writes pass Maester MT.1005 "excludes the emergency-access accounts" (docs/scanners.md).
     break_glass_user_ids: tuple[str, ...] = ()
@@ -47,7 +49,7 @@ class ServiceAccountPolicy(pulumi.ComponentResource):
                 sign_in_frequency_interval="everyTime",
                 sign_in_frequency_authentication_type="primaryAndSecondaryAuthentication",
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.import_id),
         )
         self.policy_id = self.policy.object_id
         self.register_outputs({"policyId": self.policy_id, "state": account.state})

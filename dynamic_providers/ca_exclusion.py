@@ -313,8 +313,8 @@ def _remove(graph: GraphClient, props: dict[str, Any], addition: Addition) -> No
                 "this project's write (replication lag); nothing was removed, run destroy again"
             )
         log.warning(
-            "%s: the exclusion this project added (%s) is no longer in the policy: removed by someone else, "
-            "nothing to remove",
+            "%s: the exclusion this project added (%s) is no longer in the policy (removed by someone else, or by "
+            "an interrupted destroy): nothing to remove",
             _policy_label(props),
             addition.to_json(),
         )

@@ -81,7 +81,9 @@ def test_service_account_component_has_no_location_condition() -> None:
 
 def test_service_account_component_excludes_the_break_glass_accounts_and_groups() -> None:
     config = msp_config()
-    args = ServiceAccountPolicyArgs(config.service_account, (BREAK_GLASS_1, BREAK_GLASS_2), ("bg-group",))
+    args = ServiceAccountPolicyArgs(
+        config.service_account, break_glass_user_ids=(BREAK_GLASS_1, BREAK_GLASS_2), break_glass_group_ids=("bg-group",)
+    )
     run = run_program(lambda: ServiceAccountPolicy("sa", args), {})
     [policy] = run.of_type(POLICY)
     assert policy.inputs["conditions"]["users"] == {

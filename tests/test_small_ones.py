@@ -18,6 +18,7 @@ EXPECTED_CODES = {
     "plan": ["  0  planned", "  2  error", "  3  the scenario matrix finds a broken invariant", "  5  an invariant"],
     "verify": ["  3  broken: a definite failure", "  4  the matrix holds, but a client policy", "  5  an invariant"],
     "promote": ["  0  promoted", "  1  refused", "  2  error"],
+    "adopt": ["  0  the ids were written", "  1  refused, nothing written", "  2  error, nothing written"],
     "fleet": ["  0  every selected stack succeeded", "  1  at least one stack failed", "  2  error"],
     "snapshot": ["  0  saved", "  2  error"],
     "scanners": ["  0  the files were written", "  2  error"],

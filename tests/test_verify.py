@@ -597,3 +597,32 @@ def test_without_the_permission_verify_says_it_cannot_tell(reader: Reader) -> No
     assert any(f"cannot tell whether break-glass account {BREAK_GLASS_1}" in w for w in warnings)
     assert not any("has no phishing-resistant method" in w for w in warnings), "cannot tell is not a pass or a fail"
     assert report.failures == ()
+
+
+CIPP_SSO_APP = "00000000-0000-0000-0000-0000000cc550"
+
+
+def test_part_a_targeting_cipp_sso_is_checked_against_the_tenants_applications(tmp_path: Path, reader: Reader) -> None:
+    technician_access = {
+        **yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
+        "target": "cippApp",
+        "cippAppId": CIPP_SSO_APP,
+    }
+    stack_file = reader.stack_file(tmp_path, "prod", technicianAccess=technician_access)
+    document = build_plan("prod", stack_file)
+    for location in document.graph_objects("namedLocation"):
+        reader.emulator.add_named_location(MSP_TENANT, location)
+    for policy in document.graph_objects("policy"):
+        reader.emulator.put_policy(MSP_TENANT, policy)
+    seed_directory(reader.emulator)
+
+    missing = verify.verify_stack("prod", stack_file)
+    assert missing.missing_cipp_app == CIPP_SSO_APP
+    assert missing.exit_code == 3
+    assert "technicianAccess.cippAppId is not an application in the tenant" in missing.reasons
+    assert missing.missing_service_principals == [], "the app is not reported as a CIPP-API client"
+
+    reader.emulator.add_service_principal(MSP_TENANT, CIPP_SSO_APP, "CIPP-SSO")
+    found = verify.verify_stack("prod", stack_file)
+    assert found.missing_cipp_app is None
+    assert found.exit_code == 0, found.reasons

@@ -88,6 +88,7 @@ class VerifyReport:
     missing_exclusions: list[dict[str, str]] = field(default_factory=list)  # client stacks
     missing_policies: list[str] = field(default_factory=list)  # MSP stacks: Part A / Part B not found
     missing_service_principals: list[str] = field(default_factory=list)  # CIPP-API clients without one
+    missing_cipp_app: str | None = None  # technicianAccess.cippAppId with no service principal in the tenant
     directory: DirectoryReport | None = None  # what the directory says about the objects the stack names
     drift: list[str] = field(default_factory=list)  # MSP stacks: the tenant against the plan's bodies
     drift_unchecked: str = ""  # MSP stacks: why Part A / Part B could not be compared with the plan
@@ -104,6 +105,8 @@ class VerifyReport:
             reasons.append(f"{len(self.missing_policies)} policy(ies) missing")
         if self.missing_service_principals:  # no workload-identity policy can hold such a client to its ranges
             reasons.append(f"{len(self.missing_service_principals)} CIPP-API client(s) without a service principal")
+        if self.missing_cipp_app:  # Part A targets an application the tenant does not have: it holds no one
+            reasons.append("technicianAccess.cippAppId is not an application in the tenant")
         if self.drift:
             reasons.append(f"{len(self.drift)} difference(s) from the plan")
         if self.what_if is not None and self.what_if.disagreements:
@@ -138,6 +141,7 @@ class VerifyReport:
             "missingExclusions": self.missing_exclusions,
             "missingPolicies": self.missing_policies,
             "missingServicePrincipals": self.missing_service_principals,
+            "missingCippApp": self.missing_cipp_app,
             "directory": self.directory.to_json() if self.directory is not None else None,
             "drift": self.drift,
             "driftUnchecked": self.drift_unchecked or None,
@@ -184,6 +188,19 @@ def workload_app_ids(config: StackConfig) -> list[str]:
     cipp = config.cipp_api if isinstance(config, MspStack) else None
     workload = cipp.workload_identity if cipp is not None else None
     return [client.client_id for client in workload.clients] if workload is not None else []
+
+
+def cipp_app_id(config: StackConfig) -> str | None:
+    """technicianAccess.cippAppId when Part A targets CIPP's own app (CIPP-SSO, docs/custom-roles.md)."""
+    if not isinstance(config, MspStack) or config.technician_access.target != "cippApp":
+        return None
+    return config.technician_access.cipp_app_id
+
+
+def looked_up_app_ids(config: StackConfig) -> list[str]:
+    """Every application id verify looks up as a service principal (Application.Read.All)."""
+    app = cipp_app_id(config)
+    return [*workload_app_ids(config), *([app] if app else [])]
 
 
 def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
@@ -289,12 +306,15 @@ def verify(
     workload = config.cipp_api.workload_identity if config.cipp_api is not None else None
     if workload is not None:
         expected += [workload.policy_name(client.client_id) for client in workload.clients]
+    app = cipp_app_id(config)
+    missing_app = app if app and app in live.missing_service_principals else None
     return VerifyReport(
         stack,
         live.tenant_id,
         matrix,
         missing_policies=[n for n in expected if n not in names],
-        missing_service_principals=list(live.missing_service_principals),
+        missing_service_principals=[a for a in live.missing_service_principals if a != app],
+        missing_cipp_app=missing_app,
         directory=directory,
         drift=drift,
         drift_unchecked=unchecked,
@@ -334,7 +354,7 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
     # Names (a UPN, a group's display name) become ids first, through Graph GETs (User/Group.Read.All).
     config = resolve_with_graph(config, config.graph_url, tenant_of(config), token_source(config))
     extra = user_scenarios(config, root)
-    live = read_tenant(config.graph_url, tenant_of(config), token_source(config), workload_app_ids(config))
+    live = read_tenant(config.graph_url, tenant_of(config), token_source(config), looked_up_app_ids(config))
     directory = read_stack_directory(config)
     planned: PlannedBodies | str | None = None
     if isinstance(config, MspStack):
@@ -371,6 +391,13 @@ def print_report(report: VerifyReport, console: Console) -> None:
         console.print(
             f"[red]✗[/] CIPP-API client {client_id} has no service principal in the tenant: "
             "cippApi.workloadIdentityPolicies cannot hold it to its ranges (its rows are uncertain)",
+            soft_wrap=True,
+        )
+    if report.missing_cipp_app:
+        console.print(
+            f"[red]✗[/] technicianAccess.cippAppId {report.missing_cipp_app} has no service principal in the tenant: "
+            "Part A targets an application nobody signs in to, so it holds no one. Use the application id of "
+            "CIPP's CIPP-SSO app registration (docs/custom-roles.md \"Part A's target on current CIPP\")",
             soft_wrap=True,
         )
     if report.what_if is not None:
