@@ -119,7 +119,10 @@ def test_the_program_declares_one_resource_per_role_and_guards_it() -> None:
     raw = msp_raw()
     raw["cippApi"]["customRoles"] = [{"name": "Techs"}, {"name": "helpdesk", "restoreOnDelete": False}]
     run = run_main(raw)
-    roles = run.of_type("pulumi-python:dynamic/cipp:CippCustomRoleRanges")
+    # Registrations arrive in whatever order their inputs resolve: compare by name.
+    roles = sorted(
+        run.of_type("pulumi-python:dynamic/cipp:CippCustomRoleRanges"), key=lambda r: r.inputs["name"] != "techs"
+    )
     assert [r.inputs["name"] for r in roles] == ["techs", "helpdesk"]
     assert roles[0].inputs["allowedRanges"] == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/32"]
     assert roles[0].inputs["clientId"] == MANAGER, "without rolesClientId the manager client calls ExecCustomRole"
