@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
 
-.PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote engine e2e chaos
+.PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote adopt engine e2e chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,12 @@ bench: $(VENV)/.dev
 promote: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening promote --stack $(STACK) --days "$(or $(DAYS),14)" $(if $(ACCEPT),--accept) \
 	  $(if $(POLICY_ID),--policy-id "$(POLICY_ID)")
+
+## adopt: STACK=prod [DRY_RUN=1] [IMPORT_FILE=f] finds the named location and policies made by hand (by name, else by content),
+##        shows what `pulumi up` will change on each, writes their ids under cipp-hardening:adopt (docs/adopt.md)
+adopt: $(VENV)/.runtime
+	@$(BIN)/cipp-hardening adopt --stack $(STACK) $(if $(STACK_FILE),--stack-file "$(STACK_FILE)") $(if $(DRY_RUN),--dry-run) \
+	  $(if $(IMPORT_FILE),--import-file "$(IMPORT_FILE)")
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

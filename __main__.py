@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 
 from cipp_hardening.config import ClientStack, MspStack
 from cipp_hardening.directory_names import program_resolve
-from cipp_hardening.inventory import cipp_api_clients, client_policies
+from cipp_hardening.inventory import cipp_api_clients, cipp_custom_roles, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
+from cipp_hardening.tenant_check import check_tenant
 from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
+from components.cipp_custom_roles import CippCustomRoles, CippCustomRolesArgs
 from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
@@ -17,12 +21,31 @@ from components.workload_identity import CippApiWorkloadIdentityPolicies, CippAp
 
 
 def compose_msp(config: MspStack) -> None:
-    location = TrustedLocation("trusted-location", TrustedLocationArgs(config.trusted_location))
+    # Before any resource: no silent duplicate, the adopt key's imports, drift (docs/adopt.md).
+    tenant = check_tenant(config)
+    location = TrustedLocation(
+        "trusted-location",
+        TrustedLocationArgs(config.trusted_location, tenant.import_of("trusted-location-named-location")),
+    )
     technicians = TechnicianAccessPolicy(
         "technician-access",
-        TechnicianAccessPolicyArgs(config.technician_access, location.object_id, config.service_account.user_id),
+        TechnicianAccessPolicyArgs(
+            config.technician_access,
+            location.object_id,
+            config.service_account.user_id,
+            tenant.import_of("technician-access-policy"),
+        ),
     )
-    service_account = ServiceAccountPolicy("service-account", ServiceAccountPolicyArgs(config.service_account))
+    access = config.technician_access
+    service_account = ServiceAccountPolicy(
+        "service-account",
+        ServiceAccountPolicyArgs(
+            config.service_account,
+            tenant.import_of("service-account-policy"),
+            break_glass_user_ids=access.break_glass_user_ids,
+            break_glass_group_ids=access.break_glass_group_ids,
+        ),
+    )
     pulumi.export("trustedLocationId", location.object_id)
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)
@@ -44,8 +67,18 @@ def compose_msp(config: MspStack) -> None:
             everything_else.append(workload)
             pulumi.export("workloadIdentityServicePrincipals", workload.service_principal_ids)
             pulumi.export("workloadIdentityPolicyIds", workload.policy_ids)
+        guarded_roles: list[dict[str, Any]] = []
+        if config.cipp_api.custom_roles:
+            roles_now = cipp_custom_roles(
+                config.cipp_api, secret_value("cippApiRolesSecret"), secret_value("cippApiManagerSecret")
+            )
+            roles = CippCustomRoles("cipp-roles", CippCustomRolesArgs(config.cipp_api, roles_now))
+            everything_else.append(roles)
+            guarded_roles = roles.guard_entries()
+            pulumi.export("cippManagedRoles", roles.managed_roles)
+            pulumi.export("cippRolesHeldByPartAOnly", roles.part_a_only)  # superadmin: CIPP never restricts it
         # Last, depending on all of the above: a destroy that Part C would refuse stops before anything is deleted.
-        allowlists.destroy_guard(everything_else)
+        allowlists.destroy_guard(everything_else, guarded_roles)
 
 
 def compose_client(config: ClientStack) -> None:

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fleet-ci": ("fleet_ci", "CI helpers: the workflows' stack matrix and the plan's PR comment"),
     "demo": ("demo", "the whole article end to end on loopback emulators, no Azure"),
     "snapshot": ("snapshot", "save a tenant's policies and the config's names, read-only, for offline plans"),
+    "adopt": ("adopt", "take over the named location and policies the article made by hand (read-only on Graph)"),
+    "scanners": ("scanners", "the Maester and ScubaGear config files for a stack, and what Part D changes in them"),
 }
 
 EXIT_USAGE = 2

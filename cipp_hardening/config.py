@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from cipp_hardening.cidr import ENTRA_MAX_RANGES, RangeError, broad_range_note, cipp_range, dedupe, entra_range
+from cipp_hardening.cidr import (
+    ENTRA_MAX_RANGES,
+    RangeError,
+    broad_range_note,
+    cipp_range,
+    dedupe,
+    entra_range,
+    parse_network,
+)
+from cipp_hardening.custom_roles import SUPERADMIN, accepted_by_cipp
 
 PROJECT = "cipp-hardening"
 # The one spelling that opens a CIPP-API client to every address: `allowedRanges: [Any]`, as CIPP's List
@@ -43,7 +52,7 @@ _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The example stacks' ids: GUIDs no tenant hands out, replaced before going live.
 PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"
 
-SECRET_KEYS = frozenset({"cippApiManagerSecret", "graphClientSecret"})
+SECRET_KEYS = frozenset({"cippApiManagerSecret", "cippApiRolesSecret", "graphClientSecret"})
 
 Mode = Literal["msp", "client"]
 T = TypeVar("T")
@@ -139,6 +148,18 @@ class WorkloadIdentityPolicies:
 
 
 @dataclass(frozen=True)
+class CippCustomRole:
+    """cippApi.customRoles[i]: one CIPP role held to IP ranges by CIPP itself (docs/custom-roles.md)."""
+
+    name: str  # as CIPP stores it: lower case (ExecCustomRole lower-cases the RowKey)
+    allowed_ranges: tuple[str, ...]  # CIPP canonical spelling, never empty
+    held_by_operator: bool = False  # the operator signs in to CIPP with this role: the lockout guard applies
+    restore_on_delete: bool = True  # destroy puts back the ranges found (never opens: allowOpenOnDelete)
+    allow_open_on_delete: bool = False
+    lockout_guard_override: str | None = None
+
+
+@dataclass(frozen=True)
 class CippApi:
     url: str
     tenant_id: str
@@ -146,6 +167,12 @@ class CippApi:
     clients: tuple[CippApiClient, ...]
     unrestricted_clients: Literal["fail", "warn"] = "warn"
     workload_identity: WorkloadIdentityPolicies | None = None  # off when the section is absent
+    custom_roles: tuple[CippCustomRole, ...] = ()
+    roles_client_id: str | None = None  # the CIPP.SuperAdmin.ReadWrite client; None: the manager client
+
+    @property
+    def custom_roles_client_id(self) -> str:
+        return self.roles_client_id or self.manager_client_id
 
 
 @dataclass(frozen=True)
@@ -183,6 +210,8 @@ class MspStack:
     scenarios_file: str | None = None  # extra what-if scenarios (YAML), relative to the project
     assumptions: Assumptions = Assumptions()
     names: tuple[DirectoryName, ...] = ()  # values given as names, still to resolve (resolve_names)
+    # Existing objects to take over (`cipp-hardening adopt`): trustedLocation/technicianAccess/serviceAccount → id.
+    adopt: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,10 +246,12 @@ _MSP_KEYS = {
     "serviceAccount",
     "cippApi",
     "cippApiManagerSecret",
+    "cippApiRolesSecret",
     "graphUrl",
     "scenariosFile",
     "assumptions",
     "offlineSnapshot",
+    "adopt",
 }
 _CLIENT_KEYS = {
     "mode",
@@ -415,7 +446,9 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
     service_account = _service_account(reader, raw.get("serviceAccount"))
     technicians = _technician_access(reader, raw.get("technicianAccess"), service_account.user_id)
     _check_lockout_guard(reader, technicians, location)
-    cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id) if raw.get("cippApi") is not None else None
+    cipp_api = None
+    if raw.get("cippApi") is not None:
+        cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id, location, technicians.operator_check_ip)
     assumptions = _assumptions(reader, raw)  # before the warnings are collected: the override adds one
     return MspStack(
         tenant_id,
@@ -428,7 +461,17 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
         scenarios_file=_scenarios_file(reader, raw),
         assumptions=assumptions,
         names=tuple(reader.names),
+        adopt=_adopt(reader, raw.get("adopt")),
     )
+
+
+def _adopt(reader: _Reader, value: Any) -> dict[str, str]:
+    """adopt: the ids `cipp-hardening adopt` found, taken over by the next `pulumi up` (docs/adopt.md)."""
+    if value is None:
+        return {}
+    keys = {"trustedLocation", "technicianAccess", "serviceAccount"}
+    obj = reader.obj(value, "adopt", keys)
+    return {key: reader.guid(obj[key], f"adopt.{key}") for key in sorted(keys) if obj.get(key) is not None}
 
 
 def _trusted_location(reader: _Reader, value: Any) -> TrustedLocation:
@@ -758,13 +801,23 @@ def _count(reader: _Reader, obj: Mapping[str, Any], key: str, path: str) -> int:
     return value
 
 
-def _cipp_api(reader: _Reader, value: Any, default_tenant: str) -> CippApi:
+_CIPP_API_KEYS = {
+    "url",
+    "tenantId",
+    "managerClientId",
+    "clients",
+    "unrestrictedClients",
+    "workloadIdentityPolicies",
+    "customRoles",
+    "rolesClientId",
+}
+
+
+def _cipp_api(
+    reader: _Reader, value: Any, default_tenant: str, location: TrustedLocation, operator_ip: str | None
+) -> CippApi:
     path = "cippApi"
-    obj = reader.obj(
-        value,
-        path,
-        {"url", "tenantId", "managerClientId", "clients", "unrestrictedClients", "workloadIdentityPolicies"},
-    )
+    obj = reader.obj(value, path, _CIPP_API_KEYS)
     url = reader.text(obj, "url", path)
     if url and not url.startswith("https://"):
         reader.fail(f"{path}.url", f"must be the https:// URL of CIPP's Function App, got {url!r}")
@@ -786,7 +839,123 @@ def _cipp_api(reader: _Reader, value: Any, default_tenant: str) -> CippApi:
                 f"the CIPP-API clients live in cippApi.tenantId {tenant}, but the policies would be created in "
                 f"azuread:tenantId {default_tenant}, where they cannot apply to them",
             )
-    return CippApi(url.rstrip("/"), tenant, manager, tuple(clients), mode, workload)  # type: ignore[arg-type]
+    roles = reader.each(obj, "customRoles", path, lambda item, key: _custom_role(reader, item, key, location))
+    _, repeated_roles = dedupe([role.name for role in roles])
+    for name in repeated_roles:
+        reader.fail(f"{path}.customRoles", f"lists role {name} more than once")
+    for index, role in enumerate(roles):
+        _check_role_lockout(reader, role, f"{path}.customRoles[{index}]", operator_ip)
+    roles_client = reader.guid_field(obj, "rolesClientId", path, required=False)
+    return CippApi(
+        url.rstrip("/"),
+        tenant,
+        manager,
+        tuple(clients),
+        mode,  # type: ignore[arg-type]
+        workload,
+        tuple(roles),
+        roles_client,
+    )
+
+
+_CUSTOM_ROLE_KEYS = {
+    "name",
+    "allowedRanges",
+    "heldByOperator",
+    "restoreOnDelete",
+    "allowOpenOnDelete",
+    "lockoutGuardOverride",
+}
+# ExecCustomRole refuses these names outright; superadmin it saves without ranges (docs/custom-roles.md).
+_BLOCKED_ROLE_NAMES = ("anonymous", "authenticated")
+
+
+def _custom_role(reader: _Reader, value: Any, path: str, location: TrustedLocation) -> CippCustomRole | None:
+    obj = reader.obj(value, path, _CUSTOM_ROLE_KEYS)
+    name = reader.text(obj, "name", path).lower()
+    if name == SUPERADMIN:
+        reader.fail(
+            f"{path}.name",
+            "superadmin cannot be restricted: CIPP never checks its IP ranges (to prevent lockout), so "
+            "technicians holding it are held by Part A alone (docs/custom-roles.md)",
+        )
+    elif name in _BLOCKED_ROLE_NAMES:
+        reader.fail(f"{path}.name", f"{name} is not a role CIPP lets anyone edit (ExecCustomRole refuses it)")
+    if "allowedRanges" in obj:
+        ranges = _role_ranges(reader, obj, path)
+    else:  # Step 1's trusted ranges, in the spelling CIPP accepts
+        ranges = tuple(cipp_range(cidr) for cidr in location.cidrs)
+    restore = obj.get("restoreOnDelete", True)
+    if not isinstance(restore, bool):
+        reader.fail(f"{path}.restoreOnDelete", f"must be true or false, got {restore!r}")
+        restore = True
+    return CippCustomRole(
+        name,
+        ranges,
+        reader.flag(obj, "heldByOperator", path),
+        restore,
+        reader.flag(obj, "allowOpenOnDelete", path),
+        _override_reason(reader, obj, path),
+    )
+
+
+def _role_ranges(reader: _Reader, obj: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """A role's ranges in the spelling ExecCustomRole keeps; what it would silently drop is refused here.
+
+    There is no [Any] for a role: a role without ranges is simply not listed in cippApi.customRoles.
+    """
+    key = f"{path}.allowedRanges"
+    entries = obj.get("allowedRanges")
+    if not isinstance(entries, list) or not entries:
+        reader.fail(key, "must list at least one IP range (leave the key out for Step 1's trusted ranges)")
+        return ()
+    ranges: list[str] = []
+    for i, entry in enumerate(entries):
+        if _is_any(entry):
+            reader.fail(f"{key}[{i}]", "a role is opened by leaving it out of cippApi.customRoles, not by Any")
+            continue
+        try:
+            spelled = cipp_range(entry)
+        except RangeError as exc:
+            reader.fail(f"{key}[{i}]", str(exc))
+            continue
+        if not accepted_by_cipp(spelled):  # ExecCustomRole would drop it without a word
+            reader.fail(f"{key}[{i}]", f"{spelled!r} is not a spelling CIPP's ExecCustomRole keeps")
+            continue
+        ranges.append(spelled)
+        if note := broad_range_note(entry):
+            reader.warnings.append(f"{PROJECT}:{key}[{i}]: {note}")
+    kept, repeated = dedupe(ranges)
+    for item in repeated:
+        reader.warnings.append(f"{PROJECT}:{key}: {item} listed twice; sent once")
+    return tuple(kept)
+
+
+def _check_role_lockout(reader: _Reader, role: CippCustomRole, path: str, operator_ip: str | None) -> None:
+    """A role the operator holds must keep the operator's address (technicianAccess.operatorCheckIp).
+
+    CIPP applies a role's ranges to the next request, with no report-only stage, so the guard holds always.
+    """
+    if not role.held_by_operator or not role.allowed_ranges:
+        return
+    if role.lockout_guard_override is not None:
+        reader.warnings.append(
+            f"{PROJECT}:{path}.lockoutGuardOverride: lockout guard waived: {role.lockout_guard_override}"
+        )
+        return
+    hint = f"for a deliberate change set {path}.lockoutGuardOverride to the reason, reviewed like any change"
+    if operator_ip is None:
+        reader.fail(
+            f"{path}.heldByOperator",
+            "technicianAccess.operatorCheckIp is required: the address you sign in to CIPP from must be inside "
+            f"this role's allowedRanges, or CIPP refuses you at once; {hint}",
+        )
+    elif not _address_in(operator_ip, [str(parse_network(r)) for r in role.allowed_ranges]):
+        reader.fail(
+            f"{path}.allowedRanges",
+            f"excludes technicianAccess.operatorCheckIp {operator_ip}, and you hold role {role.name}: CIPP would "
+            f'refuse you from where you sign in now (docs/custom-roles.md "Lockout guard"); add your range or {hint}',
+        )
 
 
 _WORKLOAD_IDENTITY_KEYS = {"state", "displayNamePrefix", "operatorCheckIp", "lockoutGuardOverride"}

@@ -9,7 +9,9 @@ and GroupMember.Read.All (application permissions) besides Policy.Read.All.
 `read_directory(graph, config, error_type)` returns a `DirectoryReport`: the memberships the scenario matrix
 uses instead of asserted ones (`DirectoryView`), failures (a named object missing, a break-glass or service
 account disabled) and warnings, as assessment tools raise them (a synced break-glass account, fewer than two
-break-glass accounts, a group that is not role-assignable, a break-glass account inside a technician group).
+break-glass accounts, a group that is not role-assignable, a break-glass account inside a technician group, a
+break-glass account with no phishing-resistant method: `GET /v1.0/users/{id}/authentication/methods`, with the
+optional UserAuthenticationMethod.Read.All; without it the warning says it cannot tell).
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ NOT_FOUND_CODES: Final = frozenset({"request_resourcenotfound", "resourcenotfoun
 _USER_TYPE: Final = "#microsoft.graph.user"
 _GROUP_TYPE: Final = "#microsoft.graph.group"
 _ROLE_TYPE: Final = "#microsoft.graph.directoryrole"
+# Graph authenticationMethod types that are phishing-resistant (lower-case @odata.type).
+PHISHING_RESISTANT_METHODS: Final = frozenset(
+    {
+        "#microsoft.graph.fido2authenticationmethod",
+        "#microsoft.graph.windowshelloforbusinessauthenticationmethod",
+        "#microsoft.graph.platformcredentialauthenticationmethod",
+    }
+)
 
 
 class GraphReader(Protocol):
@@ -237,6 +247,31 @@ def _check_break_glass_user(reader: _Reader, user_id: str, user: Mapping[str, An
             "an emergency access account should be cloud-only, so an on-premises outage cannot take it away",
         )
     _check_not_technician(reader, user_id, f"break-glass account {user_id} ({label})", tech_groups)
+    _check_phishing_resistant(reader, user_id, label)
+
+
+def _check_phishing_resistant(reader: _Reader, user_id: str, label: str) -> None:
+    """Microsoft's emergency-access guidance: phishing-resistant credentials (docs/assurance.md). The permission
+    (UserAuthenticationMethod.Read.All) is optional: without it the warning says it cannot tell."""
+    who = f"break-glass account {user_id} ({label})"
+    try:
+        methods = reader.graph.list_all(f"users/{user_id}/authentication/methods")
+    except reader.error_type as error:
+        if getattr(error, "status", None) != 403:
+            raise
+        reader.warn(
+            user_id,
+            f"cannot tell whether {who} has a phishing-resistant method registered: grant the verifying identity "
+            "UserAuthenticationMethod.Read.All to check (docs/assurance.md)",
+        )
+        return
+    if not any(str(m.get("@odata.type", "")).lower() in PHISHING_RESISTANT_METHODS for m in methods):
+        reader.warn(
+            user_id,
+            f"{who} has no phishing-resistant method registered (passkey/FIDO2, Windows Hello for Business or a "
+            "platform credential; a certificate for certificate-based authentication is not listed there): "
+            "Microsoft's emergency-access guidance asks for one",
+        )
 
 
 def _check_not_technician(reader: _Reader, user_id: str, who: str, tech_groups: Iterable[str]) -> None:

@@ -128,6 +128,48 @@ def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[di
         raise pulumi.RunError(f"cippApi: could not list the CIPP-API clients at {cipp.url}: {error}") from None
 
 
+# -- CIPP roles (docs/custom-roles.md): the role list, for superadmin and the roles that must exist ------
+CIPP_ROLES_SECRET_ENV = "CIPP_API_ROLES_SECRET"  # noqa: S105 - an environment variable name
+
+
+def cipp_custom_roles(
+    cipp: CippApi, roles_secret: str | None, manager_secret: str | None
+) -> list[dict[str, Any]] | None:
+    """ExecCustomRole's list of roles now, as the roles client (cippApi.rolesClientId, else the manager).
+
+    Offline runs do not read it (None, with a warning); a real preview or up fails when it cannot.
+    """
+    if _offline_run():
+        pulumi.log.warn(
+            "offline plan: CIPP's roles not read, so who holds superadmin (held by Part A alone) is not shown; "
+            "`pulumi preview`/`up` read them"
+        )
+        return None
+    own = cipp.roles_client_id is not None and cipp.roles_client_id != cipp.manager_client_id
+    env, key = (CIPP_ROLES_SECRET_ENV, "cippApiRolesSecret") if own else (CIPP_SECRET_ENV, "cippApiManagerSecret")
+    secret = (roles_secret if own else manager_secret) or os.environ.get(env)
+    client_id = cipp.custom_roles_client_id
+    if not secret:
+        raise pulumi.RunError(
+            f"cippApi.customRoles: no secret for the CIPP-API client {client_id}; set it with "
+            f"`pulumi config set --secret {key}` or the {env} variable"
+        )
+
+    def token() -> str:
+        return credentials.access_token(
+            cipp.tenant_id, f"api://{client_id}/.default", client_id=client_id, client_secret=secret
+        )
+
+    try:
+        with CippClient(cipp.url, token, manager_client_id=client_id) as client:
+            return client.list_roles()
+    except (CippError, credentials.CredentialError) as error:
+        raise pulumi.RunError(
+            f"cippApi.customRoles: could not list CIPP's roles at {cipp.url} as client {client_id} (it needs "
+            f"superadmin, CIPP.SuperAdmin.ReadWrite): {error}"
+        ) from None
+
+
 # -- Part C by Entra: service principals for an offline plan -----------------------------------------
 SERVICE_PRINCIPAL_SNAPSHOT_ENV = "CIPP_HARDENING_SERVICE_PRINCIPAL_SNAPSHOT"
 

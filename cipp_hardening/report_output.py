@@ -41,7 +41,8 @@ def make_console(*, stderr: bool = False) -> Console:
 
 def matrix_table(result: MatrixResult, title: str) -> Table:
     table = Table(title=title, show_lines=True)
-    for column in ("", "scenario", "sign-in", "expected", "actual", "responsible"):
+    with_cipp = any(row.cipp is not None for row in result.rows)
+    for column in ("", "scenario", "sign-in", "expected", "actual", *(["CIPP"] if with_cipp else []), "responsible"):
         table.add_column(column, overflow="fold")
     for row in result.rows:
         mark, style, _ = _STYLES[row.status]
@@ -51,6 +52,7 @@ def matrix_table(result: MatrixResult, title: str) -> Table:
             escape(row.sign_in).replace("; ", "\n"),
             row.expected,
             f"[{style}]{escape(row.actual)}[/]",
+            *([escape(row.cipp or "")] if with_cipp else []),
             escape("\n".join(row.responsible)),
         )
     return table
@@ -63,6 +65,8 @@ def _row_lines(row: MatrixRow) -> list[str]:
         f"    sign-in: {escape(row.sign_in)}",
         f"    expected {row.expected}; actual: {escape(row.actual)}",
     ]
+    if row.cipp is not None:
+        lines.append(f"    CIPP: {escape(row.cipp)}")
     if row.responsible and row.status is not Status.OK:
         lines.append(f"    responsible: {escape(', '.join(row.responsible))}")
     return lines

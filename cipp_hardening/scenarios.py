@@ -77,7 +77,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import yaml
 
-from cipp_hardening.config import PROJECT, ClientStack, MspStack, StackConfig, parse_stack_config
+from cipp_hardening import managed_policies
+from cipp_hardening.config import PROJECT, CippCustomRole, ClientStack, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.directory_facts import DirectoryView
 from cipp_hardening.evaluator import (
     ENABLED,
@@ -128,6 +129,7 @@ class Scenario(Generic[SignInT]):
     origin: str = "derived"  # or "<file>: scenarios[i]"
     policy: str | None = None  # the policy (display name) a block row is about, for its failure detail; else Part A
     guard: bool = False  # protects access: undecided is cannot_prove, not uncertain
+    cipp: str | None = None  # technician rows: what CIPP's role IP ranges do with the request (cipp_layer)
 
 
 # --- addresses ------------------------------------------------------------------------------------
@@ -199,15 +201,42 @@ def _msp_scenarios(config: MspStack, directory: DirectoryView | None) -> list[Sc
     outside_expectation = Expectation.BLOCKED if access.state == ENABLED else Expectation.WOULD_BE_BLOCKED
     technicians = _technicians(config, directory)
     first = technicians[0][0]
+    roles = config.cipp_api.custom_roles if config.cipp_api is not None else ()
     scenarios = [
-        Scenario(f"technician inside {cidr}", sign_in(first, address_inside(cidr)), Expectation.NOT_BLOCKED_BY_PART_A)
+        Scenario(
+            f"technician inside {cidr}",
+            sign_in(first, address_inside(cidr)),
+            Expectation.NOT_BLOCKED_BY_PART_A,
+            cipp=cipp_layer(roles, address_inside(cidr)),
+        )
         for cidr in trusted
     ]
-    scenarios.append(Scenario("technician outside the trusted ranges", sign_in(first, outside), outside_expectation))
+    scenarios.append(
+        Scenario(
+            "technician outside the trusted ranges",
+            sign_in(first, outside),
+            outside_expectation,
+            cipp=cipp_layer(roles, outside),
+        )
+    )
     scenarios += [
-        Scenario(f"technician {label} outside the trusted ranges", sign_in(user, outside), outside_expectation)
+        Scenario(
+            f"technician {label} outside the trusted ranges",
+            sign_in(user, outside),
+            outside_expectation,
+            cipp=cipp_layer(roles, outside),
+        )
         for user, label in technicians[1:]
     ]
+    if roles:  # superadmin: CIPP never checks its ranges (docs/custom-roles.md), so Entra is all there is
+        scenarios.append(
+            Scenario(
+                "technician holding CIPP superadmin outside the trusted ranges",
+                sign_in(first, outside),
+                outside_expectation,
+                cipp=SUPERADMIN_LAYER,
+            )
+        )
     scenarios += [
         Scenario(f"break-glass {user} from outside", sign_in(user, outside), Expectation.NEVER_BLOCKED, guard=True)
         for user in access.break_glass_user_ids
@@ -226,6 +255,48 @@ def _msp_scenarios(config: MspStack, directory: DirectoryView | None) -> list[Sc
         Scenario("CIPP service account from Azure", service_account, Expectation.MFA_EVERY_TIME, guard=True)
     )
     return scenarios
+
+
+SUPERADMIN_LAYER: Final = "CIPP never refuses superadmin: held by Part A alone"
+
+
+def cipp_layer(roles: Sequence[CippCustomRole], ip: str) -> str:
+    """What CIPP does with a technician's request from `ip`, per role of cippApi.customRoles, once `pulumi up`
+    has set the declared ranges (CIPP's current ranges are not read: `pulumi refresh` shows drift).
+
+    CIPP checks the union of the ranges of all the user's roles (Get-CIPPRoleIPRanges.ps1), so a
+    technician holding one of these roles is refused when the address is outside that role's ranges.
+    """
+    if not roles:
+        return "not held by CIPP (no cippApi.customRoles)"
+    address = ipaddress.ip_address(ip)
+    refusing = [r.name for r in roles if not any(address in ipaddress.ip_network(n) for n in r.allowed_ranges)]
+    serving = [r.name for r in roles if r.name not in refusing]
+    parts = []
+    if refusing:
+        parts.append(f"CIPP refuses role {', '.join(refusing)}")
+    if serving:
+        parts.append(f"CIPP serves role {', '.join(serving)}")
+    return "; ".join(parts) + " (declared ranges)"
+
+
+def authentication_flow_scenarios(
+    config: StackConfig, policies: Sequence[Mapping[str, Any]], directory: DirectoryView | None = None
+) -> list[Scenario]:
+    """CIPP's SAM setup wizard signs the service account in with the device code flow (docs/scenario-matrix.md):
+    the row is there when some policy conditions on authentication flows (Microsoft's managed "Block device code
+    flow"), the only ones that can tell it from the service account's own row."""
+    if not isinstance(config, MspStack) or not any(_conditions_on_flows(p) for p in policies):
+        return []
+    account = next(s for s in _msp_scenarios(config, directory) if s.name == "CIPP service account from Azure")
+    sam_wizard = dataclasses.replace(account.sign_in, authentication_flow="deviceCodeFlow")
+    name = "CIPP SAM wizard: service account with device code"
+    return [Scenario(name, sam_wizard, Expectation.MFA_EVERY_TIME, guard=True)]
+
+
+def _conditions_on_flows(policy: Mapping[str, Any]) -> bool:
+    flows = ((policy.get("conditions") or {}).get("authenticationFlows") or {}).get("transferMethods")
+    return bool(flows) and flows != "none"
 
 
 def workload_scenarios(
@@ -389,6 +460,7 @@ class MatrixRow:
     responsible: tuple[str, ...] = ()  # policies behind a failure, or the cannot-tell ones
     origin: str = "derived"
     undecided: tuple[Undecided, ...] = ()  # uncertain and cannot_prove rows: what the evaluator cannot decide
+    cipp: str | None = None  # the CIPP layer (technician rows): whether CIPP's role ranges would refuse it
 
     @property
     def ok(self) -> bool:
@@ -405,6 +477,7 @@ class MatrixRow:
             "ok": self.ok,
             "responsible": list(self.responsible),
             "origin": self.origin,
+            **({"cipp": self.cipp} if self.cipp is not None else {}),
         }
 
 
@@ -613,7 +686,14 @@ def judge(scenario: Scenario[Any], evaluation: Evaluation, roles: PolicyRoles | 
         responsible=_names(judgement.responsible) if status is not Status.OK else (),
         origin=scenario.origin,
         undecided=undecided,
+        cipp=scenario.cipp,
     )
+
+
+def _labelled(row: MatrixRow, policies: Sequence[Mapping[str, Any]]) -> MatrixRow:
+    """A row that names a Microsoft-managed policy says so, with the date a report-only one turns on."""
+    labels = managed_policies.labels_for(row.responsible, policies) if row.status is not Status.OK else []
+    return dataclasses.replace(row, actual=f"{row.actual} ({'; '.join(labels)})") if labels else row
 
 
 def _targets_roles(policy: CompiledPolicy) -> bool:
@@ -680,6 +760,7 @@ def summarize(sign_in: AnySignIn) -> str:
         "sign-in risk": sign_in.sign_in_risk,
         "user risk": sign_in.user_risk,
         "user action": sign_in.user_action,
+        "authentication flow": sign_in.authentication_flow,
     }
     parts += [f"{label} {value}" for label, value in stated.items() if value]
     return "; ".join(parts)
@@ -729,10 +810,17 @@ def run_matrix(
     if service_principals is None:
         service_principals = planned_service_principals(config, policies)
     workload = workload_scenarios(config, service_principals)
-    scenarios: list[Scenario[Any]] = [*derive_scenarios(config, directory), *workload, *extra]
+    flows = authentication_flow_scenarios(config, policies, directory)
+    scenarios: list[Scenario[Any]] = [*derive_scenarios(config, directory), *flows, *workload, *extra]
+    # Guard rows count a report-only Microsoft-managed policy as enforced (cipp_hardening/managed_policies.py).
+    managed = managed_policies.as_enforced(policies)
+    guard_set = (
+        policy_set if managed is None else PolicySet.compile(managed, named_locations, mfa_trusted_ips=mfa_trusted_ips)
+    )
     for scenario in scenarios:
-        row = _settle(judge(scenario, policy_set.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
-        rows.append(_roles_unread(row, scenario, directory, role_targeted))
+        chosen = guard_set if scenario.guard else policy_set
+        row = _settle(judge(scenario, chosen.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
+        rows.append(_labelled(_roles_unread(row, scenario, directory, role_targeted), policies))
     return MatrixResult(tuple(rows), config.assumptions.cannot_prove_override)
 
 

@@ -88,11 +88,14 @@ class CippApiAllowlists(pulumi.ComponentResource):
             }
         )
 
-    def destroy_guard(self, everything_else: Sequence[pulumi.Resource]) -> CippApiDestroyGuard:
+    def destroy_guard(
+        self, everything_else: Sequence[pulumi.Resource], roles: Sequence[Mapping[str, Any]] = ()
+    ) -> CippApiDestroyGuard:
         """The guard that makes a destroy of the stack all or nothing (docs/part-c.md "Destroy").
 
         It must depend on every other resource of the stack (`everything_else`, components included: a
         component stands for all its children), so that its delete is the first and only one of the first round.
+        `roles` are the CIPP roles of cippApi.customRoles (components.cipp_custom_roles.guard_entries).
         """
         clients = [
             {**{key: props[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[client_id].adoptedRanges}
@@ -100,7 +103,7 @@ class CippApiAllowlists(pulumi.ComponentResource):
         ]
         depends_on = [self, *everything_else]
         return CippApiDestroyGuard(
-            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on)
+            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on), roles=roles
         )
 
 

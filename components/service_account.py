@@ -13,6 +13,12 @@ from cipp_hardening.config import ServiceAccount
 @dataclass(frozen=True)
 class ServiceAccountPolicyArgs:
     service_account: ServiceAccount
+    # An existing object to take over (the stack file's `adopt` key; docs/adopt.md): its import id.
+    import_id: str | None = None
+    # Excluded although they are never the service account: a no-op for sign-ins that lets every policy the
+    # project writes pass Maester MT.1005 "excludes the emergency-access accounts" (docs/scanners.md).
+    break_glass_user_ids: tuple[str, ...] = ()
+    break_glass_group_ids: tuple[str, ...] = ()
 
 
 class ServiceAccountPolicy(pulumi.ComponentResource):
@@ -30,7 +36,11 @@ class ServiceAccountPolicy(pulumi.ComponentResource):
             conditions=azuread.ConditionalAccessPolicyConditionsArgs(
                 client_app_types=["all"],
                 applications=azuread.ConditionalAccessPolicyConditionsApplicationsArgs(included_applications=["All"]),
-                users=azuread.ConditionalAccessPolicyConditionsUsersArgs(included_users=[account.user_id]),
+                users=azuread.ConditionalAccessPolicyConditionsUsersArgs(
+                    included_users=[account.user_id],
+                    excluded_users=list(args.break_glass_user_ids) or None,
+                    excluded_groups=list(args.break_glass_group_ids) or None,
+                ),
             ),
             grant_controls=azuread.ConditionalAccessPolicyGrantControlsArgs(operator="OR", built_in_controls=["mfa"]),
             # everyTime alone: no period/value; the provider then omits applicationEnforcedRestrictions and
@@ -39,7 +49,7 @@ class ServiceAccountPolicy(pulumi.ComponentResource):
                 sign_in_frequency_interval="everyTime",
                 sign_in_frequency_authentication_type="primaryAndSecondaryAuthentication",
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.import_id),
         )
         self.policy_id = self.policy.object_id
         self.register_outputs({"policyId": self.policy_id, "state": account.state})

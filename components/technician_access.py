@@ -16,6 +16,8 @@ class TechnicianAccessPolicyArgs:
     trusted_location_id: pulumi.Input[str]
     # Excluded too: the service account signs in from Azure, not the office (blocking it breaks CIPP).
     service_account_user_id: str
+    # An existing object to take over (the stack file's `adopt` key; docs/adopt.md): its import id.
+    import_id: str | None = None
 
 
 class TechnicianAccessPolicy(pulumi.ComponentResource):
@@ -47,7 +49,7 @@ class TechnicianAccessPolicy(pulumi.ComponentResource):
                 ),
             ),
             grant_controls=azuread.ConditionalAccessPolicyGrantControlsArgs(operator="OR", built_in_controls=["block"]),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.import_id),
         )
         self.policy_id = self.policy.object_id
         self.register_outputs({"policyId": self.policy_id, "state": access.state})

@@ -13,6 +13,8 @@ from cipp_hardening.config import TrustedLocation as TrustedLocationConfig
 @dataclass(frozen=True)
 class TrustedLocationArgs:
     location: TrustedLocationConfig
+    # An existing object to take over (the stack file's `adopt` key; docs/adopt.md): its import id.
+    import_id: str | None = None
 
 
 class TrustedLocation(pulumi.ComponentResource):
@@ -26,7 +28,7 @@ class TrustedLocation(pulumi.ComponentResource):
             f"{name}-named-location",
             display_name=args.location.display_name,
             ip=azuread.NamedLocationIpArgs(ip_ranges=list(args.location.cidrs), trusted=True),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.import_id),
         )
         # The bare GUID, which is what policies reference; `id` is a /identity/... path (docs/graph-ca.md §4.1).
         self.object_id = self.named_location.object_id

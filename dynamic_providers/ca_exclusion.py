@@ -236,15 +236,15 @@ def _apply(
     unsettled = _unsettled(props, olds)
     with _client(props) as graph:
         try:
-            seen = _read(graph, props)
-            users = remove_addition(seen.users, previous)[0] if previous else seen.users
-            merge = _merge(users, props)
-            _refuse_unjournaled(props, merge)
-            parts = changed_parts(seen.users, merge.users)
-            after = seen
-            if parts:
-                _write(graph, props, parts)
-                after = _confirm(graph, props, seen, parts)
+            with graph.in_a_row():  # the GET and the PATCH in consecutive turns (docs/part-d.md "Concurrent edits")
+                seen = _read(graph, props)
+                users = remove_addition(seen.users, previous)[0] if previous else seen.users
+                merge = _merge(users, props)
+                _refuse_unjournaled(props, merge)
+                parts = changed_parts(seen.users, merge.users)
+                if parts:
+                    _write(graph, props, parts)
+            after = _confirm(graph, props, seen, parts) if parts else seen
         except GraphError as error:
             raise ExclusionError(f"{_policy_label(props)}: {error}") from None
     added = kept.present_in(after.users).union(merge.addition if merge.write else Addition())
@@ -308,6 +308,26 @@ def _observed_status(users: dict[str, Any], props: dict[str, Any]) -> str:
 
 def _remove(graph: GraphClient, props: dict[str, Any], addition: Addition) -> None:
     """Take out exactly `addition`, from a read that has caught up with our write (bounded re-reads)."""
+    with graph.in_a_row():  # the read the removal is built from and the PATCH in consecutive turns
+        parts = _removal_written(graph, props, addition)
+    if parts:
+        seen_before = Seen(dict(parts.before), None)
+        after = _confirm(graph, props, seen_before, parts.sent)
+        if addition.present_in(after.users) and not _shows(after.users, parts.sent):
+            raise ExclusionError(
+                f"{_policy_label(props)}: the removal of {addition.to_json()} does not show after "
+                f"{CONFIRM_READS} reads; run destroy again"
+            )
+
+
+@dataclass(frozen=True)
+class Removal:
+    before: dict[str, Any]  # the users object the removal was built from
+    sent: dict[str, Any]  # the keys PATCHed
+
+
+def _removal_written(graph: GraphClient, props: dict[str, Any], addition: Addition) -> Removal | None:
+    """Read until the read has caught up with our write, then PATCH the removal; None when nothing to remove."""
     written_at = _moment(props.get("writtenAt"))
     seen = _read(graph, props)
     for _ in range(CONFIRM_READS - 1):
@@ -322,22 +342,18 @@ def _remove(graph: GraphClient, props: dict[str, Any], addition: Addition) -> No
                 "this project's write (replication lag); nothing was removed, run destroy again"
             )
         log.warning(
-            "%s: the exclusion this project added (%s) is no longer in the policy: removed by someone else, "
-            "nothing to remove",
+            "%s: the exclusion this project added (%s) is no longer in the policy (removed by someone else, or by "
+            "an interrupted destroy): nothing to remove",
             _policy_label(props),
             addition.to_json(),
         )
-        return
+        return None
     users, changed = remove_addition(seen.users, addition)
-    if changed:
-        parts = changed_parts(seen.users, users)
-        _write(graph, props, parts)
-        after = _confirm(graph, props, seen, parts)
-        if addition.present_in(after.users) and not _shows(after.users, parts):
-            raise ExclusionError(
-                f"{_policy_label(props)}: the removal of {addition.to_json()} does not show after "
-                f"{CONFIRM_READS} reads; run destroy again"
-            )
+    if not changed:
+        return None
+    parts = changed_parts(seen.users, users)
+    _write(graph, props, parts)
+    return Removal(seen.users, parts)
 
 
 class CaExclusionProvider(ResourceProvider):

@@ -6,8 +6,10 @@ depends on (pulumi/pulumi pkg/resource/deploy: `stepGenerator.ScheduleDeletes`,
 `deploymentExecutor.performPostSteps`). This guard depends on every other resource of the MSP stack, so
 its delete runs first and alone. It holds, per managed CIPP-API client, what that client's own delete
 reads from the state (restoreOnDelete, allowAnyOnDelete, adoptedRanges, ...), and refuses exactly when a
-client's delete would (cipp_hardening.cipp_api.predicted_delete_refusal): destroy then stops with Step 1,
-Parts A and B and every client still in place, instead of halfway (docs/part-c.md "Destroy").
+client's delete would (cipp_hardening.cipp_api.predicted_delete_refusal); the same for each CIPP role of
+cippApi.customRoles (cipp_hardening.custom_roles.predicted_delete_refusal, docs/custom-roles.md): destroy
+then stops with Step 1, Parts A and B and every client still in place, instead of halfway (docs/part-c.md
+"Destroy").
 
 It calls nothing: no CIPP, no Graph. The provider is pickled into state by module and class name
 (docs/pulumi.md §2.2); keep both names.
@@ -31,6 +33,7 @@ from pulumi.dynamic import (
 )
 
 from cipp_hardening.cipp_api import predicted_delete_refusal
+from cipp_hardening.custom_roles import predicted_delete_refusal as predicted_role_refusal
 
 GUARD_ID = "cipp-api-destroy-guard"
 
@@ -39,8 +42,11 @@ class CippApiDestroyGuardError(RuntimeError):
     """Destroy would stop halfway: names every client that refuses and how to let it go."""
 
 
-def refusals(clients: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [reason for client in clients if (reason := predicted_delete_refusal(client))]
+def refusals(clients: Sequence[Mapping[str, Any]], roles: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """What the clients' deletes (Part C) and the CIPP roles' deletes (docs/custom-roles.md) would refuse."""
+    return [reason for client in clients if (reason := predicted_delete_refusal(client))] + [
+        reason for role in roles if (reason := predicted_role_refusal(role))
+    ]
 
 
 class CippApiDestroyGuardProvider(ResourceProvider):
@@ -50,29 +56,39 @@ class CippApiDestroyGuardProvider(ResourceProvider):
         clients = news.get("clients")
         if not isinstance(clients, list):
             return CheckResult(news, [CheckFailure("clients", "must be a list of the managed clients")])
+        if not isinstance(news.get("roles", []), list):
+            return CheckResult(news, [CheckFailure("roles", "must be a list of the managed CIPP roles")])
         return CheckResult(news, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=olds.get("clients") != news.get("clients"), replaces=[])
+        changed = any(olds.get(key) != news.get(key) for key in RECORDED_KEYS)
+        return DiffResult(changes=changed, replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(GUARD_ID, {"clients": props["clients"]})
+        return CreateResult(GUARD_ID, _recorded(props))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult({"clients": news["clients"]})
+        return UpdateResult(_recorded(news))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        found = refusals(props.get("clients") or [])
+        found = refusals(props.get("clients") or [], props.get("roles") or [])
         if found:
             raise CippApiDestroyGuardError(
                 "nothing deleted: Part C would refuse to delete "
-                + ("these clients" if len(found) > 1 else "this client")
+                + ("these" if len(found) > 1 else "this")
                 + " part way through, after Step 1 and Parts A and B were gone, so this check stops the "
                 'whole delete first (docs/part-c.md "Destroy"). ' + " | ".join(found)
             )
+
+
+RECORDED_KEYS = ("clients", "roles")  # "roles" only when cippApi.customRoles lists some (older states lack it)
+
+
+def _recorded(props: dict[str, Any]) -> dict[str, Any]:
+    return {key: props[key] for key in RECORDED_KEYS if key in props}
 
 
 class CippApiDestroyGuard(Resource, module="cipp", name="CippApiDestroyGuard"):
@@ -80,5 +96,12 @@ class CippApiDestroyGuard(Resource, module="cipp", name="CippApiDestroyGuard"):
 
     clients: pulumi.Output[list[dict[str, Any]]]
 
-    def __init__(self, name: str, clients: Sequence[Any], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(CippApiDestroyGuardProvider(), name, {"clients": list(clients)}, opts)
+    def __init__(
+        self,
+        name: str,
+        clients: Sequence[Any],
+        opts: pulumi.ResourceOptions | None = None,
+        roles: Sequence[Any] = (),
+    ) -> None:
+        props: dict[str, Any] = {"clients": list(clients), **({"roles": list(roles)} if roles else {})}
+        super().__init__(CippApiDestroyGuardProvider(), name, props, opts)

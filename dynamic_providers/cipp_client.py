@@ -30,12 +30,15 @@ from cipp_hardening.cipp_api import (
     parse_azure_configuration,
     parse_list_body,
 )
+from cipp_hardening.custom_roles import CustomRoleResponseError, parse_roles_body
+from cipp_hardening.custom_roles import add_update_problems as role_add_update_problems
 
 if TYPE_CHECKING:
     import requests
 
 ENDPOINT = "api/ExecApiClient"
 LIST_TENANTS_ENDPOINT = "api/ListTenants"
+CUSTOM_ROLE_ENDPOINT = "api/ExecCustomRole"  # CIPP.SuperAdmin.ReadWrite (docs/custom-roles.md)
 TIMEOUT = (10.0, 120.0)  # AddUpdate makes several Graph calls on CIPP's side and can take seconds (§13)
 
 
@@ -180,11 +183,18 @@ class CippClient:
     def _attempt(self, action: str, method: str, body: dict[str, Any] | None) -> requests.Response:
         return self._send(action, method, body, f"Bearer {self._token()}")
 
-    def _send(self, action: str, method: str, body: dict[str, Any] | None, authorization: str) -> requests.Response:
+    def _send(
+        self,
+        action: str,
+        method: str,
+        body: dict[str, Any] | None,
+        authorization: str,
+        endpoint: str = ENDPOINT,
+    ) -> requests.Response:
         self.sent += 1
         response = self._session.request(
             method,
-            f"{self.base_url}/{ENDPOINT}",
+            f"{self.base_url}/{endpoint}",
             params={"Action": action} if body is None else None,
             json=body,
             headers={"Authorization": authorization, "Accept": "application/json"},
@@ -254,6 +264,47 @@ class CippClient:
         if problems:
             raise CippError(f"CIPP-API AddUpdate for client {body.get('ClientId')}: " + "; ".join(problems))
         return AddUpdateResult(list(payload), mcp_warnings(payload))
+
+    # -- custom roles (ExecCustomRole, docs/custom-roles.md) ---------------------------------------------
+    def list_roles(self) -> list[dict[str, Any]]:
+        """Every role as ExecCustomRole's default action shows it (the shape AddUpdate takes)."""
+        return self._retrying()(self._list_roles, f"Bearer {self._token()}")
+
+    def _list_roles(self, authorization: str) -> list[dict[str, Any]]:
+        response = self._send("List", "GET", None, authorization, CUSTOM_ROLE_ENDPOINT)
+        try:
+            return parse_roles_body(response.text)
+        except CustomRoleResponseError as exc:
+            raise CippError(f"CIPP-API ExecCustomRole at {self.base_url}: {exc}") from None
+
+    def list_then_add_update_role(
+        self, body_for: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    ) -> tuple[dict[str, Any], Any]:
+        """List the roles, then AddUpdate at once with the body `body_for` builds from that list; (body, answer).
+
+        As for API clients (`list_then_add_update`): AddUpdate replaces the role's fields and CIPP keeps no
+        version, so the read it merges is the last thing before the write, and a retry repeats the pair.
+        """
+        return self._retrying()(self._list_then_add_update_role, body_for)
+
+    def _list_then_add_update_role(
+        self, body_for: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    ) -> tuple[dict[str, Any], Any]:
+        authorization = f"Bearer {self._token()}"
+        body = body_for(self._list_roles(authorization))
+        response = self._send("AddUpdate", "POST", body, authorization, CUSTOM_ROLE_ENDPOINT)
+        try:
+            payload = response.json()
+        except ValueError:
+            raise CippError(
+                f"CIPP-API ExecCustomRole AddUpdate answered with non-JSON: {response.text[:200]!r}"
+            ) from None
+        problems = role_add_update_problems(payload, str(body.get("RoleName")))
+        if problems:
+            raise CippError(
+                f"CIPP-API ExecCustomRole AddUpdate for role {body.get('RoleName')}: " + "; ".join(problems)
+            )
+        return body, payload
 
     def list_tenants(self) -> Any:
         """The tenants CIPP manages, as CIPP sends them (`GET /api/ListTenants`, read-only, CIPP.Core.Read).

@@ -252,27 +252,34 @@ def _secret_by_digest(digest: str) -> str:
         return _by_digest[digest]
 
 
-def access_token(tenant_id: str, scope: str, *, client_id: str | None = None, client_secret: str | None = None) -> str:
-    """A bearer token for `scope` in `tenant_id`. Raises CredentialError listing every credential tried."""
+def access_token(
+    tenant_id: str,
+    scope: str,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    authority: str | None = None,
+) -> str:
+    """A bearer token for `scope` in `tenant_id` from `authority` (default AZURE_AUTHORITY_HOST).
+    Raises CredentialError listing every credential tried."""
+    host = (authority or authority_host()).rstrip("/")
     env_key = _digest(repr(sorted(_credential_env().items())))
-    chosen = _credential(
-        tenant_id.lower(), client_id, _digest(client_secret) if client_secret else None, authority_host(), env_key
-    )
+    chosen = _credential(tenant_id.lower(), client_id, _digest(client_secret) if client_secret else None, host, env_key)
     if chosen.credential is None:
-        raise CredentialError(_failure(tenant_id, scope, chosen.report))
+        raise CredentialError(_failure(tenant_id, scope, chosen.report, host))
     try:
         return chosen.credential.get_token(scope).token
     except Exception as exc:  # azure-identity raises several types; callers need one readable error
         failed = f"{chosen.name}: tried, failed: {type(exc).__name__}: {_first_line(exc)}"
-        raise CredentialError(_failure(tenant_id, scope, (*chosen.report, failed))) from None
+        raise CredentialError(_failure(tenant_id, scope, (*chosen.report, failed), host)) from None
 
 
-def _failure(tenant_id: str, scope: str, report: tuple[str, ...]) -> str:
+def _failure(tenant_id: str, scope: str, report: tuple[str, ...], host: str) -> str:
     lines = "\n".join(f"    - {line}" for line in report)
     tenants = ", ".join(f"{name}={value}" for name in TENANT_VARS if (value := os.environ.get(name)))
     note = f"\n    ({tenants} noted: tokens are always requested for the stack's tenant)" if tenants else ""
     return (
-        f"could not get a token for {scope} in tenant {tenant_id} from {authority_host()}; "
+        f"could not get a token for {scope} in tenant {tenant_id} from {host}; "
         f"credentials, in the order tried:\n{lines}{note}"
     )
 

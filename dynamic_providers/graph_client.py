@@ -11,6 +11,7 @@ A client is created per provider call and closed after it: no session outlives t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -53,12 +54,23 @@ class GraphError(RuntimeError):
 
 
 class TenantPacer:
-    """At most one request per `interval` seconds; callers queue in arrival order."""
+    """At most one request per `interval` seconds; callers queue in arrival order.
+
+    `in_a_row()` gives one caller consecutive turns: a read and the write built from it then go out one
+    interval apart even while other threads of the process (the engine's parallel steps in one provider host)
+    wait for the same tenant, which keeps the window for a lost concurrent edit at its minimum
+    (docs/part-d.md "Concurrent edits")."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._next_slot = 0.0
         self._lock = threading.Lock()
+        self._row = threading.RLock()  # held for a run of turns; every turn passes through it
+
+    @contextlib.contextmanager
+    def in_a_row(self) -> Iterator[None]:
+        with self._row:
+            yield
 
     def wait_from_now(self) -> None:
         """Count a request sent just now by someone else: the next turn comes one interval later."""
@@ -66,7 +78,7 @@ class TenantPacer:
             self._next_slot = max(self._next_slot, time.monotonic() + self.interval)
 
     def wait_turn(self) -> None:
-        with self._lock:
+        with self._row, self._lock:
             now = time.monotonic()
             slot = max(now, self._next_slot)
             self._next_slot = slot + self.interval
@@ -141,6 +153,10 @@ class GraphClient:
 
     def __exit__(self, *_: object) -> None:
         self._session.close()
+
+    def in_a_row(self) -> contextlib.AbstractContextManager[None]:
+        """Consecutive turns of the tenant's pacing for a read and the write built from it."""
+        return self._pacer.in_a_row()
 
     def url(self, path: str) -> str:
         return path if path.startswith("https://") else f"{self.base_url}/{API_VERSION}/{path.lstrip('/')}"

@@ -20,6 +20,7 @@ Run standalone: `python -m emulators.cipp --port 8443 --client <guid>:editor:203
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import fnmatch
@@ -67,6 +68,11 @@ BLOCKED_ENDPOINT_DENIED = (
     "Access to this CIPP API endpoint is not allowed, the custom role '{role}' has blocked this endpoint: {endpoint}"
 )
 TENANT_DENIED = "Access to this tenant is not allowed"
+# Test-CIPPAccess.ps1, user branch: a signed-in user's address outside the IP ranges of all their roles.
+_NOT_ALLOWED = "Access to this CIPP API endpoint is not allowed"
+USER_IP_DENIED = _NOT_ALLOWED + ", your IP address ({ip}) is not in the allowed range for your role(s)"
+USER_ME_IP_MESSAGE = "Your IP address ({ip}) is not in the allowed range for your role(s)"
+USER_NO_ROLES_DENIED = "Access denied: unable to resolve roles for the authenticated principal"
 ENDPOINT_NOT_FOUND = "Endpoint not found"
 ESCALATION_DENIED = (
     "You do not have sufficient permissions to manage an API client with the '{role}' role; "
@@ -455,6 +461,53 @@ def unique_sorted_roles(roles: Iterable[str]) -> list[str]:
     return unique
 
 
+# -- custom roles (Invoke-ExecCustomRole.ps1, Get-CIPPRoleIPRanges.ps1) ------------------------------
+CONVERT_TO_JSON_DEPTH = 2  # ConvertTo-Json's default -Depth: deeper values become their string form
+
+
+def convert_to_json_piped(value: Any) -> str:
+    """`"$($value | ConvertTo-Json -Compress)"`: an array is enumerated into the pipeline, so one element is
+    written bare and none writes "" (the stored text of a role's fields and of IPRanges)."""
+    if isinstance(value, list):
+        if not value:
+            return ""
+        if len(value) == 1:
+            value = value[0]
+    if value is None:
+        return ""
+    return json.dumps(_depth_limited(value, 0), separators=(",", ":"), ensure_ascii=False)
+
+
+def _depth_limited(value: Any, level: int) -> Any:
+    if isinstance(value, dict | list) and level > CONVERT_TO_JSON_DEPTH:
+        return ps_string(value)
+    if isinstance(value, dict):
+        return {k: _depth_limited(v, level + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_depth_limited(v, level + 1) for v in value]
+    return value
+
+
+def _stored_list(text: Any) -> list[Any]:
+    """`if ($Role.X) { @($Role.X | ConvertFrom-Json) } else { @() }`, a parse failure read as @()."""
+    if not ps_truthy(text):
+        return []
+    try:
+        parsed = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return []
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def permissions_object(permissions: Sequence[str]) -> dict[str, str]:
+    """A role's Permissions as the frontend sends them (CippRoleAddEdit.jsx): {"<cat><obj>": "<cat>.<obj>.<level>"}."""
+    stored: dict[str, str] = {}
+    for permission in permissions:
+        key = re.sub(r"\.(ReadWrite|Read|None)$", "", permission).replace(".", "")
+        stored[key if key not in stored else permission] = permission
+    return stored
+
+
 # -- state ----------------------------------------------------------------------------------------
 @dataclass
 class ClientRow:
@@ -736,6 +789,15 @@ class CippEmulator:
         self._apps: dict[str, EntraApp] = {}
         self._custom_roles: dict[str, tuple[str, ...]] = {}
         self._role_limits: dict[str, RoleLimits] = {}
+        # Invoke-ExecCustomRole.ps1's three tables, by RowKey: CustomRoles (entities with JSON-text fields),
+        # AccessIPRanges (IPRanges JSON text) and AccessRoleGroups ((GroupId, GroupName)).
+        self._role_rows: dict[str, dict[str, Any]] = {}
+        self._access_ip_ranges: dict[str, str] = {}
+        self._access_role_groups: dict[str, tuple[str, str]] = {}
+        # Graph's transitiveMemberOf for signed-in users (Test-CIPPAccessUserRole): user principal name → group ids.
+        self.user_groups: dict[str, set[str]] = {}
+        # Users reach the Function App through the Static Web App, which hands it x-ms-client-principal [I].
+        self.accept_user_principals = True
         self._easyauth_allowed: set[str] = set()
         self._easyauth_mcp: set[str] = set()  # MCP clients at the last SaveToAzure: their extra audiences
         self._graph_failures: deque[GraphFailure] = deque()
@@ -825,10 +887,52 @@ class CippEmulator:
         Tenants are customer ids or "AllTenants"; endpoints are names as routed ("ExecApiClient").
         """
         with self._lock:
-            self._custom_roles[name] = tuple(permissions)
-            self._role_limits[name] = RoleLimits(
-                tuple(allowed_tenants), tuple(blocked_tenants), tuple(blocked_endpoints)
-            )
+            self._role_rows[name] = {
+                "PartitionKey": "CustomRoles",
+                "RowKey": name,
+                "Permissions": convert_to_json_piped(permissions_object(permissions)),
+                "AllowedTenants": convert_to_json_piped(list(allowed_tenants)),
+                "BlockedTenants": convert_to_json_piped(list(blocked_tenants)),
+                "BlockedEndpoints": convert_to_json_piped(list(blocked_endpoints)),
+            }
+            self._load_role(name)
+
+    def set_role_ip_ranges(self, role: str, ranges: Sequence[str]) -> None:
+        """Seed the AccessIPRanges row of a role (any role, built-in ones too), as ExecCustomRole stores it."""
+        with self._lock:
+            if ranges:
+                self._access_ip_ranges[role.lower()] = convert_to_json_piped(list(ranges))
+            else:
+                self._access_ip_ranges.pop(role.lower(), None)
+
+    def assign_role_group(self, role: str, group_id: str, group_name: str) -> None:
+        """An Entra security group whose members hold `role` (AccessRoleGroups, Test-CIPPAccessUserRole)."""
+        with self._lock:
+            self._access_role_groups[role.lower()] = (group_id, group_name)
+
+    def custom_role_tables(self, role: str) -> dict[str, Any]:
+        """The stored rows of one role in the three tables (None where it has none), verbatim."""
+        with self._lock:
+            key = role.lower()
+            group = self._access_role_groups.get(key)
+            return {
+                "CustomRoles": dict(self._role_rows[key]) if key in self._role_rows else None,
+                "AccessIPRanges": self._access_ip_ranges.get(key),
+                "AccessRoleGroups": {"GroupId": group[0], "GroupName": group[1]} if group else None,
+            }
+
+    def _load_role(self, row_key: str) -> None:
+        """Get-CIPPRolePermissions.ps1 over the stored row: what the access check uses."""
+        row = self._role_rows[row_key]
+        try:
+            stored = json.loads(row.get("Permissions") or "{}")
+        except json.JSONDecodeError:
+            stored = {}
+        values = list(stored.values()) if isinstance(stored, dict) else []
+        self._custom_roles[row_key] = tuple(ps_string(value) for value in values)
+        self._role_limits[row_key] = RoleLimits(
+            *(tuple(_stored_list(row.get(field))) for field in ("AllowedTenants", "BlockedTenants", "BlockedEndpoints"))
+        )
 
     def client_row(self, client_id: str) -> dict[str, Any] | None:
         """The raw stored entity, IPRange in its stored encoding; None when there is no row."""
@@ -941,6 +1045,9 @@ class CippEmulator:
         match = API_PATH.match(request.path)
         if match is None:
             return HttpResponse(404), None
+        principal = request.headers.get("x-ms-client-principal")
+        if principal and self.accept_user_principals and "authorization" not in request.headers:
+            return self._user_request(match.group("endpoint"), request, principal), None
         caller = self._easyauth_caller(request.headers.get("authorization"))
         if caller is None:
             return HttpResponse(self.easyauth_denied_status, headers=(("WWW-Authenticate", "Bearer"),)), None
@@ -972,7 +1079,7 @@ class CippEmulator:
     def _core_request(self, endpoint_name: str, request: HttpRequest, caller: str) -> HttpResponse:
         """New-CippCoreRequest (§9): 404 before the access check, 403/500 from exceptions."""
         endpoint = endpoint_name.lower()  # Get-Command is case-insensitive
-        if endpoint not in ("execapiclient", "listtenants", "me"):
+        if endpoint not in ("execapiclient", "listtenants", "me", "execcustomrole"):
             return text_response(404, ENDPOINT_NOT_FOUND)
         body = parse_request_body(request.headers.get("content-type"), request.body)
         call = Call(caller, request.query, body)
@@ -984,6 +1091,9 @@ class CippEmulator:
                 if endpoint == "listtenants":
                     self._test_access(caller, xff, "CIPP.Core.Read", endpoint_name, call)
                     return body_response(self._list_tenants())
+                if endpoint == "execcustomrole":
+                    self._test_access(caller, xff, "CIPP.SuperAdmin.ReadWrite", endpoint_name, call)
+                    return body_response(self._exec_custom_role(call))
                 self._test_access(caller, xff, "CIPP.Extension.ReadWrite", endpoint_name, call)
                 return body_response(self._exec_api_client(call))
             except AccessDenied as denial:
@@ -1011,7 +1121,9 @@ class CippEmulator:
             if not base_role.allows(permission):
                 raise AccessDenied(BASE_ROLE_DENIED.format(role=base_role.name, permission=permission))
             return
-        custom_role = role or FALLBACK_ROLE
+        self._test_custom_role(role or FALLBACK_ROLE, permission, endpoint, call)
+
+    def _test_custom_role(self, custom_role: str, permission: str, endpoint: str, call: Call | None) -> None:
         custom_permissions = self._custom_roles.get(custom_role)
         if custom_permissions is None:
             raise AccessDenied(NO_ROLE_DENIED)  # §14 step 3: roleless (or unknown role) client
@@ -1057,6 +1169,96 @@ class CippEmulator:
         if not tenant_filter.strip() or tenant_filter.lower() == "alltenants":
             return True  # not scoped to one tenant: the role is in scope
         return unresolved_in_scope
+
+    # -- Test-CIPPAccess, user branch (a technician signed in to CIPP) ---------------------------------
+    def _user_request(self, endpoint_name: str, request: HttpRequest, principal: str) -> HttpResponse:
+        """Test-CIPPAccess.ps1 for a user: roles, then the roles' IP ranges (first X-Forwarded-For hop), then
+        the base or custom role's permission. Endpoints: ListTenants (CIPP.Core.Read) and me."""
+        endpoint = endpoint_name.lower()
+        if endpoint not in ("listtenants", "me"):
+            return text_response(404, ENDPOINT_NOT_FOUND)
+        call = Call("", request.query, parse_request_body(request.headers.get("content-type"), request.body))
+        with self._lock:
+            try:
+                user = _decode_principal(principal)
+                roles = self._user_roles(user)
+                if not roles:
+                    raise AccessDenied(USER_NO_ROLES_DENIED)
+                ip = client_ip_from_xff(request.headers.get("x-forwarded-for"))
+                allowed = self._ip_allowed_for_roles(roles, ip)
+                if endpoint == "me":
+                    return self._user_me(user, roles, allowed, ip)
+                if not allowed:
+                    raise AccessDenied(USER_IP_DENIED.format(ip=ip))
+                self._test_user_permission(roles, "CIPP.Core.Read", endpoint_name, call)
+                return body_response(self._list_tenants())
+            except AccessDenied as denial:
+                return text_response(403, str(denial))
+            except PowerShellError as error:
+                return text_response(500, str(error))
+
+    def _user_roles(self, user: dict[str, Any]) -> list[str]:
+        """Test-CIPPAccessUserRole.ps1: with only the two SWA roles, the roles of the user's Entra groups."""
+        roles = [ps_string(role) for role in user.get("userRoles") or []]
+        if sorted(role.lower() for role in roles) != ["anonymous", "authenticated"]:
+            return roles
+        memberships = self.user_groups.get(ps_string(user.get("userDetails")), set())
+        custom = {key.lower() for key in self._role_rows}
+        from_groups = [
+            row_key
+            for row_key, (group_id, _) in self._access_role_groups.items()
+            if group_id in memberships and (row_key in custom or row_key in DEFAULT_ROLE_NAMES)
+        ]
+        return from_groups + roles
+
+    def _ip_allowed_for_roles(self, roles: Sequence[str], ip: str) -> bool:
+        """Get-CIPPRoleIPRanges.ps1, then Test-CIPPAccess's loop: superadmin, or no role with ranges, is Any;
+        an empty address (no X-Forwarded-For) is let through."""
+        if any(role.lower() == "superadmin" for role in roles):
+            return True
+        ranges: list[str] = []
+        for role in roles:
+            for entry in _stored_list(self._access_ip_ranges.get(role.lower())):
+                if ps_truthy(entry) and ps_string(entry) not in ranges:
+                    ranges.append(ps_string(entry))
+        if not ranges or not ip:
+            return True
+        return any(ip.lower() == entry.lower() or ip_in_range(ip, entry, sign_quirk=self.faithful) for entry in ranges)
+
+    def _user_me(self, user: dict[str, Any], roles: list[str], allowed: bool, ip: str) -> HttpResponse:
+        if not allowed:
+            me: dict[str, Any] = {
+                "clientPrincipal": None,
+                "permissions": [],
+                "message": USER_ME_IP_MESSAGE.format(ip=ip),
+            }
+        else:
+            permissions = sorted(set().union(*(self._role_permissions(role) for role in roles)))
+            me = {"clientPrincipal": {**user, "userRoles": roles}, "permissions": permissions}
+        return body_response(json.dumps(me, indent=2))
+
+    def _test_user_permission(self, roles: list[str], permission: str, endpoint: str, call: Call) -> None:
+        """The base-role check (the last role of cipp-roles.json the user holds), then the custom roles'."""
+        custom = [role for role in roles if role.lower() not in (*DEFAULT_ROLE_NAMES, "anonymous", "authenticated")]
+        held = {role.lower() for role in roles}
+        held = {"superadmin"} if "superadmin" in held else {"admin"} if "admin" in held else held
+        base = next((BASE_ROLES[name] for name in reversed(BASE_ROLES) if name in held), None)
+        if base is not None and not base.allows(permission):
+            raise AccessDenied(BASE_ROLE_DENIED.format(role=base.name, permission=permission))
+        if base is not None and (base.name in ("admin", "superadmin") or not custom):
+            return
+        if not custom:
+            raise AccessDenied(NO_ROLE_DENIED)
+        # One custom role is exact; with several, the first that allows wins and else the first denial is
+        # raised (Test-CIPPAccess's loop over several roles has order effects not modelled here).
+        denials = []
+        for role in custom:
+            try:
+                self._test_custom_role(role, permission, endpoint, call)
+                return
+            except AccessDenied as denial:
+                denials.append(denial)
+        raise denials[0]
 
     def _me(self, caller: str, xff: str | None) -> HttpResponse:
         """GET /api/me for an API client (§5.4): after the IP check, custom roles only."""
@@ -1114,6 +1316,97 @@ class CippEmulator:
         return None
 
     # -- ExecApiClient (§2) -----------------------------------------------------------------------
+    # -- ExecCustomRole (Invoke-ExecCustomRole.ps1) -----------------------------------------------------
+    def _exec_custom_role(self, call: Call) -> Any:
+        role_name = ps_get(call.body, "RoleName")
+        if ps_string(role_name).lower() in ("anonymous", "authenticated"):
+            raise PowerShellError(f"Role name {ps_string(role_name)} cannot be used")
+        action = ps_string(coalesce(call.query_value("Action"), ps_get(call.body, "Action"))).lower()
+        if action == "addupdate":
+            try:
+                return {"Results": self._custom_role_add_update(call.body, role_name)}
+            except PowerShellError:
+                return {"Results": f"Failed to save custom role {ps_string(role_name)}"}
+        if action in ("clone", "delete", "listentragroups"):
+            raise PowerShellError(f"ExecCustomRole {action} is not modelled by the emulator")
+        return self._custom_role_list()
+
+    def _custom_role_add_update(self, body: Any, role_name: Any) -> list[str]:
+        if not isinstance(role_name, str):
+            raise PowerShellError("You cannot call a method on a null-valued expression.")  # .ToLower() on $null
+        name, key = role_name, role_name.lower()
+        is_superadmin = key == "superadmin"  # PowerShell's -ne / -eq: case-insensitive
+        results: list[str] = []
+        ranges: list[str] = []
+        requested = ps_get(body, "IpRange")
+        if ps_truthy(requested) and not is_superadmin:
+            entries = requested if isinstance(requested, list) else [requested]
+            ranges = [ps_string(entry) for entry in entries if VALID_RANGE_ENTRY.search(ps_string(entry))]
+        if key not in DEFAULT_ROLE_NAMES:
+            self._role_rows[key] = {
+                "PartitionKey": "CustomRoles",
+                "RowKey": key,
+                **{
+                    field: convert_to_json_piped(ps_get(body, field))
+                    for field in ("Permissions", "AllowedTenants", "BlockedTenants", "BlockedEndpoints")
+                },
+            }
+            self._load_role(key)
+            results.append(f"Custom role {name} saved")
+        if is_superadmin and ps_truthy(requested):
+            results.append("Note: IP restrictions are not allowed on the superadmin role to prevent lockout issues.")
+        if ranges and not is_superadmin:
+            self._access_ip_ranges[key] = convert_to_json_piped(ranges)
+            results.append(f"IP ranges configured for '{name}' role.")
+        elif self._access_ip_ranges.pop(key, None) is not None and not is_superadmin:
+            results.append(f"IP ranges removed from '{name}' role.")
+        group = ps_get(body, "EntraGroup")
+        if ps_truthy(group):
+            self._access_role_groups[key] = (ps_string(ps_get(group, "value")), ps_string(ps_get(group, "label")))
+            results.append(f"Security group '{ps_string(ps_get(group, 'label'))}' assigned to the '{name}' role.")
+        elif name in self._access_role_groups:  # the filter here is "RowKey eq '$RoleName'": not lower-cased
+            removed = self._access_role_groups.pop(name)
+            results.append(f"Security group '{removed[1]}' removed from the '{name}' role.")
+        return results
+
+    def _custom_role_list(self) -> list[dict[str, Any]]:
+        """The default action: custom roles (fields parsed) sorted by RowKey, after the built-in ones."""
+        if not self._role_rows:
+            return [{"RowKey": "No custom roles found"}]
+        custom = [self._custom_role_view(self._role_rows[key]) for key in sorted(self._role_rows)]
+        built_in = [self._built_in_role_view(name) for name in BASE_ROLES]
+        return built_in + custom
+
+    def _custom_role_view(self, row: dict[str, Any]) -> dict[str, Any]:
+        view = {**row, "Timestamp": "2026-09-01T04:00:00.0000000Z"}
+        try:
+            view["Permissions"] = json.loads(row.get("Permissions") or "")
+        except json.JSONDecodeError:
+            view["Permissions"] = []
+        for name in ("AllowedTenants", "BlockedTenants", "BlockedEndpoints"):
+            view[name] = _stored_list(row.get(name))
+        return self._with_group_and_ranges(view, str(row["RowKey"]))
+
+    def _built_in_role_view(self, name: str) -> dict[str, Any]:
+        base = BASE_ROLES[name]
+        view = {
+            "RowKey": name,
+            "Permissions": {"include": list(base.include), "exclude": list(base.exclude)},
+            "AllowedTenants": ["AllTenants"],
+            "BlockedTenants": [],
+            "BlockedEndpoints": [],
+        }
+        return self._with_group_and_ranges(view, name)
+
+    def _with_group_and_ranges(self, view: dict[str, Any], row_key: str) -> dict[str, Any]:
+        # `Where-Object -Property RowKey -EQ`: case-insensitive.
+        group = next((g for key, g in self._access_role_groups.items() if key.lower() == row_key.lower()), None)
+        if group is not None:
+            view["EntraGroup"] = {"label": group[1], "value": group[0]}
+        stored = next((r for key, r in self._access_ip_ranges.items() if key.lower() == row_key.lower()), None)
+        view["IPRange"] = _stored_list(stored) if stored is not None else []
+        return view
+
     def _exec_api_client(self, call: Call) -> Any:
         action = coalesce(call.query_value("Action"), ps_get(call.body, "Action"))
         handler = self._actions.get(ps_string(action).lower())
@@ -1382,6 +1675,28 @@ class CippEmulator:
         if app is not None and self.directory.app(client_id) is not None:
             # The Directory cannot forget an app; an unknowable secret is the closest to deletion.
             self._sync_directory_secret(app, _new_secret())
+
+
+def _decode_principal(header: str) -> dict[str, Any]:
+    """x-ms-client-principal: base64 JSON {identityProvider, userId, userDetails, userRoles} (Test-CIPPAccess)."""
+    try:
+        user = json.loads(base64.b64decode(header).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise PowerShellError("Invalid JSON primitive: x-ms-client-principal") from None
+    if not isinstance(user, dict):
+        raise PowerShellError("x-ms-client-principal is not an object")
+    return user
+
+
+def encode_principal(user_details: str, user_roles: Sequence[str] = ("anonymous", "authenticated")) -> str:
+    """The header a signed-in technician's requests carry; by default the two roles SWA gives everyone."""
+    user = {
+        "identityProvider": "aad",
+        "userId": str(uuid.uuid4()),
+        "userDetails": user_details,
+        "userRoles": list(user_roles),
+    }
+    return base64.b64encode(json.dumps(user).encode()).decode()
 
 
 def _domain_error(row: dict[str, Any]) -> bool:

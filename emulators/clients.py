@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from azure.identity import ClientSecretCredential
 
-from emulators.cipp import CippEmulator
+from emulators.cipp import CippEmulator, encode_principal
 
 CA_BASE = "/v1.0/identity/conditionalAccess"
 GRAPH_ROLES = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess", "AuditLog.Read.All")
@@ -162,3 +162,19 @@ class CippCaller:
 
 
 CallerFactory = Callable[..., CippCaller]
+
+
+def technician_request(
+    emulator: CippEmulator,
+    ca_bundle: Path | str,
+    user_principal_name: str,
+    path: str = "/api/ListTenants",
+    *,
+    xff: str | None = DEFAULT_CALLER_IP,
+    roles: Sequence[str] = ("anonymous", "authenticated"),
+) -> requests.Response:
+    """A signed-in technician's request as the Static Web App hands it on (x-ms-client-principal)."""
+    headers = {"x-ms-client-principal": encode_principal(user_principal_name, roles)}
+    if xff is not None:
+        headers["X-Forwarded-For"] = xff
+    return requests.get(f"{emulator.url}{path}", headers=headers, verify=str(ca_bundle), timeout=10)

@@ -86,6 +86,8 @@ from emulators.tls import TestTLS, make_test_tls
 log = logging.getLogger(__name__)
 
 JSONObject = dict[str, Any]
+# A test's What If answer for one policy: (policyApplies, analysisReasons) — GraphEmulator.set_what_if.
+WhatIfAnswer = Callable[[JSONObject, JSONObject], tuple[bool, str]]
 
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -1155,6 +1157,7 @@ class GraphEmulator:
         self._lock = threading.RLock()
         self._tenants: dict[str, TenantState] = {}
         self._faults: list[Fault] = []
+        self._what_if: dict[str, WhatIfAnswer] = {}  # tenant → the test's answer per policy (§6.7)
         self._log: list[RequestRecord] = []
         self._rng = random.Random(seed)
         self._page_key = secrets.token_bytes(16)
@@ -1204,8 +1207,19 @@ class GraphEmulator:
         with self._lock:
             self._tenants.clear()
             self._faults.clear()
+            self._what_if.clear()
             self._log.clear()
             self.settings = copy.deepcopy(self._initial_settings)
+
+    def set_what_if(self, tenant_id: str, answer: WhatIfAnswer | None) -> None:
+        """What `POST identity/conditionalAccess/evaluate` answers in the tenant: for each enabled or report-only
+        policy (docs/graph-ca.md §5.2), `answer(request body, policy)` gives (policyApplies, analysisReasons).
+        None: the route answers 501, as the emulator makes no What If evaluation of its own."""
+        with self._lock:
+            if answer is None:
+                self._what_if.pop(tenant_id.lower(), None)
+            else:
+                self._what_if[tenant_id.lower()] = answer
 
     # -- tenants, apps and tokens ------------------------------------------------------------------
     def add_tenant(self, tenant_id: str) -> str:
@@ -1628,6 +1642,10 @@ class GraphEmulator:
         claims = self._authenticate(request)
         tenant = str(claims["tid"]).lower()
         lowered = [segment.lower() for segment in segments]
+        if lowered[:3] == ["identity", "conditionalaccess", "evaluate"] and len(lowered) == 3:
+            self._authorize(claims, request.method, "whatif")
+            self._throttle(tenant)
+            return self._evaluate(request, tenant)
         if lowered[:2] == ["identity", "conditionalaccess"]:
             self._authorize(claims, request.method, "ca")
             self._throttle(tenant)
@@ -1669,6 +1687,8 @@ class GraphEmulator:
             needed = [{"AuditLog.Read.All"}]
         elif area == "applications":
             needed = [{"Application.Read.All"}, {"Directory.Read.All"}]
+        elif area == "whatif":  # conditionalaccessroot-evaluate: least privileged first (docs/graph-ca.md §5)
+            needed = [{"Policy.Read.ConditionalAccess"}, {"Policy.Read.All"}, {"Policy.ReadWrite.ConditionalAccess"}]
         elif method == "GET":
             needed = [{"Policy.Read.All"}, {"Policy.ReadWrite.ConditionalAccess"}]
         else:
@@ -1959,6 +1979,34 @@ class GraphEmulator:
         except ValueError:
             pass
         raise bad_request("Invalid $skiptoken.", reason="the $skiptoken was not issued by this emulator")
+
+    def _evaluate(self, request: Request, tenant: str) -> Response:
+        """What If (docs/graph-ca.md §5.1, §5.2, §6.7): the three sign-in objects are required; every enabled and
+        report-only policy is answered, the applying ones only with appliedPoliciesOnly."""
+        if request.method != "POST":
+            raise method_not_allowed()
+        body = request.json_body()
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a JSON object.", reason="evaluate without a body")
+        for required in ("signInIdentity", "signInContext", "signInConditions"):
+            if not isinstance(body.get(required), dict):
+                raise bad_request(f"The parameter '{required}' is required.", reason=f"evaluate without {required}")
+        with self._lock:
+            answer = self._what_if.get(tenant)
+            visible = self._entity_set(tenant, POLICIES).visible(time.monotonic(), self.settings.read_lag_ms / 1000)
+            policies = [canonical(POLICIES, item) for item in visible.values()]
+        if answer is None:
+            raise GraphError(501, "NotImplemented", "What If is not emulated here.", reason="no What If answer set")
+        results = []
+        for policy in policies:
+            if policy.get("state") not in ("enabled", "enabledForReportingButNotEnforced"):
+                continue
+            applies, reasons = answer(body, policy)
+            if applies or not body.get("appliedPoliciesOnly"):
+                results.append({**policy, "policyApplies": applies, "analysisReasons": reasons})
+        return Response(
+            200, {"@odata.context": self._context("Collection(microsoft.graph.whatIfAnalysisResult)"), "value": results}
+        )
 
     def _context(self, path: str) -> str:
         return f"{self.url}/v1.0/$metadata#{path}"

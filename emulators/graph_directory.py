@@ -8,6 +8,10 @@ Serves, for `emulators/graph.py` (which routes `/v1.0/users/...` and `/v1.0/grou
   (default 100, at most 999 per page);
 * ``GET /v1.0/groups/{id}`` (isAssignableToRole in the default set) and ``GET /v1.0/groups/{id}/members``
   (direct members, paged like transitiveMemberOf);
+* ``GET /v1.0/users/{id}/authentication/methods`` (Microsoft Learn "List methods", authentication-list-methods:
+  application permission UserAuthenticationMethod.Read.All or .ReadWrite.All): the user's
+  ``authenticationMethods`` as a test stored them, else the password method every user has (its well-known
+  id 28c10230-6103-485e-b985-444c60001490);
 * 404 ``Request_ResourceNotFound`` "Resource '{id}' does not exist or one of its queried reference-property
   objects are not present." for an unknown id; 405 for anything but GET.
 
@@ -69,6 +73,11 @@ GROUP_READERS = (
     {"Directory.Read.All"},
     {"Directory.ReadWrite.All"},
 )
+METHOD_READERS = ({"UserAuthenticationMethod.Read.All"}, {"UserAuthenticationMethod.ReadWrite.All"})
+PASSWORD_METHOD = {
+    "@odata.type": "#microsoft.graph.passwordAuthenticationMethod",
+    "id": "28c10230-6103-485e-b985-444c60001490",
+}
 ROLE_READERS = ({"RoleManagement.Read.Directory"}, {"Directory.Read.All"}, {"Directory.ReadWrite.All"})
 
 _TYPES = {"user": "#microsoft.graph.user", "group": "#microsoft.graph.group", "role": "#microsoft.graph.directoryRole"}
@@ -156,7 +165,8 @@ def handle(
     if method != "GET":
         raise DirectoryRequestError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request.")
     kind, rest = lowered[0], lowered[1:]
-    _require(roles, USER_READERS if kind == "users" else GROUP_READERS)
+    methods = kind == "users" and rest[1:] == ["authentication", "methods"]
+    _require(roles, METHOD_READERS if methods else USER_READERS if kind == "users" else GROUP_READERS)
     table = state.users if kind == "users" else state.groups
     if not rest and kind == "groups":
         # GET /groups: the collection, which the caller pages and filters (`displayName eq '...'`).
@@ -174,6 +184,9 @@ def handle(
     if rest[1:] == ["transitivememberof"] and kind == "users":
         items = _visible(state, state.transitive_member_of(object_id), roles)
         return DirectoryResult("directoryObjects", items=items)
+    if methods:
+        methods_now = table[object_id].get("authenticationMethods") or [PASSWORD_METHOD]
+        return DirectoryResult(f"users('{object_id}')/authentication/methods", items=copy.deepcopy(methods_now))
     if rest[1:] == ["members"] and kind == "groups":
         return DirectoryResult("directoryObjects", items=_visible(state, state.members.get(object_id, []), roles))
     raise DirectoryRequestError(400, "BadRequest", f"Resource not found for the segment '{rest[1]}'.")

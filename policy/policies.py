@@ -247,6 +247,7 @@ def service_account_policy_problems(props: Mapping[str, Any], config: MspStack, 
     others = [*_ids(users.get("includedGroups")), *_ids(users.get("includedRoles"))]
     if _lowered(users.get("includedUsers")) != {account.user_id} or others:
         problems.append(f"must include only the CIPP service account {account.user_id} (conditions.users)")
+    problems += _part_b_exclusion_problems(users, config)
     locations = _get(props, "conditions", "locations") or {}
     if _ids(locations.get("includedLocations")) or _ids(locations.get("excludedLocations")):
         problems.append("has a location condition, which the article forbids (Part B step 7): remove it")
@@ -256,6 +257,27 @@ def service_account_policy_problems(props: Mapping[str, Any], config: MspStack, 
     if session.get("signInFrequencyInterval") != "everyTime" or session.get("signInFrequency"):
         problems.append("must re-authenticate at every sign-in: sessionControls.signInFrequencyInterval everyTime")
     return [f"Part B policy {label} {problem}" for problem in problems]
+
+
+def _part_b_exclusion_problems(users: Mapping[str, Any], config: MspStack) -> list[str]:
+    """Part B may exclude the declared break-glass accounts and groups (Maester MT.1005), nothing else: any other
+    exclusion could hold the service account's own sign-ins (docs/scanners.md)."""
+    account, access = config.service_account, config.technician_access
+    excluded_users = _lowered(users.get("excludedUsers"))
+    problems = []
+    if account.user_id in excluded_users:
+        problems.append(f"excludes the CIPP service account {account.user_id} itself: Part B would never apply")
+    strangers = sorted(excluded_users - set(access.break_glass_user_ids) - {account.user_id})
+    strangers += sorted(_lowered(users.get("excludedGroups")) - set(access.break_glass_group_ids))
+    strangers += _ids(users.get("excludedRoles"))
+    if strangers:
+        problems.append(
+            f"excludes {', '.join(strangers)}, which are not the stack's break-glass accounts or groups "
+            "(technicianAccess.breakGlassUserIds / breakGlassGroupIds): only those may be excluded"
+        )
+    if users.get("excludedGuestsOrExternalUsers"):
+        problems.append("excludes guests or external users: only the break-glass accounts may be excluded")
+    return problems
 
 
 def named_location_problems(props: Mapping[str, Any], name: str) -> list[str]:

@@ -96,3 +96,41 @@ def test_with_workload_identity_policies_the_guard_depends_on_them_too() -> None
     workload = [r.urn for r in run.resources if r.custom and "workload" in r.urn]
     assert workload
     assert set(workload) <= set(guard.dependencies)
+
+
+def test_cipp_roles_take_part_and_a_role_that_would_open_stops_the_whole_destroy() -> None:
+    provider = CippApiDestroyGuardProvider()
+    role = {"name": "techs", "restoreOnDelete": True, "allowOpenOnDelete": False, "adoptedRanges": ["192.0.2.0/24"]}
+    provider.delete("cipp-api-destroy-guard", {"clients": [recorded()], "roles": [role]})
+    with pytest.raises(CippApiDestroyGuardError) as stopped:
+        provider.delete("cipp-api-destroy-guard", {"clients": [recorded()], "roles": [{**role, "adoptedRanges": []}]})
+    assert "CIPP role techs" in str(stopped.value)
+    assert "refusing to open it" in str(stopped.value)
+    # Stated either way, it passes: leave the ranges, or open the role on purpose.
+    provider.delete(
+        "cipp-api-destroy-guard", {"clients": [], "roles": [{**role, "adoptedRanges": [], "restoreOnDelete": False}]}
+    )
+    provider.delete(
+        "cipp-api-destroy-guard", {"clients": [], "roles": [{**role, "adoptedRanges": [], "allowOpenOnDelete": True}]}
+    )
+
+
+def test_the_program_declares_one_resource_per_role_and_guards_it() -> None:
+    raw = msp_raw()
+    raw["cippApi"]["customRoles"] = [{"name": "Techs"}, {"name": "helpdesk", "restoreOnDelete": False}]
+    run = run_main(raw)
+    # Registrations arrive in whatever order their inputs resolve: compare by name.
+    roles = sorted(
+        run.of_type("pulumi-python:dynamic/cipp:CippCustomRoleRanges"), key=lambda r: r.inputs["name"] != "techs"
+    )
+    assert [r.inputs["name"] for r in roles] == ["techs", "helpdesk"]
+    assert roles[0].inputs["allowedRanges"] == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/32"]
+    assert roles[0].inputs["clientId"] == MANAGER, "without rolesClientId the manager client calls ExecCustomRole"
+    [guard] = run.of_type(GUARD_TYPE)
+    assert {r.urn for r in roles} <= set(guard.dependencies)
+    assert [(r["name"], r["restoreOnDelete"]) for r in guard.inputs["roles"]] == [("techs", True), ("helpdesk", False)]
+
+
+def test_without_custom_roles_the_guard_records_no_roles_key() -> None:
+    [guard] = run_main(msp_raw()).of_type(GUARD_TYPE)
+    assert "roles" not in guard.inputs, "stacks from before custom roles see no change to their guard"

@@ -44,6 +44,7 @@ def test_the_demo_with_the_bundled_samples() -> None:
     assert broken_before == {
         "prod": {
             "technician outside the trusted ranges",
+            "technician holding CIPP superadmin outside the trusted ranges",  # the matrix's CIPP layer
             "CIPP service account from Azure",
             "technician working from home",
             f"CIPP-API client {MANAGER} token from outside its ranges",
@@ -69,7 +70,7 @@ def test_the_demo_with_the_bundled_samples() -> None:
     )
     locations = [i for i, name in enumerate(created) if name.endswith((" - allowed ranges", "Office"))]
     assert max(locations) < min(set(range(len(created))) - set(locations)), "named locations before policies"
-    assert outcome.applied["prod"] == {"create": 3}  # two clients and the destroy guard
+    assert outcome.applied["prod"] == {"create": 4}  # two clients, the CIPP role techs and the destroy guard
     # The conflict is declared but not written; each client stack also records its Part D journal.
     assert outcome.applied["client-contoso"] == {"create": 3 + 1}
     assert outcome.applied["client-fabrikam"] == {"create": 2 + 1}
@@ -81,6 +82,10 @@ def test_the_demo_with_the_bundled_samples() -> None:
     assert outcome.cipp_after is not None
     assert (outcome.cipp_before.office_status, outcome.cipp_before.outside_status) == (200, 200)
     assert (outcome.cipp_after.office_status, outcome.cipp_after.outside_status) == (200, 403)
+    # The technician of CIPP role techs: open before; after, CIPP refuses home while Part A is only report-only.
+    assert (outcome.cipp_before.technician_office, outcome.cipp_before.technician_home) == (200, 200)
+    assert (outcome.cipp_after.technician_office, outcome.cipp_after.technician_home) == (200, 403)
+    assert "Entra would have let this sign-in through: CIPP refuses it" in " ".join(text.split())
     assert outcome.cipp_after.ranges[MANAGER] == ["203.0.113.0/24"]
     assert outcome.cipp_after.ranges[RMM] == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/48"]
     assert outcome.cipp_after.ranges[PSA] == ["Any"]
@@ -93,7 +98,7 @@ def test_the_demo_with_the_bundled_samples() -> None:
         "prod: invariants hold; client-contoso: invariants hold, 1 policy(ies) still without the MSP exclusion" in last
     )
     assert "('Guests: MFA, internal guests exempt'); client-fabrikam: invariants hold;" in last
-    assert "CIPP-API: the managed client is refused from outside (403)" in last
+    assert "CIPP-API: the managed client and the technician role are refused from outside (403)" in last
     assert "every invariant holds" not in text
     assert dict(os.environ) == before_env, "the demo leaves the environment as it found it"
 

@@ -314,6 +314,22 @@ def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest
     assert stack.calls[-1][1]["expect_no_changes"] is True
 
 
+def test_the_msp_stack_previews_and_ups_with_refresh_and_client_stacks_without(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pulumi import automation as auto
+
+    stack = FakeStack()
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  cipp-hardening:mode: msp\n", encoding="utf-8")
+    (tmp_path / "Pulumi.client-a.yaml").write_text("config:\n  cipp-hardening:mode: client\n", encoding="utf-8")
+    runner = AutomationApiRunner(tmp_path)
+    for name in ("prod", "client-a"):
+        runner.run(name, "preview", lambda _: None)
+        runner.run(name, "up", lambda _: None)
+    assert [call[1]["refresh"] for call in stack.calls] == [True, True, False, False]
+
+
 def test_missing_stacks_are_created_only_with_a_secrets_provider(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

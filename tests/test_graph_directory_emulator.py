@@ -142,3 +142,25 @@ def test_the_directory_is_read_only(
     seed(graph_emulator, graph_app.tenant)
     assert graph_client.request(method, f"/v1.0/users/{ALICE}", json={"accountEnabled": False}).status_code == 405
     assert graph_emulator.requests(method=method)[-1].status == 405
+
+
+def test_authentication_methods_need_their_own_permission_and_default_to_the_password(
+    graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    tenant = graph_app.tenant
+    seed(graph_emulator, tenant)
+    fido2 = {"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "k1", "displayName": "Key"}
+    graph_emulator.add_user(
+        tenant, {"id": NESTED[:-2] + "c1", "userPrincipalName": "bg@msp.example", "authenticationMethods": [fido2]}
+    )
+    graph_emulator.settings.enforce_roles = True
+    verifier = token_with(graph_emulator, tenant, ["User.Read.All", "GroupMember.Read.All"])
+    assert (
+        error_of(verifier.get(f"/v1.0/users/{ALICE}/authentication/methods"), 403)["code"]
+        == "Authorization_RequestDenied"
+    )
+    methods = token_with(graph_emulator, tenant, ["UserAuthenticationMethod.Read.All"])
+    [password] = methods.get(f"/v1.0/users/{ALICE}/authentication/methods").json()["value"]
+    assert password["@odata.type"] == "#microsoft.graph.passwordAuthenticationMethod"
+    [key] = methods.get("/v1.0/users/bg@msp.example/authentication/methods").json()["value"]
+    assert key == fido2

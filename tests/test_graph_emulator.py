@@ -968,3 +968,42 @@ def test_workload_identity_policy_grants_only_block(
     created = create(graph_client, POLICIES, workload_policy(str(uuid.uuid4())))
     to_mfa = graph_client.patch(f"{POLICIES}/{created['id']}", json={"grantControls": mfa["grantControls"]})
     assert_graph_error(to_mfa, 400, "BadRequest")
+
+
+# -- What If (docs/graph-ca.md §5, §6.7) ---------------------------------------------------------------
+
+EVALUATE = f"{CA_BASE}/evaluate"
+WHAT_IF_BODY = {
+    "signInIdentity": {"@odata.type": "#microsoft.graph.userSignIn", "userId": "00000000-0000-0000-0000-0000000000a1"},
+    "signInContext": {"@odata.type": "#microsoft.graph.applicationContext", "includeApplications": ["All"]},
+    "signInConditions": {"clientAppType": "browser"},
+}
+
+
+def test_what_if_answers_every_enabled_and_report_only_policy_as_the_test_sets_it(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+):
+    for state in ("enabled", "enabledForReportingButNotEnforced", "disabled"):
+        graph_client.post(POLICIES, json=policy_body(displayName=state, state=state))
+    assert_graph_error(graph_client.post(EVALUATE, json=WHAT_IF_BODY), 501, "NotImplemented")
+    graph_emulator.set_what_if(graph_app.tenant, lambda body, policy: (policy["state"] == "enabled", "users"))
+    answer = graph_client.post(EVALUATE, json=WHAT_IF_BODY).json()["value"]
+    assert {(r["displayName"], r["policyApplies"]) for r in answer} == {
+        ("enabled", True),
+        ("enabledForReportingButNotEnforced", False),
+    }
+    only = graph_client.post(EVALUATE, json={**WHAT_IF_BODY, "appliedPoliciesOnly": True}).json()["value"]
+    assert [r["displayName"] for r in only] == ["enabled"]
+    without = {k: v for k, v in WHAT_IF_BODY.items() if k != "signInConditions"}
+    assert_graph_error(graph_client.post(EVALUATE, json=without), 400, "BadRequest")
+
+
+def test_what_if_needs_a_conditional_access_read_permission(graph_emulator: GraphEmulator, graph_app: GraphApp):
+    graph_emulator.settings.enforce_roles = True
+    graph_emulator.set_what_if(graph_app.tenant, lambda body, policy: (False, "users"))
+    graph_emulator.register_app("ca-reader", "s", graph_app.tenant, graph_roles=["Policy.Read.ConditionalAccess"])
+    graph_emulator.register_app("no-roles", "s", graph_app.tenant)
+    for app, status in (("ca-reader", 200), ("no-roles", 403)):
+        token = graph_emulator.access_token(graph_app.tenant, app, "s")
+        client = GraphClient(graph_emulator.url, str(graph_emulator.ca_bundle), token)
+        assert client.post(EVALUATE, json=WHAT_IF_BODY).status_code == status

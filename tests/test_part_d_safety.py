@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -390,3 +391,20 @@ def test_a_malformed_listing_stops_the_program_naming_the_policy() -> None:
     assert "'Finance MFA' (p-1): conditions.users is missing or null" in str(caught.value)
     assert "clientTenant.skipPolicyIds" in str(caught.value)
     check_understood([fine, broken], skip_policy_ids=("P-1",))  # skipped: the operator's explicit choice
+
+
+def test_concurrent_writes_to_one_tenant_keep_each_read_and_its_write_in_consecutive_turns(
+    setup: ClientTenantSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine runs several CaExclusion steps at once in one provider host; each policy's GET and PATCH
+    still go out back to back, so a portal edit can be lost only within one pacing interval."""
+    monkeypatch.setenv("CIPP_HARDENING_GRAPH_INTERVAL", "0.02")
+    ids = [setup.emulator.put_policy(setup.tenant, policy(f"MFA {i}")) for i in range(6)]
+    setup.emulator.clear_log()
+    provider = CaExclusionProvider()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda pid: provider.create(setup.props(pid)), ids))
+    order = [(r.method, r.path.rsplit("/", 1)[-1]) for r in setup.emulator.requests(tenant=setup.tenant)]
+    for pid in ids:
+        get = order.index(("GET", pid))
+        assert order[get + 1] == ("PATCH", pid), order

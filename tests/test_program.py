@@ -79,6 +79,29 @@ def test_service_account_component_has_no_location_condition() -> None:
     }
 
 
+def test_service_account_component_excludes_the_break_glass_accounts_and_groups() -> None:
+    config = msp_config()
+    args = ServiceAccountPolicyArgs(
+        config.service_account, break_glass_user_ids=(BREAK_GLASS_1, BREAK_GLASS_2), break_glass_group_ids=("bg-group",)
+    )
+    run = run_program(lambda: ServiceAccountPolicy("sa", args), {})
+    [policy] = run.of_type(POLICY)
+    assert policy.inputs["conditions"]["users"] == {
+        "includedUsers": [SERVICE_ACCOUNT],
+        "excludedUsers": [BREAK_GLASS_1, BREAK_GLASS_2],
+        "excludedGroups": ["bg-group"],
+    }
+
+
+def test_plan_of_prod_shows_part_b_excluding_the_break_glass_accounts() -> None:
+    document = build_plan("prod")
+    policies = {p["displayName"]: p for p in document.graph_objects("policy")}
+    users = policies["CIPP Service Account Conditional Access Policy"]["conditions"]["users"]
+    assert users["includeUsers"] == [SERVICE_ACCOUNT]
+    assert users["excludeUsers"] == [BREAK_GLASS_1, BREAK_GLASS_2]
+    assert users["excludeGroups"] == []
+
+
 def test_whole_program_with_the_prod_stack() -> None:
     run = run_main(msp_raw())
     types = sorted(r.type for r in run.resources)

@@ -46,7 +46,10 @@ def test_the_prod_plan_prints_the_matrix_and_writes_it(tmp_path: Path, capsys: p
     matrix = json.loads(target.read_text())["matrix"]
     assert (matrix["ok"], matrix["failures"], matrix["uncertain"]) == (True, 0, 0)
     assert matrix["rows"][0]["name"] == "technician inside 203.0.113.0/24"
-    assert {"name", "signIn", "expected", "actual", "status", "ok", "responsible", "origin"} == set(matrix["rows"][0])
+    assert {"name", "signIn", "expected", "actual", "status", "ok", "responsible", "origin", "cipp"} == set(
+        matrix["rows"][0]
+    )
+    assert matrix["rows"][0]["cipp"] == "not held by CIPP (no cippApi.customRoles)"
 
 
 def test_a_broken_invariant_exits_3_and_names_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

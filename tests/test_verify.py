@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,12 @@ class Reader:
         return path
 
     def writes(self) -> list[Any]:
-        return [r for r in self.emulator.requests() if r.method != "GET" and "/v1.0/" in r.path]
+        """Every request that could change the tenant: not GETs, nor What If's POST, which only evaluates."""
+        return [
+            r
+            for r in self.emulator.requests()
+            if r.method != "GET" and "/v1.0/" in r.path and not r.path.endswith("/conditionalAccess/evaluate")
+        ]
 
 
 @pytest.fixture
@@ -432,3 +438,191 @@ def test_verify_never_passes_an_msp_stack_whose_drift_it_could_not_check(
     assert any(reason.startswith("Part A / Part B not compared with the plan") for reason in report.reasons)
     assert verify.main(["--stack", "prod", "--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
     assert "drift not checked" in capsys.readouterr().out
+
+
+# --- Microsoft's What If (cipp_hardening/whatif.py) ---------------------------------------------------------
+
+PART_B_NAME = "CIPP Service Account Conditional Access Policy"
+
+
+def test_what_if_disagreeing_with_our_evaluator_fails_naming_the_scenario_both_verdicts_and_the_policies(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    # Microsoft (as this test sets it) says Part B applies to nobody; ours says it applies to the service account.
+    reader.emulator.set_what_if(MSP_TENANT, lambda body, policy: (False, "users"))
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == EXIT_BROKEN
+    text = " ".join(out.split())
+    assert "'CIPP service account from Azure': Microsoft's What If disagrees on" in text
+    assert f"'{PART_B_NAME}'" in text
+    assert "Ours: granted with mfa (applying:" in text
+    assert "Microsoft: granted (applying: none)" in text
+    asked = reader.emulator.requests(method="POST", path_contains="/conditionalAccess/evaluate")
+    identities = [r.body["signInIdentity"] for r in asked]
+    assert {"@odata.type": "#microsoft.graph.userSignIn", "userId": SERVICE_ACCOUNT} in identities
+    assert reader.writes() == []
+
+
+def test_what_if_that_lacks_information_is_no_disagreement(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.set_what_if(MSP_TENANT, lambda body, policy: (False, "notEnoughInformation"))
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.what_if is not None
+    assert report.what_if.asked > 0
+    assert report.what_if.disagreements == ()
+    assert report.exit_code == 0
+
+
+def test_what_if_agreeing_on_the_service_account_passes(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+
+    def answer(body: dict[str, Any], policy: dict[str, Any]) -> tuple[bool, str]:
+        # Only Part B's own row is answered for certain; the rest is "not enough information".
+        if policy["displayName"] == PART_B_NAME:
+            applies = body["signInIdentity"]["userId"] == SERVICE_ACCOUNT
+            return applies, "notSet" if applies else "users"
+        return False, "notEnoughInformation"
+
+    reader.emulator.set_what_if(MSP_TENANT, answer)
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.what_if is not None
+    assert report.what_if.disagreements == ()
+    assert report.exit_code == 0
+
+
+def test_a_tenant_without_what_if_is_said_and_changes_nothing(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)  # no answer set: the emulator's route says 501, as a tenant may say 403
+    code, out = run_verify(tmp_path, reader, capsys)
+    assert code == 0
+    assert "What If is not available" in out
+
+
+# --- Microsoft-managed policies (cipp_hardening/managed_policies.py) -----------------------------------------
+
+
+def block_device_code_flow(state: str = "enabledForReportingButNotEnforced", *excluded: str) -> dict[str, Any]:
+    """Microsoft's managed "Block device code flow" as it appears in a tenant: All users, report-only."""
+    return {
+        "displayName": "Block device code flow",
+        "state": state,
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["All"], "excludeUsers": list(excluded)},
+            "authenticationFlows": {"transferMethods": "deviceCodeFlow"},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["block"]},
+    }
+
+
+def test_done_when_a_report_only_managed_device_code_block_on_the_service_account_is_broken_with_its_date(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    policy_id = reader.emulator.put_policy(
+        MSP_TENANT, block_device_code_flow("enabledForReportingButNotEnforced", BREAK_GLASS_1, BREAK_GLASS_2)
+    )
+    created = next(p for p in reader.emulator.policies(MSP_TENANT) if p["id"] == policy_id)["createdDateTime"]
+    turns_on = (datetime.fromisoformat(created.replace("Z", "+00:00")) + timedelta(days=45)).date().isoformat()
+    code, out = run_verify(tmp_path, reader, capsys, **NO_MFA_IPS)
+    assert code == EXIT_BROKEN
+    text = " ".join(out.split())
+    assert "✗ FAIL CIPP SAM wizard: service account with device code" in text
+    assert "blocked by 'Block device code flow'" in text
+    assert f"Microsoft-managed, report-only: Microsoft turns it on no earlier than {turns_on}" in text
+
+
+def test_a_managed_device_code_block_that_excludes_the_service_account_holds(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    excluded = (BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT)
+    reader.emulator.put_policy(MSP_TENANT, block_device_code_flow("enabledForReportingButNotEnforced", *excluded))
+    report = verify.verify_stack("prod", reader.stack_file(tmp_path, "prod", **NO_MFA_IPS))
+    rows = {row.name: row for row in report.matrix.rows}
+    assert rows["CIPP SAM wizard: service account with device code"].ok
+    assert report.exit_code == 0
+
+
+# --- break-glass credentials (Microsoft's emergency-access guidance) ----------------------------------------
+
+FIDO2 = {"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "fido2-1", "displayName": "YubiKey"}
+
+
+def test_a_break_glass_account_without_a_phishing_resistant_method_is_warned(tmp_path: Path, reader: Reader) -> None:
+    deploy_prod_plan(reader.emulator)
+    seed_directory(reader.emulator, {BREAK_GLASS_1: {"authenticationMethods": [FIDO2]}})
+    report = verify_stack(tmp_path, reader, "prod")
+    assert report.directory is not None
+    warnings = [f.message for f in report.directory.warnings]
+    assert any(f"{BREAK_GLASS_2} (breakglass2@msp.example) has no phishing-resistant method" in w for w in warnings)
+    assert not any(f"{BREAK_GLASS_1} (breakglass1@msp.example) has no phishing-resistant" in w for w in warnings)
+    assert report.exit_code == 0, "a warning, not a failure"
+
+
+class _Refused(Exception):
+    status = 403
+
+
+class _NoMethodsGraph:
+    """The directory as the emulator serves it, but authentication methods refused (no permission)."""
+
+    def __init__(self, emulator: GraphEmulator) -> None:
+        self.state = emulator._tenant(MSP_TENANT).directory
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        from emulators.graph_directory import handle
+
+        select = (params or {}).get("$select")
+        result = handle(self.state, "GET", path.lower().split("/"), None, select.split(",") if select else None)
+        return result.entity if result.entity is not None else {"value": result.items}
+
+    def list_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        if path.endswith("/authentication/methods"):
+            raise _Refused("Authorization_RequestDenied")
+        return list(self.get(path)["value"])
+
+
+def test_without_the_permission_verify_says_it_cannot_tell(reader: Reader) -> None:
+    from cipp_hardening.config import MspStack, parse_stack_config
+    from cipp_hardening.directory_facts import read_directory
+    from tests.helpers import msp_raw
+
+    seed_directory(reader.emulator)
+    config = parse_stack_config(msp_raw())
+    assert isinstance(config, MspStack)
+    report = read_directory(_NoMethodsGraph(reader.emulator), config, _Refused)
+    warnings = [f.message for f in report.warnings]
+    assert any(f"cannot tell whether break-glass account {BREAK_GLASS_1}" in w for w in warnings)
+    assert not any("has no phishing-resistant method" in w for w in warnings), "cannot tell is not a pass or a fail"
+    assert report.failures == ()
+
+
+CIPP_SSO_APP = "00000000-0000-0000-0000-0000000cc550"
+
+
+def test_part_a_targeting_cipp_sso_is_checked_against_the_tenants_applications(tmp_path: Path, reader: Reader) -> None:
+    technician_access = {
+        **yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
+        "target": "cippApp",
+        "cippAppId": CIPP_SSO_APP,
+    }
+    stack_file = reader.stack_file(tmp_path, "prod", technicianAccess=technician_access)
+    document = build_plan("prod", stack_file)
+    for location in document.graph_objects("namedLocation"):
+        reader.emulator.add_named_location(MSP_TENANT, location)
+    for policy in document.graph_objects("policy"):
+        reader.emulator.put_policy(MSP_TENANT, policy)
+    seed_directory(reader.emulator)
+
+    missing = verify.verify_stack("prod", stack_file)
+    assert missing.missing_cipp_app == CIPP_SSO_APP
+    assert missing.exit_code == 3
+    assert "technicianAccess.cippAppId is not an application in the tenant" in missing.reasons
+    assert missing.missing_service_principals == [], "the app is not reported as a CIPP-API client"
+
+    reader.emulator.add_service_principal(MSP_TENANT, CIPP_SSO_APP, "CIPP-SSO")
+    found = verify.verify_stack("prod", stack_file)
+    assert found.missing_cipp_app is None
+    assert found.exit_code == 0, found.reasons

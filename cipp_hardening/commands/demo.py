@@ -11,7 +11,9 @@
    emulator, and Parts C and D the program's dynamic resources applied through the real
    dynamic-provider host. The demo says which path it took.
 4. Shows the matrices after, read back from the tenants the way `make verify` reads them, and the
-   CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere.
+   CIPP-API check: the managed client answers 200 from the office and 403 from elsewhere, and so does a
+   technician of the CIPP role `techs` (cippApi.customRoles, docs/custom-roles.md) while Part A is still
+   report-only: CIPP refuses what Entra would have let through.
 
 The MSP stack runs with cippApi.workloadIdentityPolicies (Pulumi.prod.yaml's section, or report-only
 when it has none): the MSP tenant holds a service principal per CIPP-API client and the Workload
@@ -52,12 +54,12 @@ from cipp_hardening.commands.verify import (
     NAMED_LOCATIONS,
     POLICIES,
     VerifyReport,
+    looked_up_app_ids,
     print_report,
     read_stack_directory,
     read_tenant,
     token_source,
     verify,
-    workload_app_ids,
 )
 from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
@@ -66,9 +68,10 @@ from cipp_hardening.workload_identity import licence_error
 from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
+from dynamic_providers.cipp_custom_roles import ROLES_SECRET_KEY
 from dynamic_providers.graph_client import GraphClient, GraphError
 from emulators.cipp import CippEmulator
-from emulators.clients import CippCaller, graph_client_env
+from emulators.clients import CippCaller, graph_client_env, technician_request
 from emulators.graph import GraphEmulator
 from emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
 from emulators.pulumi_project import PulumiProject, find_cli
@@ -87,6 +90,10 @@ CIPP_CLIENTS = (  # client id (as in Pulumi.prod.yaml), name, role; all open to 
     ("00000000-0000-0000-0000-0000000e0003", "PSA integration (not managed by the stack)", "readonly"),
 )
 RMM = CIPP_CLIENTS[1][0]
+# cippApi.customRoles (docs/custom-roles.md): a separate superadmin client calls ExecCustomRole, and the CIPP role
+# `techs` is granted through Part A's technician group; a technician of it signs in to CIPP.
+ROLES_CLIENT = ("00000000-0000-0000-0000-0000000e0004", "CIPP roles (Pulumi)", "superadmin")
+TECH_ROLE, TECHNICIAN = "techs", "tech@msp.example"
 CONTOSO, FABRIKAM = "00000000-0000-0000-0000-0000000c0001", "00000000-0000-0000-0000-0000000c0002"
 
 
@@ -215,11 +222,25 @@ def demo_world(corpus: Path | None = None) -> Iterator[DemoWorld]:
         for client_id, app_name, role in CIPP_CLIENTS:
             cipp.add_client(client_id, app_name, role, (), True, False, cipp_secrets[client_id])
             graph.add_service_principal(msp, client_id, app_name)  # CIPP creates one per API client
+        seed_custom_role(cipp, cipp_secrets, stack_file_raw("prod"))
         graph.set_licences(msp, workload_identities_premium=True)
         seed_msp_directory(graph, msp, stack_file_raw("prod"))
         cipp.save_to_azure()
         cipp.egress_ip = RUNNER_IP  # App Service would set X-Forwarded-For to the runner's address
         yield DemoWorld(tls, graph, cipp, msp, deployer, cipp_secrets, clients)
+
+
+def seed_custom_role(cipp: CippEmulator, cipp_secrets: dict[str, str], raw: Mapping[str, Any]) -> None:
+    """The roles client (restricted to the office), the CIPP role `techs` open to every address as CIPP ships
+    roles, given to Part A's first technician group, and one technician in that group."""
+    client_id, app_name, role = ROLES_CLIENT
+    cipp_secrets[client_id] = f"demo-{uuid.uuid4().hex}"
+    office = [cidr for cidr in raw["trustedLocation"]["cidrs"] if ":" not in cidr]
+    cipp.add_client(client_id, app_name, role, office, True, False, cipp_secrets[client_id])
+    cipp.add_custom_role(TECH_ROLE, ["CIPP.Core.Read", "Identity.User.ReadWrite", "Tenant.Administration.Read"])
+    group = str(raw["technicianAccess"]["includeGroupIds"][0])
+    cipp.assign_role_group(TECH_ROLE, group, "CIPP technicians")
+    cipp.user_groups[TECHNICIAN] = {group}
 
 
 def seed_msp_directory(graph: GraphEmulator, msp: str, raw: Mapping[str, Any]) -> None:
@@ -273,8 +294,10 @@ def msp_stack(world: DemoWorld) -> DemoStack:
     raw["graphUrl"] = world.graph.url
     raw["cippApi"] = {**raw["cippApi"], "url": world.cipp.url, "tenantId": world.cipp.tenant_id}
     raw["cippApi"].setdefault("workloadIdentityPolicies", {"state": "reportOnly"})
+    raw["cippApi"].setdefault("customRoles", [{"name": TECH_ROLE}])
+    raw["cippApi"].setdefault("rolesClientId", ROLES_CLIENT[0])
     manager = raw["cippApi"]["managerClientId"]
-    secrets = {CIPP_SECRET_KEY: world.cipp_secrets[manager]}
+    secrets = {CIPP_SECRET_KEY: world.cipp_secrets[manager], ROLES_SECRET_KEY: world.cipp_secrets[ROLES_CLIENT[0]]}
     return DemoStack("prod", raw, parse_stack_config(raw), secrets)
 
 
@@ -296,7 +319,7 @@ def matrix_report(world: DemoWorld, stack: DemoStack) -> VerifyReport:
     config = stack.config
     tenant = config.tenant_id if isinstance(config, MspStack) else config.client_tenant.tenant_id
     with environment(world.graph_env()):
-        live = read_tenant(config.graph_url, tenant, token_source(config), workload_app_ids(config))
+        live = read_tenant(config.graph_url, tenant, token_source(config), looked_up_app_ids(config))
         directory = read_stack_directory(config)  # the accounts and groups the stack names, as verify reads them
     # The stacks state the tenants' legacy MFA trusted IPs (assumptions, docs/assurance.md): Graph v1.0 hides them.
     return verify(stack.name, config, live, user_scenarios(config, ROOT), directory=directory)
@@ -385,6 +408,9 @@ def engine_env(world: DemoWorld, stack: DemoStack) -> dict[str, str]:
         "ARM_CLIENT_SECRET": secret,
         "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
         "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
+        # The program's own read of the MSP tenant (duplicate check, docs/adopt.md) as the azuread deployer:
+        # here the Graph emulator issues those tokens, while AZURE_AUTHORITY_HOST is CIPP's for Part C.
+        "CIPP_HARDENING_GRAPH_AUTHORITY": world.graph.url,
     }
     return {**{k: v for k, v in values.items() if v is not None}, "CIPP_HARDENING_GRAPH_INTERVAL": "0", **azuread}
 
@@ -408,6 +434,8 @@ class CippCheck:
     ranges: dict[str, list[str]]  # client id → allowed ranges as CIPP lists them
     office_status: int  # the RMM client calling from the office
     outside_status: int  # … and from elsewhere
+    technician_office: int = 0  # a technician of the CIPP role `techs`, signed in to CIPP, from the office
+    technician_home: int = 0  # … and from home (docs/custom-roles.md)
 
 
 def cipp_check(world: DemoWorld) -> CippCheck:
@@ -419,7 +447,12 @@ def cipp_check(world: DemoWorld) -> CippCheck:
     finally:
         manager.close()
         rmm.close()
-    return CippCheck({c["ClientId"]: list(c["IPRange"]) for c in listing}, office, outside)
+    ranges = {c["ClientId"]: list(c["IPRange"]) for c in listing}
+    technician = [
+        technician_request(world.cipp, world.tls.ca_bundle, TECHNICIAN, xff=f"{ip}:50000").status_code
+        for ip in (OFFICE_CALLER, OUTSIDE_CALLER)
+    ]
+    return CippCheck(ranges, office, outside, *technician)
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -439,6 +472,16 @@ def print_cipp(check: CippCheck, console: Console, title: str) -> None:
         f"RMM integration calling /api/ListTenants: from the office {OFFICE_CALLER} → {check.office_status}, "
         f"from {OUTSIDE_CALLER} → {expected_outside}"
     )
+    home = "[green]403[/]" if check.technician_home == 403 else f"[yellow]{check.technician_home}[/]"
+    console.print(
+        f"technician {TECHNICIAN} (CIPP role {TECH_ROLE}) signed in to CIPP, /api/ListTenants: from the office → "
+        f"{check.technician_office}, from home {OUTSIDE_CALLER} → {home}"
+        + (
+            " — Part A is report-only, so Entra would have let this sign-in through: CIPP refuses it"
+            if check.technician_home == 403
+            else ""
+        )
+    )
 
 
 @dataclass
@@ -454,7 +497,17 @@ class DemoOutcome:
     def ok(self) -> bool:
         cipp = self.cipp_after
         matrices = all(report.matrix.ok for report in self.after.values())
-        return matrices and cipp is not None and (cipp.office_status, cipp.outside_status) == (200, 403)
+        return matrices and cipp is not None and cipp_holds(cipp)
+
+
+def cipp_holds(check: CippCheck) -> bool:
+    """The managed API client and the technician role: served from the office, refused from outside."""
+    return (check.office_status, check.outside_status, check.technician_office, check.technician_home) == (
+        200,
+        403,
+        200,
+        403,
+    )
 
 
 def show_matrices(world: DemoWorld, stacks: list[DemoStack], console: Console, when: str) -> dict[str, VerifyReport]:
@@ -522,11 +575,14 @@ def final_line(outcome: DemoOutcome) -> str:
     """The demo's last line: every applied stack as verify sees it, then the CIPP-API check."""
     parts = [stack_verdict(name, report) for name, report in outcome.after.items()]
     cipp = outcome.cipp_after
-    if cipp is not None and (cipp.office_status, cipp.outside_status) == (200, 403):
-        parts.append("[green]CIPP-API: the managed client is refused from outside (403)[/]")
+    if cipp is not None and cipp_holds(cipp):
+        parts.append("[green]CIPP-API: the managed client and the technician role are refused from outside (403)[/]")
     else:
         status = (
-            "not checked" if cipp is None else f"{cipp.office_status} from the office, {cipp.outside_status} outside"
+            "not checked"
+            if cipp is None
+            else f"{cipp.office_status} from the office, {cipp.outside_status} outside; technician "
+            f"{cipp.technician_office} from the office, {cipp.technician_home} from home"
         )
         parts.append(f"[red]CIPP-API: {status}[/]")
     return "; ".join(parts)

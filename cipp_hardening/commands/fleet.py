@@ -49,6 +49,8 @@ from cipp_hardening.commands.fleet_recovery import (
     lock_holders,
     unfinished_run,
 )
+from cipp_hardening.config import PROJECT
+from cipp_hardening.yamlfile import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh")
@@ -489,6 +491,16 @@ def _pending_operations(selected: Any) -> list[Any]:
     return list(deployment.get("pending_operations") or [])
 
 
+def refreshes(project_dir: Path, stack: str) -> bool:
+    """Whether `preview`/`up` of the stack runs with --refresh: the MSP stack (mode msp) does."""
+    try:
+        document = read_yaml(project_dir / f"Pulumi.{stack}.yaml") or {}
+    except (OSError, ValueError):
+        return False  # the program reports an unreadable stack file itself
+    config = document.get("config") if isinstance(document, dict) else None
+    return isinstance(config, dict) and config.get(f"{PROJECT}:mode") == "msp"
+
+
 class AutomationApiRunner:
     """The real runner: `pulumi.automation` over this project directory (a local program)."""
 
@@ -527,14 +539,14 @@ class AutomationApiRunner:
         else:
             selected = auto.select_stack(stack, work_dir=str(self.work_dir))
         try:
-            return self._act(selected, action, log)
+            return self._act(selected, stack, action, log)
         except Exception as exc:
             holders = lock_holders(str(exc))
             if holders is None:
                 raise
             reason = self.recovery.may_cancel(stack, holders)  # raises StackLockedError when it may not
         recovered = self._recover(selected, stack, action, reason, log)
-        return replace(self._act(selected, action, log), recovered=recovered)
+        return replace(self._act(selected, stack, action, log), recovered=recovered)
 
     def _recover(self, selected: Any, stack: str, action: str, reason: str, log: LogFn) -> str:
         """`pulumi cancel`, then `pulumi refresh --clear-pending-creates` when the killed run left
@@ -551,13 +563,16 @@ class AutomationApiRunner:
             done.append(f"{len(pending)} pending operations left for the next up (a preview writes no state)")
         return "; ".join(done)
 
-    def _act(self, selected: Any, action: str, log: LogFn) -> Outcome:
+    def _act(self, selected: Any, stack: str, action: str, log: LogFn) -> Outcome:
         common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
+        # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
+        # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
+        refresh_first = refreshes(self.work_dir, stack)
         if action == "preview":
-            preview = selected.preview(policy_packs=self.policy_packs or None, **common)
+            preview = selected.preview(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
             return Outcome(_op_counts(preview.change_summary), _state_outputs(selected))
         if action == "up":
-            up = selected.up(policy_packs=self.policy_packs or None, **common)
+            up = selected.up(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
             return Outcome(_op_counts(up.summary.resource_changes), _output_values(getattr(up, "outputs", None)))
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)

@@ -36,6 +36,7 @@ from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfi
 from cipp_hardening.directory_facts import DirectoryReport, read_directory
 from cipp_hardening.directory_names import resolve_with_graph
 from cipp_hardening.drift import location_problems, policy_drift
+from cipp_hardening.evaluator import PolicySet
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
 from cipp_hardening.report_output import make_console, print_findings, print_matrix
 from cipp_hardening.scenarios import (
@@ -44,10 +45,14 @@ from cipp_hardening.scenarios import (
     MatrixResult,
     Scenario,
     ScenarioFileError,
+    authentication_flow_scenarios,
     config_from_stack_file,
+    derive_scenarios,
     run_matrix,
     user_scenarios,
 )
+from cipp_hardening.whatif import EVALUATE, WhatIfResult
+from cipp_hardening.whatif import check as what_if_check
 from cipp_hardening.yamlfile import YamlFileError
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer, pacer_for
@@ -83,10 +88,12 @@ class VerifyReport:
     missing_exclusions: list[dict[str, str]] = field(default_factory=list)  # client stacks
     missing_policies: list[str] = field(default_factory=list)  # MSP stacks: Part A / Part B not found
     missing_service_principals: list[str] = field(default_factory=list)  # CIPP-API clients without one
+    missing_cipp_app: str | None = None  # technicianAccess.cippAppId with no service principal in the tenant
     directory: DirectoryReport | None = None  # what the directory says about the objects the stack names
     drift: list[str] = field(default_factory=list)  # MSP stacks: the tenant against the plan's bodies
     drift_unchecked: str = ""  # MSP stacks: why Part A / Part B could not be compared with the plan
     warnings: tuple[str, ...] = ()  # the stack config's (an accepted cannotProveOverride among them)
+    what_if: WhatIfResult | None = None  # Microsoft's What If against our evaluator (cipp_hardening/whatif.py)
 
     @property
     def broken(self) -> list[str]:
@@ -98,8 +105,12 @@ class VerifyReport:
             reasons.append(f"{len(self.missing_policies)} policy(ies) missing")
         if self.missing_service_principals:  # no workload-identity policy can hold such a client to its ranges
             reasons.append(f"{len(self.missing_service_principals)} CIPP-API client(s) without a service principal")
+        if self.missing_cipp_app:  # Part A targets an application the tenant does not have: it holds no one
+            reasons.append("technicianAccess.cippAppId is not an application in the tenant")
         if self.drift:
             reasons.append(f"{len(self.drift)} difference(s) from the plan")
+        if self.what_if is not None and self.what_if.disagreements:
+            reasons.append(f"{len(self.what_if.disagreements)} disagreement(s) with Microsoft's What If")
         return reasons
 
     @property
@@ -130,10 +141,12 @@ class VerifyReport:
             "missingExclusions": self.missing_exclusions,
             "missingPolicies": self.missing_policies,
             "missingServicePrincipals": self.missing_service_principals,
+            "missingCippApp": self.missing_cipp_app,
             "directory": self.directory.to_json() if self.directory is not None else None,
             "drift": self.drift,
             "driftUnchecked": self.drift_unchecked or None,
             "warnings": list(self.warnings),
+            "whatIf": self.what_if.to_json() if self.what_if is not None else None,
             "exitCode": self.exit_code,
         }
 
@@ -177,6 +190,19 @@ def workload_app_ids(config: StackConfig) -> list[str]:
     return [client.client_id for client in workload.clients] if workload is not None else []
 
 
+def cipp_app_id(config: StackConfig) -> str | None:
+    """technicianAccess.cippAppId when Part A targets CIPP's own app (CIPP-SSO, docs/custom-roles.md)."""
+    if not isinstance(config, MspStack) or config.technician_access.target != "cippApp":
+        return None
+    return config.technician_access.cipp_app_id
+
+
+def looked_up_app_ids(config: StackConfig) -> list[str]:
+    """Every application id verify looks up as a service principal (Application.Read.All)."""
+    app = cipp_app_id(config)
+    return [*workload_app_ids(config), *([app] if app else [])]
+
+
 def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Policies Part D manages that do not (yet) exclude the MSP (or the Direct-mode service account)."""
     tenant = config.client_tenant
@@ -195,6 +221,48 @@ def missing_exclusions(config: ClientStack, policies: Sequence[dict[str, Any]]) 
     return missing
 
 
+class WhatIfUnavailable(RuntimeError):
+    """The tenant does not answer What If (no Policy.Read.ConditionalAccess, no licence): said, not failed."""
+
+
+# Graph's answers that mean "not for this caller or tenant", not "our request is wrong".
+_WHAT_IF_UNAVAILABLE = (403, 404, 501)
+
+
+def what_if_asker(graph_url: str, tenant_id: str, token: Callable[[], str]) -> Callable[[dict[str, Any]], list[Any]]:
+    """POST /identity/conditionalAccess/evaluate (Policy.Read.ConditionalAccess; docs/graph-ca.md §5)."""
+
+    def ask(body: dict[str, Any]) -> list[Any]:
+        with GraphClient(graph_url, tenant_id, token) as graph:
+            try:
+                return list(graph.post(EVALUATE, body).get("value") or [])
+            except GraphError as error:
+                if error.status in _WHAT_IF_UNAVAILABLE:
+                    # Without the request id: the same tenant gives the same report run to run.
+                    message = f"Graph POST {EVALUATE} → HTTP {error.status} {error.code}: {error.graph_message}"
+                    raise WhatIfUnavailable(message) from error
+                raise
+
+    return ask
+
+
+def compare_with_what_if(
+    config: StackConfig,
+    live: LiveTenant,
+    extra: Sequence[Scenario],
+    ask: Callable[[dict[str, Any]], list[Any]],
+    directory: DirectoryReport | None = None,
+) -> WhatIfResult:
+    """Every user scenario row asked of Microsoft's What If and compared with our evaluator."""
+    view = directory.view if directory is not None else None
+    flows = authentication_flow_scenarios(config, live.policies, view)
+    scenarios = [*derive_scenarios(config, view), *flows, *extra]
+    trusted_ips = config.assumptions.legacy_mfa_trusted_ips
+    policy_set = PolicySet.compile(live.policies, live.named_locations, mfa_trusted_ips=trusted_ips)
+    rows = [(scenario.name, scenario.sign_in) for scenario in scenarios]
+    return what_if_check(rows, policy_set, live.policies, ask, WhatIfUnavailable)
+
+
 def verify(
     stack: str,
     config: StackConfig,
@@ -204,6 +272,7 @@ def verify(
     mfa_trusted_ips: Iterable[str] | None = None,
     directory: DirectoryReport | None = None,
     planned: PlannedBodies | str | None = None,
+    what_if: WhatIfResult | None = None,
 ) -> VerifyReport:
     """The matrix over the live policies (with the directory's memberships when read), what the tenant
     lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`; a string says
@@ -220,7 +289,13 @@ def verify(
     if isinstance(config, ClientStack):
         missing = missing_exclusions(config, live.policies)
         return VerifyReport(
-            stack, live.tenant_id, matrix, missing_exclusions=missing, directory=directory, warnings=config.warnings
+            stack,
+            live.tenant_id,
+            matrix,
+            missing_exclusions=missing,
+            directory=directory,
+            warnings=config.warnings,
+            what_if=what_if,
         )
     drift = location_problems(config, live.named_locations)
     unchecked = planned if isinstance(planned, str) else "" if planned is not None else "no plan was given"
@@ -231,16 +306,20 @@ def verify(
     workload = config.cipp_api.workload_identity if config.cipp_api is not None else None
     if workload is not None:
         expected += [workload.policy_name(client.client_id) for client in workload.clients]
+    app = cipp_app_id(config)
+    missing_app = app if app and app in live.missing_service_principals else None
     return VerifyReport(
         stack,
         live.tenant_id,
         matrix,
         missing_policies=[n for n in expected if n not in names],
-        missing_service_principals=list(live.missing_service_principals),
+        missing_service_principals=[a for a in live.missing_service_principals if a != app],
+        missing_cipp_app=missing_app,
         directory=directory,
         drift=drift,
         drift_unchecked=unchecked,
         warnings=config.warnings,
+        what_if=what_if,
     )
 
 
@@ -275,7 +354,7 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
     # Names (a UPN, a group's display name) become ids first, through Graph GETs (User/Group.Read.All).
     config = resolve_with_graph(config, config.graph_url, tenant_of(config), token_source(config))
     extra = user_scenarios(config, root)
-    live = read_tenant(config.graph_url, tenant_of(config), token_source(config), workload_app_ids(config))
+    live = read_tenant(config.graph_url, tenant_of(config), token_source(config), looked_up_app_ids(config))
     directory = read_stack_directory(config)
     planned: PlannedBodies | str | None = None
     if isinstance(config, MspStack):
@@ -285,7 +364,9 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
             planned = planned_bodies(stack, stack_file)
         except OfflineRunError as error:
             planned = f"the offline plan of the stack failed ({error}); `make plan STACK={stack}` shows why"
-    return verify(stack, config, live, extra, directory=directory, planned=planned)
+    ask = what_if_asker(config.graph_url, tenant_of(config), token_source(config))
+    what_if = compare_with_what_if(config, live, extra, ask, directory)
+    return verify(stack, config, live, extra, directory=directory, planned=planned, what_if=what_if)
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -312,6 +393,15 @@ def print_report(report: VerifyReport, console: Console) -> None:
             "cippApi.workloadIdentityPolicies cannot hold it to its ranges (its rows are uncertain)",
             soft_wrap=True,
         )
+    if report.missing_cipp_app:
+        console.print(
+            f"[red]✗[/] technicianAccess.cippAppId {report.missing_cipp_app} has no service principal in the tenant: "
+            "Part A targets an application nobody signs in to, so it holds no one. Use the application id of "
+            "CIPP's CIPP-SSO app registration (docs/custom-roles.md \"Part A's target on current CIPP\")",
+            soft_wrap=True,
+        )
+    if report.what_if is not None:
+        print_what_if(report.what_if, console)
     if report.missing_exclusions:
         heading = "client policies in scope still without the MSP exclusion"
         lines = [f"{row['displayName']} ({row['id']}, {row['state']})" for row in report.missing_exclusions]
@@ -326,6 +416,14 @@ def print_report(report: VerifyReport, console: Console) -> None:
             print_findings(console, heading, lines, "yellow")
 
 
+def print_what_if(what_if: WhatIfResult, console: Console) -> None:
+    print_findings(console, "Microsoft's What If disagrees", [d.message for d in what_if.disagreements], "red")
+    if what_if.unavailable:
+        console.print(f"[yellow]![/] {escape(what_if.unavailable)} (only our evaluator was used)", soft_wrap=True)
+    elif what_if.asked:
+        console.print(f"Microsoft's What If asked about {what_if.asked} scenario row(s)", soft_wrap=True)
+
+
 def print_verdict(report: VerifyReport, console: Console) -> None:
     console.print(report_output.verdict_line(report.exit_code, report.reasons), soft_wrap=True)
 
@@ -335,7 +433,8 @@ EXIT_CODES = """exit codes (they reach the caller; `make verify` turns every fai
   2  error: configuration, stack or scenario file, an unknown or ambiguous name, credentials, Graph, or
      an MSP stack whose offline plan failed, so Part A / Part B could not be compared with it
   3  broken: a definite failure of the scenario matrix, a named account or group missing or disabled in
-     the directory, Part A / Part B / the trusted location missing or drifted from the plan
+     the directory, Part A / Part B / the trusted location missing or drifted from the plan, or
+     Microsoft's What If (POST identity/conditionalAccess/evaluate) disagreeing with our evaluator on a row
   4  the matrix holds, but a client policy in scope still lacks the MSP exclusion
   5  an invariant cannot be proven (a guard row stays uncertain and assumptions.cannotProveOverride
      is not set)

@@ -161,6 +161,17 @@ def test_part_b_as_declared_passes(engine: dict[str, Any], example_run: OfflineR
     assert on_resource(policies.service_account_policy, inputs(example_run, PART_B), PART_B).messages == []
 
 
+def test_part_b_may_exclude_the_break_glass_accounts_and_groups(
+    engine: dict[str, Any], example_run: OfflineRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine["technicianAccess"]["breakGlassGroupIds"] = ["00000000-0000-0000-0000-00000000c0c0"]
+    reapply(monkeypatch, engine)
+    props = inputs(example_run, PART_B)
+    assert props["conditions"]["users"]["excludedUsers"] == [BREAK_GLASS_1, BREAK_GLASS_2]
+    props["conditions"]["users"]["excludedGroups"] = ["00000000-0000-0000-0000-00000000c0c0"]
+    assert on_resource(policies.service_account_policy, props, PART_B).messages == []
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
@@ -175,8 +186,20 @@ def test_part_b_as_declared_passes(engine: dict[str, Any], example_run: OfflineR
         ),
         (lambda p: p.pop("sessionControls"), "every sign-in"),
         (lambda p: p["conditions"]["users"].update(includedGroups=["g"]), "only the CIPP service account"),
+        (
+            lambda p: p["conditions"]["users"].update(excludedUsers=[BREAK_GLASS_1, SERVICE_ACCOUNT]),
+            "excludes the CIPP service account",
+        ),
+        (lambda p: p["conditions"]["users"].update(excludedGroups=["some-group"]), "some-group, which are not"),
+        (lambda p: p["conditions"]["users"].update(excludedRoles=["some-role"]), "some-role, which are not"),
+        (
+            lambda p: p["conditions"]["users"].update(
+                excludedGuestsOrExternalUsers=[{"guestOrExternalUserTypes": ["internalGuest"]}]
+            ),
+            "excludes guests",
+        ),
     ],
-    ids=["location", "no mfa", "time based", "no session", "group"],
+    ids=["location", "no mfa", "time based", "no session", "group", "self", "group excl", "role excl", "guest excl"],
 )
 def test_part_b_violations_name_the_policy(
     engine: dict[str, Any], example_run: OfflineRun, change: Any, fragment: str

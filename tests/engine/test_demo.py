@@ -24,14 +24,16 @@ def test_the_demo_through_the_real_cli(pulumi_cli: Path) -> None:
     assert all(report.matrix.ok and not report.matrix.uncertain for report in outcome.after.values())
     # prod: the stack, 4 components, the named location, 2 CA policies, 2 CIPP-API clients, the destroy guard,
     # and cippApi.workloadIdentityPolicies: its component, a named location and a policy per managed client,
-    # each service principal looked up through the stand-in's getServicePrincipal.
-    assert outcome.applied["prod"] == {"create": 16}
+    # each service principal looked up through the stand-in's getServicePrincipal; and cippApi.customRoles: its
+    # component and the role techs.
+    assert outcome.applied["prod"] == {"create": 18}
     workload = [r for r in outcome.after["prod"].matrix.rows if r.name.startswith("CIPP-API client ")]
     assert {r.name.rsplit(" token from ", 1)[1] for r in workload} >= {"outside its ranges", "inside 203.0.113.0/24"}
     assert all(r.status.value == "ok" for r in workload)
     assert outcome.applied["client-contoso"]["create"] >= 4  # the stack, the component, its policies
     assert outcome.cipp_after is not None
     assert (outcome.cipp_after.office_status, outcome.cipp_after.outside_status) == (200, 403)
+    assert (outcome.cipp_after.technician_office, outcome.cipp_after.technician_home) == (200, 403)
     assert outcome.cipp_after.ranges[MANAGER] == ["203.0.113.0/24"]
     assert outcome.cipp_after.ranges[RMM] == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/48"]
     assert outcome.cipp_after.ranges[PSA] == ["Any"]

@@ -564,6 +564,50 @@ def test_graph_errors_become_grpc_errors_naming_the_resource(
     assert "country" in error.details()
 
 
+def test_a_named_location_unreadable_after_its_create_is_left_out_of_state(
+    plugin: StandIn, graph_app: GraphApp, graph_emulator: GraphEmulator
+) -> None:
+    # Upstream's namedLocationResourceCreate sets the id only after its consistency wait: no partial resource.
+    plugin.configure(graph_app)
+    graph_emulator.inject(method="GET", path_contains="/conditionalAccess/namedLocations/", status=403, times=None)
+    error = rpc_error(plugin.create, NL, LOCATION, msp_inputs(LOCATION))
+    assert "could not be read back" in error.details()
+    assert "grpc-status-details-bin" not in dict(error.trailing_metadata())
+    assert len(graph_emulator.named_locations(graph_app.tenant)) == 1, "the object exists in Graph, orphaned"
+
+
+def test_an_import_read_takes_upstreams_path_form_and_answers_inputs(
+    plugin: StandIn, graph_app: GraphApp, graph_emulator: GraphEmulator
+) -> None:
+    plugin.configure(graph_app)
+    hand_made = {
+        "displayName": "Office",
+        "isTrusted": True,
+        "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "203.0.113.0/24"}],
+    }
+    location_id = graph_emulator.add_named_location(
+        graph_app.tenant, {"@odata.type": "#microsoft.graph.ipNamedLocation", **hand_made}
+    )
+    # The engine's ImportStep sends an empty state and no inputs (provider_plugin.go Read).
+    error = rpc_error(
+        plugin.stub.Read,
+        provider_pb2.ReadRequest(
+            id=location_id, urn=urn(NL, LOCATION), type=NL, name=LOCATION, properties=to_struct({})
+        ),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/identity/conditionalAccess/namedLocations/<object id>" in error.details()
+    path = f"/identity/conditionalAccess/namedLocations/{location_id}"
+    read = plugin.stub.Read(
+        provider_pb2.ReadRequest(id=path, urn=urn(NL, LOCATION), type=NL, name=LOCATION, properties=to_struct({}))
+    )
+    assert read.id == path
+    assert from_struct(read.inputs) == {
+        "displayName": "Office",
+        "ip": {"ipRanges": ["203.0.113.0/24"], "trusted": True},
+    }
+
+
 def test_arm_credentials_from_the_environment_and_a_read_of_a_missing_object(
     standin_env: dict[str, str], graph_app: GraphApp, graph_emulator: GraphEmulator
 ) -> None:

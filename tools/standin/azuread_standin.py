@@ -45,12 +45,17 @@ What it does
       and ``country.countryLookupMethod``.
     * Graph error envelopes become gRPC errors naming the Graph code and message and the resource
       type and name. A failure after Graph created the object carries ``ErrorResourceInitFailed``
-      with the id, so the engine records the half-created resource. A Read that Graph answers with
+      with the id, so the engine records the half-created resource, for a policy only: upstream's
+      IP named location sets its id after the consistency wait (namedLocationResourceCreate), so a
+      location whose read-back fails is left in Graph and not in state. A Read that Graph answers with
       404 returns an empty id.
+    * Import (a Read with neither state nor inputs, what ``pulumi import`` and the ``import`` resource
+      option send) requires upstream's path form, ``/identity/conditionalAccess/{namedLocations|policies}/{guid}``
+      (ImporterValidatingResourceId), and answers inputs extracted from the object, as the bridge does.
 
 What it does NOT do
-    * No other azuread resources, no functions (Invoke), no GetSchema, no Parameterize, no Import
-      validation: a bare GUID id is accepted as well as the path form.
+    * No other azuread resources, no functions (Invoke), no GetSchema, no Parameterize. Outside an
+      import, a bare GUID id is accepted as well as the path form.
     * No Terraform ValidateFunc checks (enums, CIDR prefix lengths, AtLeastOneOf, CustomizeDiff
       rules), no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
@@ -260,6 +265,16 @@ class ResourceKind:
     def path_id(self, object_id: str) -> str:
         """Upstream v3's resource id: ``stable.NewIdentityConditionalAccess...ID(guid).ID()``."""
         return self.id_prefix + object_id
+
+    def check_import_id(self, resource_id: str) -> None:
+        """Upstream's importer accepts the path form only (stable.ValidateIdentityConditionalAccess...ID in
+        named_location_resource.go / conditional_access_policy_resource.go, ImporterValidatingResourceId)."""
+        object_id = resource_id.removeprefix(self.id_prefix)
+        if not resource_id.startswith(self.id_prefix) or not object_id or "/" in object_id:
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"importing {resource_id!r}: the id must be {self.id_prefix}<object id> (upstream's import format)",
+            )
 
     def object_id(self, resource_id: str) -> str:
         """The Graph object id of a resource id (path form, or a bare GUID as a lenient extra)."""
@@ -940,9 +955,15 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                     obj = self._await(graph, kind, object_id, deadline, lambda found: found)
                 except (GraphError, StandInError, TimeoutError) as exc:
                     reason = str(exc.message if isinstance(exc, StandInError) else exc)
+                    message = f"{kind.token} was created as {object_id} but could not be read back: {reason}"
+                    if kind is NAMED_LOCATION:
+                        # namedLocationResourceCreate (IP) calls d.SetId only after its consistency wait: a
+                        # failed wait returns no id, so the engine records nothing and the object is orphaned.
+                        raise StandInError(grpc.StatusCode.UNKNOWN, message) from None
+                    # conditionalAccessPolicyResourceCreate sets the id before its read: a partial resource.
                     raise StandInError(
                         grpc.StatusCode.UNKNOWN,
-                        f"{kind.token} was created as {object_id} but could not be read back: {reason}",
+                        message,
                         provider_pb2.ErrorResourceInitFailed(
                             id=kind.path_id(object_id),
                             properties=to_struct({"id": kind.path_id(object_id), **inputs, "objectId": object_id}),
@@ -955,6 +976,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def Read(self, request: provider_pb2.ReadRequest, context: grpc.ServicerContext) -> provider_pb2.ReadResponse:
         with self._rpc(context, "reading", request) as kind:
+            if not request.HasField("inputs") and not from_struct(request.properties):
+                # An import (the engine sends an empty state and no inputs): upstream's ImporterValidatingResourceId.
+                kind.check_import_id(request.id)
             object_id = kind.object_id(request.id)
             with self._graph() as graph:
                 obj = self._get(graph, kind, object_id)
