@@ -25,7 +25,6 @@ from tests.chaos.test_killed_runs import DESTROY, UP, expected_after_up, written
 pytestmark = pytest.mark.timeout(900)
 
 PORTAL = "chaos-portal-technician"  # the technician's User-Agent, to tell its requests from the project's
-ENGINE_PARALLEL = 8  # the steps `pulumi up` runs at once here (the language host is started with --parallel 8)
 KEEP = 12  # policies kept for the slower scenarios: enough for every shape, few enough for seconds-long runs
 
 
@@ -147,9 +146,9 @@ def test_portal_edits_during_up_and_destroy_survive(
     tally.window_pacing_s = PACING_S
     tally.edits_inside += inside
     tally.edits += sum(len(v) for v in edits.values())
-    # The engine runs up to 8 steps at once in one provider host, sharing the tenant's pacing: a policy's read and
-    # write are a few slots apart (docs/part-d.md "Concurrent edits"), never more than one slot per step in flight.
-    assert statistics.median(spans) < (ENGINE_PARALLEL + 1) * PACING_S + 0.5, spans
+    # The engine runs up to 8 steps at once in one provider host; a policy's GET and PATCH still take consecutive
+    # turns of the tenant's pacing (docs/part-d.md "Concurrent edits"): one slot, plus room for a loaded machine.
+    assert statistics.median(spans) < 2 * PACING_S + 0.1, spans
 
 
 @pytest.fixture
