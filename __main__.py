@@ -50,6 +50,20 @@ def compose_msp(config: MspStack) -> None:
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)
     pulumi.export("serviceAccountPolicyId", service_account.policy_id)
+    if config.break_glass_alerts is not None:
+        # Imported here: pulumi-azure-native loads only for stacks that ask for the alert.
+        try:
+            from components.break_glass_alerts import BreakGlassSignInAlerts, BreakGlassSignInAlertsArgs
+        except ModuleNotFoundError as error:
+            raise RuntimeError(
+                "breakGlassAlerts needs pulumi-azure-native: pip install -r requirements-alerts.txt "
+                "(docs/break-glass-alerts.md)"
+            ) from error
+
+        BreakGlassSignInAlerts(
+            "break-glass-alerts", BreakGlassSignInAlertsArgs(config.break_glass_alerts, access.break_glass_user_ids)
+        )
+        pulumi.export("breakGlassAlertedUserIds", list(access.break_glass_user_ids))
     if config.cipp_api is not None:
         clients_now = cipp_api_clients(config.cipp_api, secret_value("cippApiManagerSecret"))
         allowlists = CippApiAllowlists("cipp-api", CippApiAllowlistsArgs(config.cipp_api, clients_now))

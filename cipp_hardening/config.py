@@ -198,6 +198,20 @@ class DirectoryName:
 
 
 @dataclass(frozen=True)
+class BreakGlassAlerts:
+    """breakGlassAlerts: Entra sign-in logs to a workspace and an alert on every break-glass sign-in
+    (docs/break-glass-alerts.md). The accounts are technicianAccess.breakGlassUserIds."""
+
+    workspace_resource_id: str  # an existing Log Analytics workspace
+    resource_group_name: str  # where the alert rule and action group go; default the workspace's
+    location: str  # the workspace's region: a log alert rule lives beside its scope
+    emails: tuple[str, ...]
+    action_group_short_name: str
+    diagnostic_setting_name: str
+    severity: int
+
+
+@dataclass(frozen=True)
 class MspStack:
     tenant_id: str
     trusted_location: TrustedLocation
@@ -212,6 +226,7 @@ class MspStack:
     names: tuple[DirectoryName, ...] = ()  # values given as names, still to resolve (resolve_names)
     # Existing objects to take over (`cipp-hardening adopt`): trustedLocation/technicianAccess/serviceAccount → id.
     adopt: Mapping[str, str] = field(default_factory=dict)
+    break_glass_alerts: BreakGlassAlerts | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +267,7 @@ _MSP_KEYS = {
     "assumptions",
     "offlineSnapshot",
     "adopt",
+    "breakGlassAlerts",
 }
 _CLIENT_KEYS = {
     "mode",
@@ -449,6 +465,7 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
     cipp_api = None
     if raw.get("cippApi") is not None:
         cipp_api = _cipp_api(reader, raw["cippApi"], tenant_id, location, technicians.operator_check_ip)
+    alerts = _break_glass_alerts(reader, raw.get("breakGlassAlerts"), technicians)
     assumptions = _assumptions(reader, raw)  # before the warnings are collected: the override adds one
     return MspStack(
         tenant_id,
@@ -462,6 +479,69 @@ def _msp_stack(reader: _Reader, raw: Mapping[str, Any], graph_url: str) -> MspSt
         assumptions=assumptions,
         names=tuple(reader.names),
         adopt=_adopt(reader, raw.get("adopt")),
+        break_glass_alerts=alerts,
+    )
+
+
+_BREAK_GLASS_ALERT_KEYS = {
+    "workspaceResourceId",
+    "resourceGroupName",
+    "location",
+    "actionGroup",
+    "diagnosticSettingName",
+    "severity",
+}
+_WORKSPACE_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/([^/]+)/providers/Microsoft\.OperationalInsights/workspaces/[^/]+$",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _break_glass_alerts(reader: _Reader, value: Any, access: TechnicianAccess) -> BreakGlassAlerts | None:
+    """breakGlassAlerts, optional (docs/break-glass-alerts.md). The alert query matches SigninLogs.UserId,
+    so it needs the accounts' user ids: group members are not in a sign-in row."""
+    if value is None:
+        return None
+    path = "breakGlassAlerts"
+    obj = reader.obj(value, path, _BREAK_GLASS_ALERT_KEYS)
+    workspace = reader.text(obj, "workspaceResourceId", path)
+    match = _WORKSPACE_ID.match(workspace)
+    if workspace and not match:
+        reader.fail(
+            f"{path}.workspaceResourceId",
+            "must be a Log Analytics workspace resource id: /subscriptions/<id>/resourceGroups/<group>"
+            f"/providers/Microsoft.OperationalInsights/workspaces/<name>, got {workspace!r}",
+        )
+    group = reader.text(obj, "resourceGroupName", path, match.group(1) if match else "-")
+    group_obj = reader.obj(obj.get("actionGroup"), f"{path}.actionGroup", {"shortName", "emails"})
+    emails = tuple(str(e) for e in reader.items(group_obj, "emails", f"{path}.actionGroup"))
+    for i, email in enumerate(emails):
+        if not _EMAIL.match(email):
+            reader.fail(f"{path}.actionGroup.emails[{i}]", f"must be an email address, got {email!r}")
+    if not emails:
+        reader.fail(f"{path}.actionGroup.emails", "lists no address: an alert nobody receives")
+    short_name = reader.text(group_obj, "shortName", f"{path}.actionGroup", "BreakGlass")
+    if len(short_name) > 12:  # Azure Monitor's limit on groupShortName
+        reader.fail(f"{path}.actionGroup.shortName", f"must be at most 12 characters, got {short_name!r}")
+    severity = obj.get("severity", 0)
+    if not isinstance(severity, int) or isinstance(severity, bool) or not 0 <= severity <= 4:
+        reader.fail(f"{path}.severity", f"must be an integer 0 (critical) to 4, got {severity!r}")
+    if not access.break_glass_user_ids:
+        reader.fail(path, "needs technicianAccess.breakGlassUserIds: the alert matches each sign-in's user id")
+    if access.break_glass_group_ids:
+        reader.warnings.append(
+            "breakGlassAlerts: members of technicianAccess.breakGlassGroupIds are not alerted on; "
+            "list the accounts in breakGlassUserIds (docs/break-glass-alerts.md)"
+        )
+    return BreakGlassAlerts(
+        workspace_resource_id=workspace,
+        resource_group_name=group,
+        location=reader.text(obj, "location", path),
+        emails=emails,
+        action_group_short_name=short_name,
+        diagnostic_setting_name=reader.text(obj, "diagnosticSettingName", path, "cipp-hardening-sign-in-logs"),
+        severity=severity if isinstance(severity, int) else 0,
     )
 
 

@@ -20,6 +20,7 @@ import pulumi
 import pulumi.runtime.settings
 from pulumi.runtime.mocks import MockMonitor
 
+from cipp_hardening.arm_render import resource_path
 from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
 
 # The wire sentinel of a Pulumi secret (docs/pulumi.md §1.3), not a credential.
@@ -94,7 +95,8 @@ class _Mocks(pulumi.runtime.Mocks):
             return f"/identity/conditionalAccess/policies/{object_id}", state
         if self.outputs_for is not None:
             state.update(self.outputs_for(args.typ, args.name, state))
-        return f"{args.name}-id", state
+        # An azure-native resource's id is its ARM path: what another resource's body refers to.
+        return resource_path(args.typ, state) or f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
         if args.token == GET_SERVICE_PRINCIPAL:

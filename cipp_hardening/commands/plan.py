@@ -24,6 +24,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from cipp_hardening import report_output
+from cipp_hardening.arm_render import render_arm
 from cipp_hardening.commands.verify import print_matrix
 from cipp_hardening.config import PROJECT, ConfigError, MspStack, StackConfig
 from cipp_hardening.directory_names import describe, resolve_names
@@ -120,6 +121,7 @@ def document_from_run(stack: str, run: OfflineRun) -> PlanDocument:
                 "custom": resource.custom,
                 "inputs": redact_secrets({k: v for k, v in resource.inputs.items() if k != "__provider"}),
                 "graph": with_object_id(body, resource.inputs.get("objectId")) if body is not None else None,
+                "arm": render_arm(resource.type, resource.inputs),  # the ARM request (break-glass alerts)
             }
         )
     return document
@@ -142,6 +144,10 @@ def print_plan(document: PlanDocument, console: Console) -> None:
             body = {k: v for k, v in resource["graph"].items() if k != "id"}
             title = f"{resource['name']} → Microsoft Graph v1.0 body ({_short_type(resource['type'])})"
             console.print(Panel(_json_block(body, console), title=title))
+        elif resource.get("arm") is not None:
+            arm = resource["arm"]
+            title = f"{resource['name']} → {arm['method']} {arm['path']}?api-version={arm['apiVersion']}"
+            console.print(Panel(_json_block(arm["body"], console), title=title))
         elif resource["custom"] and not resource["type"].endswith(":CaExclusion"):
             title = f"{resource['name']} ({_short_type(resource['type'])}) inputs"
             console.print(Panel(_json_block(resource["inputs"], console), title=title))
