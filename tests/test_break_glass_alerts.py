@@ -4,8 +4,10 @@ config checks, and that stacks without the alert never load pulumi-azure-native.
 Sources for what is pinned: the diagnostic-setting category `SignInLogs` (Microsoft Entra, "What are the
 identity logs you can stream to an endpoint?", learn.microsoft.com/entra/identity/monitoring-health/
 concept-diagnostic-settings-logs-options; also pulumi-azure-native's aadiam `Category` enum); the KQL
-column `UserId` of the `SigninLogs` table (Azure Monitor Logs reference, learn.microsoft.com/azure/
-azure-monitor/reference/tables/signinlogs); paths and api-versions: the pinned SDK's resource docstrings.
+columns of the `SigninLogs` table (Azure Monitor Logs reference, learn.microsoft.com/azure/azure-monitor/
+reference/tables/signinlogs; source MicrosoftDocs/azure-reference-other azure-monitor-ref/tables/signinlogs.md,
+which lists TimeGenerated, UserId, UserPrincipalName, IPAddress, AppDisplayName and ResultType); paths and
+api-versions: the pinned SDK's resource docstrings ("Uses Azure REST API version ...").
 """
 
 from __future__ import annotations
