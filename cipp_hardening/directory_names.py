@@ -222,25 +222,23 @@ def program_resolve(config: StackConfig, client_secret: str | None = None) -> St
         return config
     import pulumi
 
+    from cipp_hardening.stack_config import stop_on_config_error
+
     lookup = _azuread_lookup if isinstance(config, MspStack) else _client_lookup(config, client_secret)
     try:
         resolved, ids = resolve_with(config, lookup)
     except ConfigError as error:
         stack = pulumi.get_stack()
-        problems = [Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]
-        for problem in problems:
-            pulumi.log.error(str(problem))
-        raise pulumi.RunError(str(ConfigError(problems))) from None
+        stop_on_config_error(ConfigError([Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]))
     source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and _offline() else "live lookup"
     pulumi.export("resolvedNames", Resolution.of(config.names, ids, source).rows)
     return resolved
 
 
 def _offline() -> bool:
-    import pulumi.runtime.settings
-    from pulumi.runtime.mocks import MockMonitor
+    from cipp_hardening.stack_config import under_mocks
 
-    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
+    return under_mocks()
 
 
 def _azuread_lookup(name: DirectoryName) -> str:
