@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,25 +222,23 @@ def program_resolve(config: StackConfig, client_secret: str | None = None) -> St
         return config
     import pulumi
 
+    from cipp_hardening.stack_config import stop_on_config_error
+
     lookup = _azuread_lookup if isinstance(config, MspStack) else _client_lookup(config, client_secret)
     try:
         resolved, ids = resolve_with(config, lookup)
     except ConfigError as error:
         stack = pulumi.get_stack()
-        problems = [Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]
-        for problem in problems:
-            pulumi.log.error(str(problem))
-        raise pulumi.RunError(str(ConfigError(problems))) from None
+        stop_on_config_error(ConfigError([Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]))
     source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and _offline() else "live lookup"
     pulumi.export("resolvedNames", Resolution.of(config.names, ids, source).rows)
     return resolved
 
 
 def _offline() -> bool:
-    import pulumi.runtime.settings
-    from pulumi.runtime.mocks import MockMonitor
+    from cipp_hardening.stack_config import under_mocks
 
-    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
+    return under_mocks()
 
 
 def _azuread_lookup(name: DirectoryName) -> str:
@@ -252,7 +251,24 @@ def _azuread_lookup(name: DirectoryName) -> str:
     except DirectoryLookupError:
         raise
     except Exception as error:  # an invoke failure: the provider's message says unknown / ambiguous / denied
-        raise DirectoryLookupError(str(error).strip().splitlines()[0] if str(error).strip() else repr(error)) from None
+        raise DirectoryLookupError(invoke_failure_reason(str(error)) or repr(error)) from None
+
+
+# One reason of the bridge's go-multierror list ("\t* [attribute] summary: detail"), path prefix aside.
+_REASON = re.compile(r"^\s*\* (?:\[[^\]]*\] )?(?P<reason>.+)$")
+
+
+def invoke_failure_reason(message: str) -> str:
+    """What a failed pulumi-azuread lookup says, for one line of a config error (docs/names.md).
+
+    The bridge sends a data source's errors as "invoking <token>: 1 error occurred:" followed by one
+    "\t* [attribute] <reason>" line each: the reasons are what matter (they hold the name), the first
+    line says nothing. Anything else keeps its first line."""
+    reasons = [m["reason"].strip() for line in message.splitlines() if (m := _REASON.match(line))]
+    if reasons:
+        return "; ".join(reasons)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def _client_lookup(config: ClientStack, client_secret: str | None) -> Callable[[DirectoryName], str]:

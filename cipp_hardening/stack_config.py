@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import pulumi
 import pulumi.runtime.config
@@ -33,14 +33,38 @@ def secret_value(key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# The exec shim's and the language host's "the program already showed the error" code (pulumi/pulumi:
+# sdk/python/cmd/pulumi-language-python-exec, PYTHON_PROCESS_EXITED_AFTER_SHOWING_USER_ACTIONABLE_MESSAGE_CODE).
+SHOWN_TO_USER_EXIT_CODE = 32
+
+
+def stop_on_config_error(error: ConfigError) -> NoReturn:
+    """One report of every problem, then stop (nothing registered; docs/configuration.md).
+
+    A RunError would be logged a second time by the exec shim, which then exits 1, and the CLI adds
+    "an unhandled error occurred"; exit code 32 makes the language host bail quietly instead. Under the
+    offline mocks there is no host: each problem is logged and the RunError carries the report."""
+    if under_mocks():
+        for problem in error.problems:
+            pulumi.log.error(str(problem))
+        raise pulumi.RunError(str(error))
+    pulumi.log.error(str(error))
+    raise SystemExit(SHOWN_TO_USER_EXIT_CODE)
+
+
+def under_mocks() -> bool:
+    import pulumi.runtime.settings
+    from pulumi.runtime.mocks import MockMonitor
+
+    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
+
+
 def load_stack_config() -> StackConfig:
-    """Validated config, or every problem logged as an error and a clean RunError (nothing registered)."""
+    """Validated config, or one report of every problem and a stop (stop_on_config_error)."""
     try:
         config = parse_stack_config(raw_stack_config())
     except ConfigError as error:
-        for problem in error.problems:
-            pulumi.log.error(str(problem))
-        raise pulumi.RunError(str(error)) from None
+        stop_on_config_error(error)
     for warning in config.warnings:
         pulumi.log.warn(warning)
     return config

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_azuread as azuread
 
 from cipp_hardening.config import WorkloadIdentityClient, WorkloadIdentityPolicies
+from cipp_hardening.directory_names import invoke_failure_reason
 from cipp_hardening.workload_identity import SECTION
 
 
@@ -69,16 +70,17 @@ class CippApiWorkloadIdentityPolicies(pulumi.ComponentResource):
         here, with the message below, instead of surfacing in every output that depends on it."""
         try:
             found = azuread.get_service_principal(client_id=client.client_id, opts=pulumi.InvokeOptions(parent=self))
-        except Exception as error:  # the provider's "No service principal found for application ID: …"
+        except Exception as error:  # the provider's "No service principal found", in the bridge's error list
             raise pulumi.RunError(_missing_message(client, error)) from None
         _check_own_tenant(client, found, tenant_id)
         return pulumi.Output.from_input(found.object_id)
 
 
 def _missing_message(client: WorkloadIdentityClient, error: BaseException) -> str:
+    reason = invoke_failure_reason(str(error)) or repr(error)
     return (
         f"{SECTION}: no service principal for CIPP-API client {client.client_id} ({client.config_key}.clientId) "
-        f"in this tenant: {error}. The policy needs the service principal's object id; check the client id, "
+        f"in this tenant: {reason}. The policy needs the service principal's object id; check the client id, "
         "or remove the client from cippApi.clients"
     )
 

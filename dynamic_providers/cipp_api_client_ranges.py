@@ -164,6 +164,14 @@ def _outputs(props: dict[str, Any], client: Client, adopted: list[str]) -> dict[
     }
 
 
+def _observed_inputs(props: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as CIPP holds them now: what the CLI compares the declared inputs with when it shows an
+    update, so a portal edit found by refresh shows as `~ allowedRanges` (docs/part-c.md). pulumi.dynamic's
+    Diff passes no changed keys or detailed diff to the engine (pulumi/dynamic/__main__.py, Diff), so this
+    is the only way to mark the field. Nothing writes these back: update applies the declared inputs."""
+    return {**{key: props[key] for key in INPUT_KEYS if key in props}, "allowedRanges": outputs["currentRanges"]}
+
+
 def _warn_about_delete(outputs: dict[str, Any]) -> None:
     plan = delete_plan(outputs)
     if plan.action == "refuse":
@@ -208,7 +216,8 @@ class CippApiClientRangesProvider(ResourceProvider):
         if client is None:
             return ReadResult(None, {})  # the client was deleted in CIPP
         adopted = props.get("adoptedRanges")
-        return ReadResult(id_, _outputs(props, client, list(adopted) if isinstance(adopted, list) else []))
+        outputs = _outputs(props, client, list(adopted) if isinstance(adopted, list) else [])
+        return ReadResult(id_, outputs, _observed_inputs(props, outputs))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         plan = delete_plan(props)

@@ -209,3 +209,32 @@ def test_snapshot_saves_the_names_and_the_plan_reads_them(
     capsys.readouterr()
     assert plan.main(["--stack-file", str(stack_file), "--directory", str(out / "directory.json")]) == 0
     assert TECH_GROUP_ID in capsys.readouterr().out
+
+
+def test_a_failed_azuread_lookup_keeps_the_reason_and_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi_azuread
+
+    from cipp_hardening.config import ConfigError
+    from cipp_hardening.directory_names import _azuread_lookup, resolve_with
+
+    token = "azuread:index/getUser:getUser"
+    # What the Python SDK raises for the bridge's error (pulumi/runtime/invoke.py; the bridge's text is
+    # pulumi-terraform-bridge's multierror list, the reason terraform-provider-azuread's userDataSourceRead's)
+    failure = (
+        f"invoke of {token} failed: invoking {token}: 1 error occurred:\n"
+        '\t* [user_principal_name] User with UPN "gone@msp.example" was not found\n\n'
+    )
+
+    def get_user(**_: Any) -> Any:
+        raise Exception(failure)
+
+    monkeypatch.setattr(pulumi_azuread, "get_user", get_user)
+    raw = msp_raw()
+    raw["serviceAccount"]["userId"] = "gone@msp.example"
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    with pytest.raises(ConfigError) as raised:
+        resolve_with(config, _azuread_lookup)
+    assert [(p.key, p.message) for p in raised.value.problems] == [
+        ("serviceAccount.userId", 'User with UPN "gone@msp.example" was not found')
+    ]

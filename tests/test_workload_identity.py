@@ -428,3 +428,18 @@ def test_graph_refusing_without_the_licence_is_one_error_naming_the_section(worl
 def test_licence_error_recognises_only_the_licence_refusal() -> None:
     assert licence_error(WORKLOAD_IDENTITY_LICENCE_1150) is not None
     assert licence_error("1040: NamedLocation with id x does not exist in the directory.") is None
+
+
+def test_a_missing_service_principal_keeps_the_providers_reason_on_one_line() -> None:
+    from cipp_hardening.config import WorkloadIdentityClient
+    from components.workload_identity import _missing_message
+
+    token = "azuread:index/getServicePrincipal:getServicePrincipal"
+    # The bridge's error list around terraform-provider-azuread's text (servicePrincipalDataSourceRead)
+    failure = Exception(
+        f"invoke of {token} failed: invoking {token}: 1 error occurred:\n"
+        "\t* No service principal found: no service principal found\n\n"
+    )
+    message = _missing_message(WorkloadIdentityClient(RMM, ("203.0.113.0/24",), "cippApi.clients[1]"), failure)
+    assert "\n" not in message
+    assert "in this tenant: No service principal found: no service principal found. The policy" in message

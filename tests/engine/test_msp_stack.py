@@ -8,6 +8,7 @@ Part C's dynamic resources through the real dynamic-provider host, with the mana
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -161,3 +162,22 @@ def test_names_resolve_through_the_provider_and_the_pack_checks_the_ids(
     output = unknown.value.result.stdout + unknown.value.result.stderr
     assert "technicianAccess.breakGlassUserIds[0]" in output
     assert "nobody@msp.example" in output
+
+
+def test_part_c_drift_marks_the_changed_field_and_up_repairs_it(project: PulumiProject, world: DemoWorld) -> None:
+    project.run("up", "--yes", "--skip-preview", "--stack", STACK)
+    row = world.cipp.client_row(RMM)
+    assert row is not None
+    world.cipp.add_client(RMM, row["AppName"], row["Role"], ["198.51.100.0/24"])  # a portal edit
+
+    shown = project.run("preview", "--refresh", "--diff", "--stack", STACK).stdout
+    # the update names the field, from what CIPP holds now to what the stack declares
+    update = shown.split("pulumi-python:dynamic/cipp:CippApiClientRanges: (update)", 1)[1]
+    assert "~ allowedRanges" in update, shown
+    assert '~ [0]: "198.51.100.0/24" => "203.0.113.0/24"' in update, shown
+
+    project.run("up", "--yes", "--refresh", "--skip-preview", "--stack", STACK)
+    repaired = world.cipp.client_row(RMM)
+    assert repaired is not None
+    assert json.loads(repaired["IPRange"]) == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/48"]
+    project.run("preview", "--refresh", "--expect-no-changes", "--stack", STACK)

@@ -654,9 +654,23 @@ def test_the_lookup_functions_answer_from_the_directory(
     group = invoke(plugin, "azuread:index/getGroup:getGroup", {"displayName": "CIPP Technicians"})
     assert group["objectId"] == group_id
 
-    missing = rpc_error(invoke, plugin, "azuread:index/getServicePrincipal:getServicePrincipal", {"clientId": "x"})
-    assert "No service principal found for application ID: 'x'" in missing.details()
-    unknown = rpc_error(invoke, plugin, "azuread:index/getGroup:getGroup", {"displayName": "Nobody"})
-    assert "No group found with display name: 'Nobody'" in unknown.details()
+    # upstream's texts (terraform-provider-azuread v3.9.0 data sources) in the bridge's multi-line format
+    sp_token, user_token, group_token = (
+        f"azuread:index/{f}:{f}" for f in ("getServicePrincipal", "getUser", "getGroup")
+    )
+    missing = rpc_error(invoke, plugin, sp_token, {"clientId": "x"})
+    assert missing.details() == (
+        f"invoking {sp_token}: 1 error occurred:\n\t* No service principal found: no service principal found\n\n"
+    )
+    nobody = rpc_error(invoke, plugin, user_token, {"userPrincipalName": "x@msp.example"})
+    assert nobody.details() == (
+        f"invoking {user_token}: 1 error occurred:\n"
+        '\t* [user_principal_name] User with UPN "x@msp.example" was not found\n\n'
+    )
+    unknown = rpc_error(invoke, plugin, group_token, {"displayName": "Nobody's"})
+    assert unknown.details() == (
+        f"invoking {group_token}: 1 error occurred:\n"
+        "\t* [display_name] No group found matching specified filter (displayName eq 'Nobody's')\n\n"
+    )
     other = rpc_error(invoke, plugin, "azuread:index/getDomains:getDomains", {})
     assert other.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -14,7 +14,8 @@ What it does
     * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
       ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``, and the read-only functions
       the program calls (getServicePrincipal by clientId, getUser by userPrincipalName, getGroup by
-      displayName; ``LOOKUPS``). Any other token is an error that names it.
+      displayName; ``LOOKUPS``). Any other token is an error that names it. A failed lookup answers
+      upstream's texts in the bridge's format (``DataSourceError``).
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
     * Check validates property names (and required properties) against the 6.11.1 schema, which
@@ -54,7 +55,7 @@ What it does
       (ImporterValidatingResourceId), and answers inputs extracted from the object, as the bridge does.
 
 What it does NOT do
-    * No other azuread resources, no functions (Invoke), no GetSchema, no Parameterize. Outside an
+    * No other azuread resources or functions, no GetSchema, no Parameterize. Outside an
       import, a bare GUID id is accepted as well as the path form.
     * No Terraform ValidateFunc checks (enums, CIDR prefix lengths, AtLeastOneOf, CustomizeDiff
       rules), no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
@@ -78,6 +79,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -783,12 +785,29 @@ def _deadline(timeout: float) -> float:
 # -- the data sources the program reads (pulumi-azuread functions), read-only ---------------------------
 
 
-def _one(found: Sequence[Mapping[str, Any]], none: str, many: str) -> Mapping[str, Any]:
-    if not found:
-        raise LookupError(none)
-    if len(found) > 1:
-        raise LookupError(many)
-    return found[0]
+class DataSourceError(LookupError):
+    """One error diagnostic of a data source read, as upstream builds it (internal/helpers/tf/errors.go,
+    ErrorDiagF and ErrorDiagPathF of terraform-provider-azuread v3.9.0): a summary, the error that caused
+    it as detail, and the attribute path it is about."""
+
+    def __init__(self, summary: str, *, detail: str = "", attribute: str = "") -> None:
+        super().__init__(summary)
+        self.summary, self.detail, self.attribute = summary, detail, attribute
+
+    def bridged(self) -> str:
+        """The text the bridge sends for it (pulumi-terraform-bridge: pkg/tfshim/sdk-v2/diagnostics.go,
+        errors(), collects error diagnostics with go-multierror, whose ListFormatFunc writes
+        "1 error occurred:\n\t* %s\n\n"; pkg/tfshim/diagnostics/error.go, ValidationError.Error(),
+        writes "[path] summary: detail")."""
+        text = f"{self.summary}: {self.detail}" if self.detail else self.summary
+        if self.attribute:
+            text = f"[{self.attribute}] {text}"
+        return f"1 error occurred:\n\t* {text}\n\n"
+
+
+def _go_quote(value: str) -> str:
+    """Go's %q for the names we look up (printable text): double quotes, backslash escapes."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _odata_quote(value: str) -> str:
@@ -796,14 +815,19 @@ def _odata_quote(value: str) -> str:
 
 
 def get_service_principal(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_service_principal by client_id (service_principal_data_source.go): $filter on appId."""
+    """data.azuread_service_principal by client_id (service_principal_data_source.go,
+    servicePrincipalDataSourceRead): $filter on appId, the first whose appId matches; none is an error."""
     client_id = str(args.get("clientId") or "")
-    found = graph.list_all("/servicePrincipals", {"$filter": f"appId eq '{_odata_quote(client_id)}'"})
-    sp = _one(
-        found,
-        f"No service principal found for application ID: {client_id!r}",
-        f"More than one service principal found for application ID: {client_id!r}",
-    )
+    found_filter = f"appId eq '{_odata_quote(client_id)}'"
+    try:
+        found = graph.list_all("/servicePrincipals", {"$filter": found_filter})
+    except GraphError as exc:
+        raise DataSourceError(
+            f"Listing service principals for filter {_go_quote(found_filter)}", detail=str(exc)
+        ) from None
+    sp = next((sp for sp in found if str(sp.get("appId", "")).lower() == client_id.lower()), None)
+    if sp is None:
+        raise DataSourceError("No service principal found", detail="no service principal found")
     return {
         "id": sp["id"],
         "objectId": sp["id"],
@@ -814,27 +838,35 @@ def get_service_principal(graph: GraphClient, args: Mapping[str, Any]) -> dict[s
 
 
 def get_user(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_user by user_principal_name (user_data_source.go)."""
+    """data.azuread_user by user_principal_name (user_data_source.go, userDataSourceRead), upstream's
+    texts. The request is still GET /users/{upn}, not upstream's $filter (the Graph emulator has no
+    $filter on users yet), so "More than one user found" cannot happen here."""
     upn = str(args.get("userPrincipalName") or "")
     try:
         user = graph.get(f"/users/{quote(upn)}")
     except GraphError as exc:
         if exc.status == 404:
-            raise LookupError(f"User not found with UPN: {upn!r}") from None
-        raise
+            raise DataSourceError(
+                f"User with UPN {_go_quote(upn)} was not found", attribute="user_principal_name"
+            ) from None
+        raise DataSourceError(f"Finding user with UPN: {_go_quote(upn)}", detail=str(exc)) from None
     return {"id": user["id"], "objectId": user["id"], "userPrincipalName": user.get("userPrincipalName")}
 
 
 def get_group(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_group by display_name (group_data_source.go)."""
+    """data.azuread_group by display_name (group_data_source.go, groupDataSourceRead), upstream's texts:
+    they quote the filter upstream builds, `displayName eq '%s'` with the name's quotes unescaped. The
+    request still escapes them and goes to v1.0, not upstream's beta."""
     name = str(args.get("displayName") or "")
-    found = graph.list_all("/groups", {"$filter": f"displayName eq '{_odata_quote(name)}'"})
-    group = _one(
-        found,
-        f"No group found with display name: {name!r}",
-        f"More than one group found with display name: {name!r}",
-    )
-    return {"id": group["id"], "objectId": group["id"], "displayName": group.get("displayName")}
+    upstream_filter = f"displayName eq '{name}'"
+    try:
+        found = graph.list_all("/groups", {"$filter": f"displayName eq '{_odata_quote(name)}'"})
+    except GraphError as exc:
+        raise DataSourceError(f"Retrieving groups for filter ({upstream_filter})", detail=str(exc)) from None
+    if len(found) != 1:
+        which = "More than one group found" if found else "No group found"
+        raise DataSourceError(f"{which} matching specified filter ({upstream_filter})", attribute="display_name")
+    return {"id": found[0]["id"], "objectId": found[0]["id"], "displayName": found[0].get("displayName")}
 
 
 LOOKUPS: Final[Mapping[str, Callable[[GraphClient, Mapping[str, Any]], dict[str, Any]]]] = {
@@ -909,6 +941,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 result = lookup(graph, args)
         except (StandInError, GraphError, LookupError, credentials.CredentialError) as exc:
             message = exc.message if isinstance(exc, StandInError) else str(exc)
+            if isinstance(exc, DataSourceError):
+                message = exc.bridged()
+            # pkg/tfbridge/provider.go, Invoke: errors.Wrapf(err, "invoking %s", tok)
             self._abort(context, grpc.StatusCode.UNKNOWN, f"invoking {request.tok}: {message}")
         return provider_pb2.InvokeResponse(**{"return": to_struct(result)})
 

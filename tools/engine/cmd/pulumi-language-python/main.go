@@ -201,16 +201,12 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	if err != nil {
 		return nil, err
 	}
-	config, err := json.Marshal(req.GetConfig())
+	env, err := configEnvironment(req)
 	if err != nil {
-		return nil, fmt.Errorf("serialising the stack config: %w", err)
-	}
-	secretKeys, err := json.Marshal(req.GetConfigSecretKeys())
-	if err != nil {
-		return nil, fmt.Errorf("serialising the secret config keys: %w", err)
+		return nil, err
 	}
 	cmd.Dir = req.GetPwd()
-	cmd.Env = append(cmd.Environ(), "PULUMI_CONFIG="+string(config), "PULUMI_CONFIG_SECRET_KEYS="+string(secretKeys))
+	cmd.Env = append(cmd.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	parentdeath.Bind(cmd) // the program dies with us, and we die with the CLI
 	if err := parentdeath.RunBound(cmd); err != nil {
@@ -224,6 +220,30 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 		return &pulumirpc.RunResponse{Error: fmt.Sprintf("could not run the Python program: %v", err)}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// configEnvironment passes the stack config as upstream's host does (pulumi/pulumi
+// sdk/python/cmd/pulumi-language-python/main.go, constructConfig and constructConfigSecretKeys):
+// no PULUMI_CONFIG at all when the stack has no config (the SDK reads "null" as a config and crashes),
+// and "[]" rather than "null" when no key is secret.
+func configEnvironment(req *pulumirpc.RunRequest) ([]string, error) {
+	var env []string
+	if config := req.GetConfig(); config != nil {
+		encoded, err := json.Marshal(config)
+		if err != nil {
+			return nil, fmt.Errorf("serialising the stack config: %w", err)
+		}
+		env = append(env, "PULUMI_CONFIG="+string(encoded))
+	}
+	secretKeys := req.GetConfigSecretKeys()
+	if secretKeys == nil {
+		secretKeys = []string{}
+	}
+	encoded, err := json.Marshal(secretKeys)
+	if err != nil {
+		return nil, fmt.Errorf("serialising the secret config keys: %w", err)
+	}
+	return append(env, "PULUMI_CONFIG_SECRET_KEYS="+string(encoded)), nil
 }
 
 // runArguments are the exec shim's flags, in the names its argparse declares.
