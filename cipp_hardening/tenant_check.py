@@ -21,9 +21,8 @@ from typing import Any
 
 import pulumi
 
-from cipp_hardening import adoption
+from cipp_hardening import adoption, inventory
 from cipp_hardening.config import MspStack
-from cipp_hardening.inventory import _offline_run
 from dynamic_providers import credentials
 from dynamic_providers.graph_client import GraphClient, GraphError
 
@@ -93,7 +92,7 @@ def list_tenant(config: MspStack) -> adoption.Tenant:
 def check_tenant(config: MspStack) -> adoption.Decision:
     """The decision for this run; raises pulumi.RunError (nothing registered yet) when a create would
     duplicate an existing object, or the adopt key cannot be honoured."""
-    if _offline_run():
+    if inventory._offline_run():  # looked up at each call: tests switch it
         pulumi.log.warn(OFFLINE_LINE)
         return adoption.Decision()
     import requests  # a live read only

@@ -23,6 +23,7 @@ from pulumi.dynamic import Config, ConfigureRequest, CreateResult, ReadResult, U
 from pulumi.dynamic.dynamic import serialize_provider
 from tenacity import wait_none
 
+from cipp_hardening.adoption import Decision
 from cipp_hardening.cipp_api import DENY_ALL, add_update_body
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, run_program
@@ -612,7 +613,7 @@ def test_the_program_through_the_provider_host(
 ) -> None:
     open_client = cipp_caller(role="readonly", app_name="PSA")
     cipp_caller(role="readonly", enabled=False, app_name="old script")
-    monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)  # list the emulator like `up` would
+    list_cipp_live(monkeypatch)  # list the emulator like `up` would
     config = stack_config(
         cipp,
         [
@@ -695,8 +696,15 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
 
 
 # -- the program's open-clients check, listing the emulator as a real `pulumi up` does ---------------
-def run_live(cipp: Cipp, monkeypatch: pytest.MonkeyPatch, mode: str = "warn", **secret: str) -> OfflineRun:
+def list_cipp_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program lists CIPP as under `up`; no MSP tenant is there to check for duplicates (docs/adopt.md,
+    covered by tests/test_adoption.py)."""
     monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)
+    monkeypatch.setattr("cipp_hardening.tenant_check.check_tenant", lambda _config: Decision())
+
+
+def run_live(cipp: Cipp, monkeypatch: pytest.MonkeyPatch, mode: str = "warn", **secret: str) -> OfflineRun:
+    list_cipp_live(monkeypatch)
     config = stack_config(cipp, [{"clientId": cipp.rmm.client_id, "allowedRanges": [OFFICE]}])
     config["cipp-hardening:cippApi"] = config["cipp-hardening:cippApi"].replace('"warn"', f'"{mode}"')
     config.update(secret)
