@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
+# `make plan` alone shows the example (README first screen); STACK=… (command line or environment) plans that stack.
+PLAN_STACK := $(if $(filter command line environment,$(origin STACK)),$(STACK),example)
 
 .PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote adopt engine e2e chaos
 
@@ -24,11 +26,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials; it
+## plan: offline plan of a stack (STACK=prod; without STACK, the example stack Pulumi.example.yaml): resource tree + the Graph JSON bodies, no CLI or credentials; it
 ##       lists the snapshots it reads (the stack's offlineSnapshot key, or snapshots/STACK/ from `make snapshot`;
 ##       POLICIES=dir, CIPP_CLIENTS=file, DIRECTORY=file override them); exit codes: `cipp-hardening plan --help`
 plan: $(VENV)/.runtime
-	@$(BIN)/cipp-hardening plan --stack "$(STACK)" $(if $(JSON),--json "$(JSON)") \
+	@$(BIN)/cipp-hardening plan --stack "$(PLAN_STACK)" $(if $(JSON),--json "$(JSON)") \
 	  $(if $(POLICIES),--policies "$(POLICIES)") $(if $(CIPP_CLIENTS),--cipp-clients "$(CIPP_CLIENTS)") \
 	  $(if $(DIRECTORY),--directory "$(DIRECTORY)")
 
