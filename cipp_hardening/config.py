@@ -54,7 +54,6 @@ PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"
 
 SECRET_KEYS = frozenset({"cippApiManagerSecret", "cippApiRolesSecret", "graphClientSecret"})
 
-Mode = Literal["msp", "client"]
 T = TypeVar("T")
 
 

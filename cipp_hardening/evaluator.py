@@ -130,7 +130,6 @@ REPORT_ONLY: Final = "enabledForReportingButNotEnforced"
 DISABLED: Final = "disabled"
 APPLIES_REASON: Final = "notSet"
 MFA_TRUSTED_IPS_LOCATION: Final = "00000000-0000-0000-0000-000000000000"
-MFA_STRENGTH_ID: Final = "00000000-0000-0000-0000-000000000002"
 
 EXTERNAL_KINDS: Final = frozenset(
     {
