@@ -84,11 +84,13 @@ demo: $(VENV)/.demo
 ## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [RECOVER=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed;
 ##        a Markdown summary in .fleet/summary.md, also appended to SUMMARY=file (CI: $GITHUB_STEP_SUMMARY)
+##        SECRETS_PROVIDER=url: creates the stacks that have a file but no state yet (onboard-clients writes files
+##        only, no `pulumi stack init`) with that secrets provider; without it such a stack fails (docs/fleet.md)
 fleet: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
 	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(RECOVER),--recover) \
 	  $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
-	  $(if $(SUMMARY),--summary "$(SUMMARY)")
+	  $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(SECRETS_PROVIDER),--secrets-provider "$(SECRETS_PROVIDER)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes
