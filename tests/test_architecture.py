@@ -64,3 +64,7 @@ def test_one_guid_pattern_in_the_product() -> None:
         if "{12}" in path.read_text(encoding="utf-8") and "tests" not in path.relative_to(ROOT).parts
     ]
     assert copies == ["cipp_hardening/config.py"]
+
+
+def test_the_benchmarks_never_import_the_tests() -> None:
+    assert offenders(python_files("bench"), ("tests",)) == []
