@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= prod
+# `make plan` alone shows the example (README first screen); STACK=… (command line or environment) plans that stack.
+PLAN_STACK := $(if $(filter command line environment,$(origin STACK)),$(STACK),example)
 
 .PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote adopt engine e2e chaos
 
@@ -24,11 +26,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## plan: offline plan of a stack (STACK=prod): resource tree + the Graph JSON bodies, no CLI or credentials; it
+## plan: offline plan of a stack (STACK=prod; without STACK, the example stack Pulumi.example.yaml): resource tree + the Graph JSON bodies, no CLI or credentials; it
 ##       lists the snapshots it reads (the stack's offlineSnapshot key, or snapshots/STACK/ from `make snapshot`;
 ##       POLICIES=dir, CIPP_CLIENTS=file, DIRECTORY=file override them); exit codes: `cipp-hardening plan --help`
 plan: $(VENV)/.runtime
-	@$(BIN)/cipp-hardening plan --stack "$(STACK)" $(if $(JSON),--json "$(JSON)") \
+	@$(BIN)/cipp-hardening plan --stack "$(PLAN_STACK)" $(if $(JSON),--json "$(JSON)") \
 	  $(if $(POLICIES),--policies "$(POLICIES)") $(if $(CIPP_CLIENTS),--cipp-clients "$(CIPP_CLIENTS)") \
 	  $(if $(DIRECTORY),--directory "$(DIRECTORY)")
 
@@ -82,11 +84,13 @@ demo: $(VENV)/.demo
 ## fleet: ACTION=preview|up|refresh [STACKS='client-*'] [PARALLEL=8] [RESUME=1] [RECOVER=1] [PROJECT_DIR=.] runs the action over many stacks
 ##        through the Automation API (needs the Pulumi CLI); logs in .fleet/logs/, non-zero exit when a stack failed;
 ##        a Markdown summary in .fleet/summary.md, also appended to SUMMARY=file (CI: $GITHUB_STEP_SUMMARY)
+##        SECRETS_PROVIDER=url: creates the stacks that have a file but no state yet (onboard-clients writes files
+##        only, no `pulumi stack init`) with that secrets provider; without it such a stack fails (docs/fleet.md)
 fleet: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening fleet --action "$(or $(ACTION),preview)" --stacks "$(or $(STACKS),client-*)" \
 	  --parallel "$(or $(PARALLEL),8)" $(if $(RESUME),--resume) $(if $(RECOVER),--recover) \
 	  $(if $(PROJECT_DIR),--project-dir "$(PROJECT_DIR)") \
-	  $(if $(SUMMARY),--summary "$(SUMMARY)")
+	  $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(SECRETS_PROVIDER),--secrets-provider "$(SECRETS_PROVIDER)")
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes

@@ -133,7 +133,7 @@ def onboarding(count: int) -> dict[str, Any]:
 
 
 def write_msp_stack(project: Path, url: str, manager: str) -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8"))["config"]
+    config = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8"))["config"]
     config["azuread:tenantId"] = CIPP_TENANT
     config["cipp-hardening:cippApi"] = {"url": url, "managerClientId": manager}
     config.pop("cipp-hardening:scenariosFile", None)

@@ -121,7 +121,7 @@ def commands(folder: Path, client_policies: int) -> dict[str, list[str]]:
             "--stack",
             "prod",
             "--cipp-clients",
-            "examples/prod-cipp-clients.json",
+            "examples/example-cipp-clients.json",
         ],
         f"plan client, {client_policies} policies": client_stack(folder, client_policies),
         "bootstrap under mocks": [PY, "-c", BOOTSTRAP],

@@ -37,11 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.emulated_tenants import CA_PATH, Lab, Rate, machine  # noqa: E402
+from bench.emulated_tenants import CA_PATH, MSP, Lab, Rate, machine  # noqa: E402
 from cipp_hardening.commands.fleet import Outcome, run_fleet  # noqa: E402
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
 from emulators.provider_host import StateEntry  # noqa: E402
-from tests.part_d import MSP  # noqa: E402
 
 MAX_POLICIES = 195
 

@@ -26,19 +26,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine_info import machine  # noqa: E402, F401  (re-exported for the benches)
+from cipp_hardening.commands.demo import runtime_config as to_runtime_config  # noqa: E402
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
 from dynamic_providers import credentials  # noqa: E402
 from emulators.clients import GRAPH_ROLES, graph_client_env  # noqa: E402
 from emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
 from emulators.provider_host import MiniEngine, ProviderHost, StateEntry, collect_dynamic_resources  # noqa: E402
-from tests.helpers import to_runtime_config  # noqa: E402
-from tests.part_d import MSP, policy  # noqa: E402
+
+MSP = "00000000-0000-0000-0000-00000000a001"  # the example MSP tenant (Pulumi.example.yaml)
 
 CA_PATH = "/identity/conditionalAccess/"
 MSP_EXCLUDED = {  # the MSP's service-provider users excluded, as Part D writes it
@@ -50,6 +52,20 @@ MSP_EXCLUDED = {  # the MSP's service-provider users excluded, as Part D writes 
     },
 }
 _declare_lock = threading.Lock()
+
+
+def policy(display_name: str, **users: Any) -> dict[str, Any]:
+    """A minimal valid v1.0 policy (docs/graph-ca.md) whose users object carries `users` on top of includeUsers All."""
+    return {
+        "displayName": display_name,
+        "state": "enabled",
+        "conditions": {
+            "clientAppTypes": ["all"],
+            "applications": {"includeApplications": ["All"]},
+            "users": {"includeUsers": ["All"], "excludeUsers": ["00000000-0000-0000-0000-0000000000b1"], **users},
+        },
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+    }
 
 
 @dataclass(frozen=True)

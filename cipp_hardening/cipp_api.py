@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from cipp_hardening.cidr import RangeError, cipp_range, dedupe
+from cipp_hardening.config import GUID
 
 ANY = "Any"  # what List shows for a client without ranges (§3): requests from every IP are allowed
 # What we record for a client whose stored IPRange is "[]": Get-CippApiClient leaves its list empty and
 # Test-CIPPAccess then matches no address, so every request is refused (docs/part-c.md). Never a valid range.
 DENY_ALL = "None"
 MCP_SETUP_FAILED = "Client saved, but MCP app configuration failed"  # AddUpdate's warning after the row was saved
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Client = dict[str, Any]
 
@@ -542,7 +541,7 @@ def _input_failures(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     if "url" in inputs and not (isinstance(inputs["url"], str) and inputs["url"].startswith("https://")):
         failures.append(("url", f"must be the https:// URL of CIPP's Function App, got {inputs['url']!r}"))
     for key in ("tenantId", "managerClientId", "clientId"):
-        if key in inputs and not (isinstance(inputs[key], str) and _GUID.match(inputs[key])):
+        if key in inputs and not (isinstance(inputs[key], str) and GUID.match(inputs[key])):
             failures.append((key, f"must be a GUID, got {inputs[key]!r}"))
     if "allowedRanges" in inputs:
         ranges = inputs["allowedRanges"]

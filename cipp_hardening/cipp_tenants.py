@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from cipp_hardening.config import GUID
+
 PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"  # the example stacks' obviously fake ids
 DIRECT_STATUS = "directTenant"
 PARTNER_MARKER = "PartnerTenant"

@@ -45,7 +45,9 @@ POLICY_STATES = {
 }
 GRAPH_STATES = frozenset(POLICY_STATES.values())
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# The one GUID pattern of the project (any case): config keys, CIPP client and tenant ids, the evaluator's
+# placeholder test all use it.
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Hex digits and dashes only, GUID-long: a GUID with a typo, never a name worth looking up.
 _GUID_LIKE = re.compile(r"^[0-9a-fA-F-]{30,40}$")
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -54,7 +56,6 @@ PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"
 
 SECRET_KEYS = frozenset({"cippApiManagerSecret", "cippApiRolesSecret", "graphClientSecret"})
 
-Mode = Literal["msp", "client"]
 T = TypeVar("T")
 
 
@@ -327,7 +328,7 @@ class _Reader:
         return str(value)
 
     def guid(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not _GUID.match(value.strip()):
+        if not isinstance(value, str) or not GUID.match(value.strip()):
             self.fail(key, f"must be a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
             return ""
         return value.strip().lower()
@@ -360,7 +361,7 @@ class _Reader:
     ) -> str:
         """A GUID (lower-cased) or a name: a user principal name for users, a display name for groups."""
         text = value.strip() if isinstance(value, str) else ""
-        if _GUID.match(text):
+        if GUID.match(text):
             return text.lower()
         what = "a user principal name (name@domain)" if kind == "user" else "a group display name"
         if not text or _GUID_LIKE.match(text) or (kind == "user" and not _UPN.match(text)):

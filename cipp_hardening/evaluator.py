@@ -83,12 +83,13 @@ Decisions where the reference is silent (all [I], inferred, in docs/graph-ca.md'
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
+
+from cipp_hardening.config import GUID
 
 # --- three-valued logic -------------------------------------------------------------------------
 
@@ -130,7 +131,6 @@ REPORT_ONLY: Final = "enabledForReportingButNotEnforced"
 DISABLED: Final = "disabled"
 APPLIES_REASON: Final = "notSet"
 MFA_TRUSTED_IPS_LOCATION: Final = "00000000-0000-0000-0000-000000000000"
-MFA_STRENGTH_ID: Final = "00000000-0000-0000-0000-000000000002"
 
 EXTERNAL_KINDS: Final = frozenset(
     {
@@ -160,7 +160,6 @@ _USER_ACTION_ALIASES: Final = {
 }
 _UNSTATED_APP: Final = "all"
 
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _KNOWN_CONDITIONS: Final = frozenset(
     {
         "users",
@@ -338,7 +337,7 @@ class _Facts:
         principal = sign_in.service_principal_id.strip().lower()
         self.workload = _Workload(
             principal,
-            bool(_GUID.match(principal)),
+            bool(GUID.match(principal)),
             sign_in.single_tenant,
             _lower_or_none(sign_in.service_principal_risk),
         )
@@ -404,7 +403,7 @@ class _Refs:
     @classmethod
     def of(cls, values: Iterable[str], keywords: AbstractSet[str] = frozenset()) -> _Refs:
         ids = frozenset(v for v in values if v not in keywords)
-        return cls(ids, any(not _GUID.match(v) for v in ids))
+        return cls(ids, any(not GUID.match(v) for v in ids))
 
     def match(self, values: frozenset[str]) -> Tri:
         if not self.ids.isdisjoint(values):
@@ -514,7 +513,7 @@ class _PrincipalRefs:
     def of(cls, values: Any) -> _PrincipalRefs:
         lowered = _lowered(values)
         ids = lowered - {"serviceprincipalsinmytenant", "none"}
-        return cls("serviceprincipalsinmytenant" in lowered, ids, any(not _GUID.match(i) for i in ids))
+        return cls("serviceprincipalsinmytenant" in lowered, ids, any(not GUID.match(i) for i in ids))
 
     @property
     def empty(self) -> bool:
@@ -575,7 +574,7 @@ class _AppRefs:
         apps = _lowered(values)
         groups = apps & {g.lower() for g in APP_GROUPS}
         ids = apps - groups - {"all", "none"}
-        return cls("all" in apps, ids, groups, any(not _GUID.match(i) for i in ids))
+        return cls("all" in apps, ids, groups, any(not GUID.match(i) for i in ids))
 
     @property
     def empty(self) -> bool:

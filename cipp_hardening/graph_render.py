@@ -54,14 +54,6 @@ def render_named_location(inputs: Mapping[str, Any]) -> Body:
     }
 
 
-def render_named_location_update(olds: Mapping[str, Any], news: Mapping[str, Any]) -> Body:
-    """The PATCH body of an IP named location: displayName only when it changed (docs/graph-ca.md §4.1)."""
-    body = render_named_location(news)
-    if olds.get("displayName") == news.get("displayName"):
-        del body["displayName"]
-    return body
-
-
 def render_policy(inputs: Mapping[str, Any]) -> Body:
     _known(inputs, {"displayName", "state", "conditions", "grantControls", "sessionControls", "objectId"}, "policy")
     return {

@@ -1148,8 +1148,12 @@ class GraphEmulator:
         port: int = 0,
         seed: int | None = None,
         settings: EmulatorSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tls = tls or make_test_tls()
+        # Seconds, monotonic: what throttling and the read / replication lags measure; tests inject a fake one.
+        self.clock = clock
+        self._initial_clock = clock
         self.directory = directory or Directory()
         self.settings = settings or EmulatorSettings()
         self._initial_settings = copy.deepcopy(self.settings)
@@ -1210,6 +1214,7 @@ class GraphEmulator:
             self._what_if.clear()
             self._log.clear()
             self.settings = copy.deepcopy(self._initial_settings)
+            self.clock = self._initial_clock
 
     def set_what_if(self, tenant_id: str, answer: WhatIfAnswer | None) -> None:
         """What `POST identity/conditionalAccess/evaluate` answers in the tenant: for each enabled or report-only
@@ -1259,7 +1264,7 @@ class GraphEmulator:
             self.settings.throttle_rate_per_s = rate_per_s
             self.settings.throttle_burst = burst
             for state in self._tenants.values():
-                state.throttle_tokens, state.throttle_checked = burst, time.monotonic()
+                state.throttle_tokens, state.throttle_checked = burst, self.clock()
 
     # -- faults --------------------------------------------------------------------------------------
     def inject(
@@ -1444,7 +1449,7 @@ class GraphEmulator:
         key = tenant_id.lower()
         if key not in self._tenants:
             self._tenants[key] = TenantState(key, throttle_tokens=self.settings.throttle_burst)
-            self._tenants[key].throttle_checked = time.monotonic()
+            self._tenants[key].throttle_checked = self.clock()
         return self._tenants[key]
 
     def _entity_set(self, tenant_id: str, entity: _Entity) -> EntitySet:
@@ -1495,7 +1500,7 @@ class GraphEmulator:
 
     def _store(self, tenant_id: str, entity: _Entity, entity_id: str, value: JSONObject, *, created: bool) -> None:
         entities = self._entity_set(tenant_id, entity)
-        now = time.monotonic()
+        now = self.clock()
         entities.items[entity_id] = value
         if created:
             entities.created_at[entity_id] = now
@@ -1708,7 +1713,7 @@ class GraphEmulator:
             return
         with self._lock:
             state = self._tenant(tenant)
-            now = time.monotonic()
+            now = self.clock()
             elapsed = now - state.throttle_checked
             state.throttle_tokens = min(
                 settings.throttle_burst, state.throttle_tokens + elapsed * settings.throttle_rate_per_s
@@ -1738,7 +1743,7 @@ class GraphEmulator:
     def _collection(self, request: Request, tenant: str, entity: _Entity) -> Response:
         if request.method == "GET":
             with self._lock:
-                visible = self._entity_set(tenant, entity).visible(time.monotonic(), self.settings.read_lag_ms / 1000)
+                visible = self._entity_set(tenant, entity).visible(self.clock(), self.settings.read_lag_ms / 1000)
                 items = [canonical(entity, item) for item in visible.values()]
             return self._page(request, f"identity/conditionalAccess/{entity.segment}", items, entity.root)
         if request.method == "POST":
@@ -1748,7 +1753,7 @@ class GraphEmulator:
     def _item(self, request: Request, tenant: str, entity: _Entity, entity_id: str) -> Response:
         if request.method == "GET":
             with self._lock:
-                visible = self._entity_set(tenant, entity).visible(time.monotonic(), self.settings.read_lag_ms / 1000)
+                visible = self._entity_set(tenant, entity).visible(self.clock(), self.settings.read_lag_ms / 1000)
                 match = next((value for key, value in visible.items() if key.lower() == entity_id.lower()), None)
                 if match is None:
                     raise not_found(entity.label, entity_id)
@@ -1808,7 +1813,7 @@ class GraphEmulator:
                 self._check_location_deletable(tenant, entities.items[key])
             removed = entities.items.pop(key)
             entities.deleted[key] = {**removed, "deletedDateTime": graph_timestamp()}
-            entities.record_version(key, time.monotonic(), None, self.settings.read_lag_ms / 1000)
+            entities.record_version(key, self.clock(), None, self.settings.read_lag_ms / 1000)
         return Response(204)
 
     def _check_location_deletable(self, tenant: str, location: JSONObject) -> None:
@@ -1883,7 +1888,7 @@ class GraphEmulator:
             if text.lower() in SPECIAL_LOCATION_IDS:
                 continue
             key = entities.find(text)
-            replicated = key is not None and time.monotonic() - entities.created_at.get(key, 0.0) >= lag_s
+            replicated = key is not None and self.clock() - entities.created_at.get(key, 0.0) >= lag_s
             if not replicated:
                 # §1.5/§1.6 [S]: CIPP #4194/#4655, also for a location created moments ago.
                 raise bad_request(f"1040: NamedLocation with id {text} does not exist in the directory.")
@@ -1993,7 +1998,7 @@ class GraphEmulator:
                 raise bad_request(f"The parameter '{required}' is required.", reason=f"evaluate without {required}")
         with self._lock:
             answer = self._what_if.get(tenant)
-            visible = self._entity_set(tenant, POLICIES).visible(time.monotonic(), self.settings.read_lag_ms / 1000)
+            visible = self._entity_set(tenant, POLICIES).visible(self.clock(), self.settings.read_lag_ms / 1000)
             policies = [canonical(POLICIES, item) for item in visible.values()]
         if answer is None:
             raise GraphError(501, "NotImplemented", "What If is not emulated here.", reason="no What If answer set")

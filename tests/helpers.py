@@ -34,7 +34,7 @@ def raw_config(stack_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def msp_raw() -> dict[str, Any]:
-    return raw_config(stack_yaml("prod"))
+    return raw_config(stack_yaml("example"))
 
 
 def to_runtime_config(raw: dict[str, Any]) -> dict[str, str]:

@@ -228,7 +228,7 @@ def test_adopt_matches_by_name_then_by_content_and_blocks_what_import_cannot_rec
 
 
 def test_the_adopt_key_is_written_keeping_comments_and_read_back_by_the_config() -> None:
-    text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8")
     ids = {"trustedLocation": LOCATION_ID, "serviceAccount": PART_B_ID}
     written = adopted_stack_text(text, ids)
     assert written.startswith(text.split("config:")[0])
@@ -270,7 +270,7 @@ def test_the_offline_plan_says_it_skips_the_check() -> None:
 
 def _adopt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenant: Tenant, *argv: str) -> tuple[int, Path]:
     stack_file = tmp_path / "Pulumi.prod.yaml"
-    stack_file.write_text((ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    stack_file.write_text((ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(adopt_command, "read_tenant", lambda stack: (stack, tenant))
     code = adopt_command.main(["--stack", "prod", "--stack-file", str(stack_file), *argv])
     return code, stack_file
@@ -281,14 +281,14 @@ def test_adopt_refuses_an_ambiguous_match_and_writes_nothing(tmp_path: Path, mon
     twice = Tenant([*tenant.locations, {**tenant.locations[0], "id": OTHER_ID}], tenant.policies)
     code, stack_file = _adopt_in(tmp_path, monkeypatch, twice)
     assert code == 1
-    assert stack_file.read_text(encoding="utf-8") == (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    assert stack_file.read_text(encoding="utf-8") == (ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8")
 
 
 def test_adopt_writes_the_key_or_an_import_file_and_a_dry_run_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = declared_tenant(config())
-    original = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    original = (ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8")
     code, stack_file = _adopt_in(tmp_path, monkeypatch, tenant, "--dry-run")
     assert (code, stack_file.read_text(encoding="utf-8")) == (0, original)
     target = tmp_path / "import.json"

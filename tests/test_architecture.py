@@ -54,3 +54,17 @@ def test_only_the_demo_command_uses_the_emulators() -> None:
 def test_components_make_no_http_calls_and_providers_know_no_components() -> None:
     assert offenders(python_files("components"), ("requests", "urllib3", "azure")) == []
     assert offenders(python_files("dynamic_providers"), ("components", "emulators")) == []
+
+
+def test_one_guid_pattern_in_the_product() -> None:
+    """config.GUID is the GUID pattern; a second copy could drift (one was lower-case only)."""
+    copies = [
+        str(path.relative_to(ROOT))
+        for path in python_files(*PRODUCT, "policy")
+        if "{12}" in path.read_text(encoding="utf-8") and "tests" not in path.relative_to(ROOT).parts
+    ]
+    assert copies == ["cipp_hardening/config.py"]
+
+
+def test_the_benchmarks_never_import_the_tests() -> None:
+    assert offenders(python_files("bench"), ("tests",)) == []

@@ -18,7 +18,7 @@ from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRunError
 from tests.helpers import ROOT, msp_raw, run_main
 
-EXAMPLE_CLIENTS = ROOT / "examples" / "prod-cipp-clients.json"
+EXAMPLE_CLIENTS = ROOT / "examples" / "example-cipp-clients.json"
 RANGES_TYPE = "pulumi-python:dynamic/cipp:CippApiClientRanges"
 COMPONENT_TYPE = "cipp:hardening:CippApiAllowlists"
 MANAGER = "00000000-0000-0000-0000-0000000e0001"

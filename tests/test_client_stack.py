@@ -140,7 +140,7 @@ REAL_MSP = "5b1e7c2a-9d4f-4e3b-8a6c-2f1d0e9b8a7c"  # not the example's placehold
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project whose MSP stack names a real-looking MSP tenant."""
-    text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8").replace(MSP, REAL_MSP)
+    text = (ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8").replace(MSP, REAL_MSP)
     (tmp_path / "Pulumi.prod.yaml").write_text(text, encoding="utf-8")
     return tmp_path
 
@@ -178,7 +178,7 @@ def test_onboarding_refuses_bad_input_naming_the_make_variable(
 
 
 def test_onboarding_refuses_the_placeholder_msp_tenant(tmp_path: Path) -> None:
-    (tmp_path / "Pulumi.prod.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
+    (tmp_path / "Pulumi.prod.yaml").write_text((ROOT / "Pulumi.example.yaml").read_text())
     with pytest.raises(OnboardError, match=f"Pulumi.prod.yaml: azuread:tenantId {MSP} is still the example's"):
         onboard("fabrikam", "00000000-0000-0000-0000-0000000c0002", root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.prod.yaml"]

@@ -10,7 +10,7 @@ from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
 from cipp_hardening.custom_roles import EXEC_CUSTOM_ROLE_RANGE, accepted_by_cipp
 from tests.helpers import msp_raw
 
-OFFICE_IP = "203.0.113.10"  # inside Pulumi.prod.yaml's trusted 203.0.113.0/24
+OFFICE_IP = "203.0.113.10"  # inside Pulumi.example.yaml's trusted 203.0.113.0/24
 
 
 def parsed(*roles: dict[str, Any], operator_ip: str | None = None, **cipp: Any) -> MspStack:

@@ -46,7 +46,7 @@ def test_without_custom_roles_the_row_says_cipp_does_not_hold_it() -> None:
 def test_the_plan_prints_the_cipp_layer_report_only_in_entra_but_held_by_cipp(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())
     document["config"]["cipp-hardening:cippApi"]["customRoles"] = [{"name": "techs"}]
     stack_file = tmp_path / "Pulumi.prod-roles.yaml"
     stack_file.write_text(yaml.safe_dump(document))

@@ -21,7 +21,7 @@ from tests.helpers import ROOT
 
 
 def _msp_config() -> MspStack:
-    config = config_from_stack_file(ROOT / "Pulumi.prod.yaml")
+    config = config_from_stack_file(ROOT / "Pulumi.example.yaml")
     assert isinstance(config, MspStack)
     return config
 

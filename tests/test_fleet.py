@@ -416,6 +416,29 @@ def test_the_adapter_passes_non_secret_outputs_on(monkeypatch: pytest.MonkeyPatc
     assert runner.run("client-a", "preview", print).outputs == {"managedPolicyIds": ["p1", "p2"]}, "from the state"
 
 
+def test_unreadable_outputs_are_logged_with_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A preview that succeeded keeps its result; why its outputs are unknown goes to the stack's log."""
+    from pulumi import automation as auto
+
+    class WrongPassphrase(FakeStack):
+        def outputs(self) -> Any:
+            raise auto.CommandError(auto.CommandResult("", "error: incorrect passphrase", 255))
+
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: WrongPassphrase())
+    lines: list[str] = []
+    outcome = AutomationApiRunner(tmp_path).run("client-a", "preview", lines.append)
+    assert outcome == Outcome({"create": 1, "same": 5})
+    assert lines[-1] == "# outputs not read, the summary shows '-': CommandError: error: incorrect passphrase"
+
+
+def test_make_fleet_passes_the_secrets_provider() -> None:
+    url = "azurekeyvault://vault.vault.azure.net/keys/pulumi"
+    dry = ["make", "-n", "-s", "-C", str(fleet.ROOT), "fleet", f"SECRETS_PROVIDER={url}"]
+    assert f'--secrets-provider "{url}"' in subprocess.run(dry, capture_output=True, text=True, check=True).stdout
+    plain = subprocess.run(dry[:-1], capture_output=True, text=True, check=True).stdout
+    assert "--secrets-provider" not in plain
+
+
 # -- after a killed run (docs/fleet.md "After a killed run") ---------------------------------------------
 # What `pulumi up` printed here for a stack a SIGKILLed `pulumi up` had left locked (file backend, CLI 3.274.1).
 LOCK_ERROR = (

@@ -576,18 +576,41 @@ def test_named_location_list_is_polymorphic(graph_client: GraphClient):
 # -- throttling, faults, lag -----------------------------------------------------------------------------------
 
 
+class FakeClock:
+    """The emulator's monotonic clock, moved only by the test: no sleeps, no margins under load."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    @classmethod
+    def on(cls, emulator: GraphEmulator) -> FakeClock:
+        clock = cls()
+        emulator.clock = clock  # reset() (the fixture, after the test) puts the real clock back
+        return clock
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_real_rate_of_one_request_per_second_per_tenant(graph_client: GraphClient, graph_emulator: GraphEmulator):
+    clock = FakeClock.on(graph_emulator)
     graph_emulator.set_throttle(enabled=True, rate_per_s=1.0, burst=1)
     assert graph_client.get(POLICIES).status_code == 200
     throttled = graph_client.get(POLICIES)
     assert_graph_error(throttled, 429, "TooManyRequests")
     assert "Retry-After" not in throttled.headers  # §1.5
     assert graph_client.get("/v1.0/auditLogs/signIns").status_code == 200  # only CA routes are limited
-    time.sleep(1.05)
+    clock.advance(0.99)
+    assert_graph_error(graph_client.get(POLICIES), 429, "TooManyRequests")  # not a whole token yet
+    clock.advance(0.01)
     assert graph_client.get(POLICIES).status_code == 200
 
 
 def test_throttling_is_per_tenant(graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp):
+    clock = FakeClock.on(graph_emulator)
     graph_emulator.set_throttle(enabled=True, rate_per_s=5.0, burst=2)
     other = str(uuid.uuid4())
     graph_emulator.register_app("other-app", "s", other)
@@ -596,7 +619,7 @@ def test_throttling_is_per_tenant(graph_client: GraphClient, graph_emulator: Gra
     )
     assert [graph_client.get(POLICIES).status_code for _ in range(3)] == [200, 200, 429]
     assert other_client.get(POLICIES).status_code == 200
-    time.sleep(0.25)
+    clock.advance(0.2)
     assert graph_client.get(POLICIES).status_code == 200
 
 
@@ -642,24 +665,28 @@ def test_random_throttling_is_reproducible_with_a_seed(graph_client: GraphClient
 
 
 def test_new_named_location_is_missing_during_replication_lag(graph_client: GraphClient, graph_emulator: GraphEmulator):
+    clock = FakeClock.on(graph_emulator)
     graph_emulator.settings.location_replication_lag_ms = 300
     location = create(graph_client, LOCATIONS, ip_location_body())
     locations = {"includeLocations": ["All"], "excludeLocations": [location["id"]]}
     body = policy_body(conditions={**policy_body()["conditions"], "locations": locations})
     assert_graph_error(graph_client.post(POLICIES, json=body), 400, "BadRequest", "1040:")
-    time.sleep(0.35)
+    clock.advance(0.25)
+    assert_graph_error(graph_client.post(POLICIES, json=body), 400, "BadRequest", "1040:")
+    clock.advance(0.1)
     create(graph_client, POLICIES, body)
 
 
 def test_reads_can_lag_behind_writes(graph_client: GraphClient, graph_emulator: GraphEmulator):
+    clock = FakeClock.on(graph_emulator)
     graph_emulator.settings.read_lag_ms = 200
     created = create(graph_client, POLICIES, policy_body())
     url = f"{POLICIES}/{created['id']}"
     assert graph_client.get(url).status_code == 404
-    time.sleep(0.25)
+    clock.advance(0.2)
     graph_client.patch(url, json={"displayName": "renamed"})
     assert graph_client.get(url).json()["displayName"] == "Require MFA"
-    time.sleep(0.25)
+    clock.advance(0.2)
     assert graph_client.get(url).json()["displayName"] == "renamed"
 
 

@@ -8,7 +8,6 @@ from cipp_hardening.graph_render import (
     RejectedInput,
     UnsupportedInput,
     render_named_location,
-    render_named_location_update,
     render_policy,
 )
 
@@ -288,15 +287,3 @@ def test_persistent_browser_carries_its_odata_type() -> None:
 def test_every_time_with_a_period_or_value_is_rejected_like_the_provider_does(session: dict[str, object]) -> None:
     with pytest.raises(RejectedInput, match="everyTime cannot be combined"):
         render_policy(minimal_policy(session))
-
-
-def test_a_named_location_update_sends_the_display_name_only_when_it_changed() -> None:
-    olds = {"displayName": "Trusted - MSP Office", "ip": {"ipRanges": ["203.0.113.0/24"], "trusted": True}}
-    news = {"displayName": "Trusted - MSP Office", "ip": {"ipRanges": ["198.51.100.0/24"], "trusted": True}}
-    assert render_named_location_update(olds, news) == {
-        "@odata.type": "#microsoft.graph.ipNamedLocation",
-        "isTrusted": True,
-        "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"}],
-    }
-    renamed = {**news, "displayName": "Trusted - MSP Offices"}
-    assert render_named_location_update(olds, renamed)["displayName"] == "Trusted - MSP Offices"

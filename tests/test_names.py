@@ -30,7 +30,7 @@ BREAK_GLASS_ID = "7e1c0a52-4b1d-4c1e-9a11-0000000000b1"
 
 def named_stack(tmp_path: Path, **technician: Any) -> Path:
     """Pulumi.prod.yaml with the technician group and the first break-glass account given by name."""
-    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())
     access = document["config"]["cipp-hardening:technicianAccess"]
     access["includeGroupIds"] = [TECHNICIANS]
     access["breakGlassUserIds"] = [BREAK_GLASS_UPN, BREAK_GLASS_2]

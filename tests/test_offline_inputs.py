@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,16 +50,16 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 def test_a_real_group_id_with_the_example_scenarios_names_the_file_and_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The issue's first step: the real technician group in Pulumi.prod.yaml, the example's scenarios kept."""
+    """A real technician group put into the example stack, its scenarios kept: the stale entry is named."""
     monkeypatch.chdir(ROOT)
 
     def real_group(config: dict[str, Any]) -> None:
         config["cipp-hardening:technicianAccess"]["includeGroupIds"] = [REAL_GROUP]
 
-    code, out = run(capsys, "--stack-file", str(edited(tmp_path, "prod", real_group)))
+    code, out = run(capsys, "--stack-file", str(edited(tmp_path, "example", real_group)))
     assert code == 2
     assert "invalid scenario file" in out
-    assert "examples/scenarios-prod.yaml" in out
+    assert "examples/scenarios-example.yaml" in out
     assert "scenarios[0] ('technician working from home').signIn.groups: 00000000-0000-0000-0000-00000000b001" in out
     assert "remove cipp-hardening:scenariosFile" in out
 
@@ -72,25 +73,57 @@ def test_the_example_cipp_snapshot_is_refused_for_another_manager_client(
         config["cipp-hardening:cippApi"]["managerClientId"] = str(uuid.uuid4())
         config["cipp-hardening:cippApi"]["clients"] = []
 
-    code, out = run(capsys, "--stack-file", str(edited(tmp_path, "prod", real_cipp)))
+    code, out = run(capsys, "--stack-file", str(edited(tmp_path, "example", real_cipp)))
     assert code == 2
-    assert "examples/prod-cipp-clients.json (stack key cipp-hardening:offlineSnapshot.cippClients)" in out
+    assert "examples/example-cipp-clients.json (stack key cipp-hardening:offlineSnapshot.cippClients)" in out
     assert "does not list this stack's manager client" in out
 
 
 def test_no_snapshot_is_picked_up_by_the_stack_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """examples/prod-cipp-clients.json is read because Pulumi.prod.yaml names it, never because STACK=prod."""
+    """examples/example-cipp-clients.json is read because Pulumi.example.yaml names it, never by the stack name."""
 
     def without_key(config: dict[str, Any]) -> None:
         del config["cipp-hardening:offlineSnapshot"]
 
-    code, out = run(capsys, "--stack", "prod", "--stack-file", str(edited(tmp_path, "prod", without_key)))
+    code, out = run(capsys, "--stack", "example", "--stack-file", str(edited(tmp_path, "example", without_key)))
     assert code == 0
     assert "offline input:" not in out
     assert "CIPP-API clients not read (no CIPP snapshot)" in out
-    code, out = run(capsys, "--stack", "prod")
+    code, out = run(capsys, "--stack", "example")
     assert "offline input: CIPP-API clients from" in out
     assert "(stack key cipp-hardening:offlineSnapshot.cippClients)" in out
+
+
+def test_a_fresh_clone_plans_prod_with_its_own_technician_group_and_break_glass_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh clone: edit prod's technician group and break-glass ids to your own, `make plan STACK=prod` plans
+    them. Nothing of the example is wired into Pulumi.prod.yaml, so no example file can refuse the edit."""
+    monkeypatch.chdir(ROOT)
+    break_glass = [str(uuid.uuid4()), str(uuid.uuid4())]
+
+    def own_ids(config: dict[str, Any]) -> None:
+        config["cipp-hardening:technicianAccess"]["includeGroupIds"] = [REAL_GROUP]
+        config["cipp-hardening:technicianAccess"]["breakGlassUserIds"] = break_glass
+
+    code, out = run(capsys, "--stack", "prod", "--stack-file", str(edited(tmp_path, "prod", own_ids)), "--json", "-")
+    assert code == 0, out
+    part_a = [
+        body
+        for body in map(lambda r: r["graph"], json.loads(out)["resources"])
+        if body and REAL_GROUP in body.get("conditions", {}).get("users", {}).get("includeGroups", [])
+    ]
+    assert len(part_a) == 1
+    assert part_a[0]["conditions"]["users"]["excludeUsers"][: len(break_glass)] == break_glass
+    assert "examples/" not in (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+
+
+def test_make_plan_alone_shows_the_example_and_stack_picks_another() -> None:
+    """The README's first screen: `make plan` plans Pulumi.example.yaml; `make plan STACK=prod` plans prod."""
+    dry = ["make", "-n", "-s", "-C", str(ROOT), "plan"]
+    assert '--stack "example"' in subprocess.run(dry, capture_output=True, text=True, check=True).stdout
+    with_stack = subprocess.run([*dry, "STACK=prod"], capture_output=True, text=True, check=True).stdout
+    assert '--stack "prod"' in with_stack
 
 
 def test_the_example_client_policies_are_refused_for_another_tenant(

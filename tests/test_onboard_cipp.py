@@ -70,7 +70,7 @@ def client_file(root: Path, stack: str, tenant: str) -> None:
 
 
 def msp_file(root: Path, url: str, manager: str, tenant: str = CIPP_TENANT_ID) -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8"))["config"]
+    config = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8"))["config"]
     config["azuread:tenantId"] = tenant
     config["cipp-hardening:cippApi"] = {"url": url, "managerClientId": manager}
     config.pop("cipp-hardening:scenariosFile", None)

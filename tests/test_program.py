@@ -129,7 +129,7 @@ def test_whole_program_with_the_prod_stack() -> None:
 
 
 def test_example_stack_uses_only_documentation_ranges_and_fake_guids() -> None:
-    text = (Path(__file__).resolve().parents[1] / "Pulumi.prod.yaml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "Pulumi.example.yaml").read_text()
     config = msp_config()
     assert set(config.trusted_location.cidrs) <= {"203.0.113.0/24", "2001:db8::/32"}
     guids = {g for g in yaml.safe_load(text)["config"]["cipp-hardening:technicianAccess"]["breakGlassUserIds"]}
@@ -169,7 +169,7 @@ def test_plan_command_writes_json(tmp_path: Path) -> None:
 
 
 def test_plan_command_fails_on_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack = yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.prod.yaml").read_text())
+    stack = yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.example.yaml").read_text())
     del stack["config"]["cipp-hardening:technicianAccess"]["breakGlassUserIds"]
     stack_file = tmp_path / "Pulumi.broken.yaml"
     stack_file.write_text(yaml.safe_dump(stack))

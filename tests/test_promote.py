@@ -46,7 +46,7 @@ class Tenant:
 
 
 def stack_text(emulator_url: str, *, operator_ip: bool = True) -> str:
-    text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "Pulumi.example.yaml").read_text(encoding="utf-8")
     text = text.replace(
         "  cipp-hardening:mode: msp\n", f"  cipp-hardening:mode: msp\n  cipp-hardening:graphUrl: {emulator_url}\n"
     )
@@ -128,7 +128,7 @@ def test_clean_evidence_promotes_with_a_minimal_diff(tenant: Tenant) -> None:
     assert diff[2] == "+     promotedAfter:"
     assert all(line.startswith("+       ") for line in diff[3:])
     assert "# Extra what-if scenarios" in after
-    assert after.startswith("# Example MSP stack.")
+    assert after.startswith("# The example MSP stack")
     record = promoted_record(tenant.stack_file)
     assert record == {
         "policyId": tenant.part_a_id,

@@ -52,7 +52,7 @@ def test_the_validator_accepts_scubagears_own_example_and_refuses_a_misspelt_gue
 
 
 def test_msp_files_follow_the_scanners_formats(tmp_path: Path) -> None:
-    out = written(tmp_path, "--stack", "prod")
+    out = written(tmp_path, "--stack", "example")
     scuba = scuba_document(out / "scubagear.yaml")
     scuba_validator().validate(scuba)
     assert set(scuba["Aad"]) == set(CAP_EXCLUSION_POLICIES)
@@ -70,7 +70,7 @@ def test_msp_files_follow_the_scanners_formats(tmp_path: Path) -> None:
 
 
 def test_msp_break_glass_groups_are_named_as_groups(tmp_path: Path) -> None:
-    document = stack_document("prod")
+    document = stack_document("example")
     group = "00000000-0000-0000-0000-00000000c0c0"
     document["config"]["cipp-hardening:technicianAccess"]["breakGlassGroupIds"] = [group]
     stack_file = tmp_path / "Pulumi.grouped.yaml"
@@ -169,7 +169,7 @@ def test_maester_guest_mfa_counts_no_policy_with_a_guest_exclusion() -> None:
 
 
 def test_a_broken_stack_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    document = stack_document("prod")
+    document = stack_document("example")
     del document["config"]["cipp-hardening:technicianAccess"]["breakGlassUserIds"]
     stack_file = tmp_path / "Pulumi.broken.yaml"
     stack_file.write_text(yaml.safe_dump(document))

@@ -57,7 +57,7 @@ def client_config(**tenant: Any) -> ClientStack:
 
 @pytest.fixture(scope="module")
 def planned() -> tuple[Policies, Policies]:
-    document = build_plan("prod")
+    document = build_plan("example")
     return document.graph_objects("policy"), document.graph_objects("namedLocation")
 
 

@@ -39,7 +39,7 @@ def stack_with(tmp_path: Path, stack: str, scenarios: str | None) -> Path:
 
 def test_the_prod_plan_prints_the_matrix_and_writes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "plan.json"
-    assert main(["--stack", "prod", "--json", str(target)]) == 0
+    assert main(["--stack", "example", "--json", str(target)]) == 0
     out = capsys.readouterr().out
     assert "scenario matrix" in out
     assert "9 scenario(s): 9 ok" in out
@@ -53,20 +53,20 @@ def test_the_prod_plan_prints_the_matrix_and_writes_it(tmp_path: Path, capsys: p
 
 
 def test_a_broken_invariant_exits_3_and_names_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack_file = stack_with(tmp_path, "prod", BROKEN_SCENARIO)
-    assert main(["--stack", "prod", "--stack-file", str(stack_file)]) == 3
+    stack_file = stack_with(tmp_path, "example", BROKEN_SCENARIO)
+    assert main(["--stack", "example", "--stack-file", str(stack_file)]) == 3
     out = capsys.readouterr().out
     assert "1 broken" in out
     assert "Block CIPP Access - Outside Trusted IPs" in out
-    assert main(["--stack", "prod", "--stack-file", str(stack_file), "--json", "-"]) == 3
+    assert main(["--stack", "example", "--stack-file", str(stack_file), "--json", "-"]) == 3
     document = json.loads(capsys.readouterr().out)
     [broken] = [r for r in document["matrix"]["rows"] if not r["ok"]]
     assert broken["responsible"] == ["Block CIPP Access - Outside Trusted IPs"]
 
 
 def test_a_bad_scenario_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack_file = stack_with(tmp_path, "prod", "scenarios:\n  - {name: x, expect: maybe, signIn: {userId: u}}\n")
-    assert main(["--stack", "prod", "--stack-file", str(stack_file)]) == 2
+    stack_file = stack_with(tmp_path, "example", "scenarios:\n  - {name: x, expect: maybe, signIn: {userId: u}}\n")
+    assert main(["--stack", "example", "--stack-file", str(stack_file)]) == 2
     out = capsys.readouterr().out
     assert "scenarios.yaml" in out
     assert "scenarios[0] ('x').expect" in out
@@ -96,7 +96,7 @@ CONSOLE_SCRIPT = ROOT / ".venv" / "bin" / "cipp-hardening"
 
 @pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason="needs the console script `make` installs into .venv")
 def test_the_exit_code_reaches_the_caller_and_json_stdout_is_json_only(tmp_path: Path) -> None:
-    stack_file = stack_with(tmp_path, "prod", BROKEN_SCENARIO)
+    stack_file = stack_with(tmp_path, "example", BROKEN_SCENARIO)
     broken = subprocess.run(
         [str(CONSOLE_SCRIPT), "plan", "--stack-file", str(stack_file), "--json", "-"],
         capture_output=True,
@@ -115,4 +115,4 @@ def test_the_exit_code_reaches_the_caller_and_json_stdout_is_json_only(tmp_path:
         timeout=300,
     )
     assert through_make.returncode == 0, through_make.stderr
-    assert json.loads(through_make.stdout)["stack"] == "prod"
+    assert json.loads(through_make.stdout)["stack"] == "example"

@@ -55,7 +55,7 @@ def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path: Path, capsys: 
 def test_a_yaml_error_in_a_scenario_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scenarios = tmp_path / "scenarios.yaml"
     scenarios.write_text("scenarios:\n  - name: x\n    expect: blocked\n   signIn: {}\n")
-    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())
     document["config"]["cipp-hardening:scenariosFile"] = str(scenarios)
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(document))
@@ -85,7 +85,7 @@ def test_enabled_without_a_promotion_record_warns_in_config_and_plan(
     assert "Part A is enabled with no promotion record" in warning
     assert "cipp-hardening promote" in warning
 
-    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())
     document["config"]["cipp-hardening:technicianAccess"].update(state="enabled", operatorCheckIp="203.0.113.9")
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(document))

@@ -103,7 +103,7 @@ def seed_directory(emulator: GraphEmulator, users: dict[str, dict[str, Any]] | N
 def deploy_prod_plan(emulator: GraphEmulator) -> None:
     """What `pulumi up` of the example MSP stack leaves in the tenant (ids kept from the plan), and the
     directory objects the stack names."""
-    document = build_plan("prod")
+    document = build_plan("example")
     for location in document.graph_objects("namedLocation"):
         emulator.add_named_location(MSP_TENANT, location)
     for policy in document.graph_objects("policy"):
@@ -117,7 +117,7 @@ def verify_stack(tmp_path: Path, reader: Reader, stack: str) -> VerifyReport:
 
 def test_a_deployed_msp_stack_holds_every_invariant_read_only(tmp_path: Path, reader: Reader) -> None:
     deploy_prod_plan(reader.emulator)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == 0
     assert all(r.ok for r in report.matrix.rows)
     assert report.missing_policies == []
@@ -146,7 +146,7 @@ def test_a_tenant_policy_that_blocks_break_glass_breaks_the_invariant(tmp_path: 
             "grantControls": {"operator": "OR", "builtInControls": ["block"]},
         },
     )
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == EXIT_BROKEN
     broken = next(r for r in report.matrix.failures if BREAK_GLASS_1 in r.name)
     assert broken.responsible == ("Block everyone outside the EU",)
@@ -155,7 +155,7 @@ def test_a_tenant_policy_that_blocks_break_glass_breaks_the_invariant(tmp_path: 
 def test_an_msp_tenant_without_the_policies_says_so(tmp_path: Path, reader: Reader) -> None:
     reader.emulator.add_tenant(MSP_TENANT)
     seed_directory(reader.emulator)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == EXIT_BROKEN
     assert report.missing_policies == [
         "Block CIPP Access - Outside Trusted IPs",
@@ -203,7 +203,7 @@ def test_a_client_tenant_before_and_after_up(tmp_path: Path, reader: Reader) -> 
 def test_the_command(tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]) -> None:
     deploy_prod_plan(reader.emulator)
     report_file = tmp_path / "report.json"
-    assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod")), "--json", str(report_file)]) == 0
+    assert main(["--stack-file", str(reader.stack_file(tmp_path, "example")), "--json", str(report_file)]) == 0
     out = capsys.readouterr().out
     assert "live tenant 00000000-0000-0000-0000-00000000a001" in out
     assert "10 scenario(s): 10 ok" in out
@@ -229,7 +229,7 @@ def test_graph_and_config_errors_exit_2(
 ) -> None:
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "wrong")
     credentials.reset_cache()
-    assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
+    assert main(["--stack-file", str(reader.stack_file(tmp_path, "example"))]) == 2
     out = capsys.readouterr().out
     assert "could not read the tenant" in out
     assert out.rstrip().splitlines()[-1] == "verdict: error (exit 2)"
@@ -258,7 +258,7 @@ def portal_block(*excluded: str) -> dict[str, Any]:
 
 
 def run_verify(tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str], **config: Any) -> tuple[int, str]:
-    stack_file = reader.stack_file(tmp_path, "prod", scenariosFile=None, **config)
+    stack_file = reader.stack_file(tmp_path, "example", scenariosFile=None, **config)
     code = main(["--stack-file", str(stack_file)])
     return code, capsys.readouterr().out
 
@@ -275,7 +275,7 @@ def test_done_when_a_portal_policy_that_forgets_the_service_account_and_then_a_d
     assert "stating cipp-hardening:assumptions.legacyMfaTrustedIps" in out
     assert out.rstrip().splitlines()[-1] == "verdict: cannot prove (exit 5): 1 guard row(s) cannot be proven"
 
-    code, out = run_verify(tmp_path, reader, capsys)  # Pulumi.prod.yaml states legacyMfaTrustedIps: []
+    code, out = run_verify(tmp_path, reader, capsys)  # Pulumi.example.yaml states legacyMfaTrustedIps: []
     assert code == EXIT_BROKEN
     assert "✗ FAIL CIPP service account from Azure" in out
     assert f"responsible: {PORTAL_POLICY}" in out
@@ -300,15 +300,15 @@ def test_a_missing_break_glass_account_group_or_service_account_fails_naming_it(
     deploy_prod_plan(reader.emulator)
     reader.emulator.reset()
     seed = reader.emulator
-    for policy in build_plan("prod").graph_objects("policy"):
+    for policy in build_plan("example").graph_objects("policy"):
         seed.put_policy(MSP_TENANT, policy)
-    for location in build_plan("prod").graph_objects("namedLocation"):
+    for location in build_plan("example").graph_objects("namedLocation"):
         seed.add_named_location(MSP_TENANT, location)
     seed.add_user(MSP_TENANT, {"id": BREAK_GLASS_1, "userPrincipalName": UPNS[BREAK_GLASS_1]})
     seed.add_user(
         MSP_TENANT, {"id": SERVICE_ACCOUNT, "userPrincipalName": UPNS[SERVICE_ACCOUNT], "accountEnabled": False}
     )
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == EXIT_BROKEN
     assert report.directory is not None
     assert [f.message for f in report.directory.failures] == [
@@ -325,7 +325,7 @@ def test_warnings_as_assessment_tools_raise_them(tmp_path: Path, reader: Reader)
     reader.emulator.add_group(
         MSP_TENANT, {"id": TECH_GROUP, "displayName": "CIPP technicians"}, [*TECHNICIANS, BREAK_GLASS_1]
     )
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.directory is not None
     warnings = [f.message for f in report.directory.warnings]
     assert any(f"{BREAK_GLASS_2} (breakglass2@msp.example) is synced from on-premises" in w for w in warnings)
@@ -339,13 +339,13 @@ def test_warnings_as_assessment_tools_raise_them(tmp_path: Path, reader: Reader)
 
     one = reader.stack_file(
         tmp_path,
-        "prod",
+        "example",
         technicianAccess={
-            **yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
+            **yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
             "breakGlassUserIds": [BREAK_GLASS_1],
         },
     )
-    single = verify.verify_stack("prod", one)
+    single = verify.verify_stack("example", one)
     assert single.directory is not None
     assert any(
         "1 break-glass account(s): Microsoft recommends at least two" in f.message for f in single.directory.warnings
@@ -362,7 +362,7 @@ def test_transitive_memberships_come_from_the_directory(tmp_path: Path, reader: 
     blocker["displayName"] = "Block the admins group everywhere"
     blocker["conditions"]["locations"] = {"includeLocations": ["All"]}
     reader.emulator.put_policy(MSP_TENANT, blocker)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert {r.name for r in report.matrix.failures} == {f"break-glass {BREAK_GLASS_2} from outside"}
     transitive = reader.emulator.requests(method="GET", path_contains="/transitiveMemberOf")
     assert {r.path.split("/")[3] for r in transitive} >= {BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT, *TECHNICIANS}
@@ -374,7 +374,7 @@ def test_transitive_memberships_are_read_across_pages(tmp_path: Path, reader: Re
     groups = [f"00000000-0000-0000-0000-0000000ab{i:03d}" for i in range(5)]
     for group in groups:
         reader.emulator.add_group(MSP_TENANT, {"id": group, "displayName": group}, [BREAK_GLASS_1])
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.directory is not None
     membership = report.directory.view.membership(BREAK_GLASS_1)
     assert membership is not None
@@ -389,7 +389,7 @@ def test_drift_shows_a_portal_exclusion_and_a_widened_location(tmp_path: Path, r
     location = reader.emulator.named_locations(MSP_TENANT)[0]
     location["ipRanges"].append({"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"})
     reader.emulator.add_named_location(MSP_TENANT, location)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == EXIT_BROKEN
     assert report.drift == [
         "named location 'Trusted - MSP Office' holds ranges the stack does not declare: 198.51.100.0/24",
@@ -404,7 +404,7 @@ def test_a_verifier_without_directory_permissions_is_told_which(
 ) -> None:
     deploy_prod_plan(reader.emulator)
     reader.emulator.inject(method="GET", path_contains="/v1.0/users/", status=403, times=None)
-    assert main(["--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
+    assert main(["--stack-file", str(reader.stack_file(tmp_path, "example"))]) == 2
     out = capsys.readouterr().out
     assert "User.Read.All and GroupMember.Read.All" in out
     assert out.rstrip().splitlines()[-1] == "verdict: error (exit 2)"
@@ -432,11 +432,11 @@ def test_verify_never_passes_an_msp_stack_whose_drift_it_could_not_check(
         raise OfflineRunError(OfflineRun(), RuntimeError("the program failed offline"))
 
     monkeypatch.setattr(verify, "planned_bodies", plan_fails)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.exit_code == 2
     assert "the program failed offline" in report.drift_unchecked
     assert any(reason.startswith("Part A / Part B not compared with the plan") for reason in report.reasons)
-    assert verify.main(["--stack", "prod", "--stack-file", str(reader.stack_file(tmp_path, "prod"))]) == 2
+    assert verify.main(["--stack", "example", "--stack-file", str(reader.stack_file(tmp_path, "example"))]) == 2
     assert "drift not checked" in capsys.readouterr().out
 
 
@@ -467,7 +467,7 @@ def test_what_if_disagreeing_with_our_evaluator_fails_naming_the_scenario_both_v
 def test_what_if_that_lacks_information_is_no_disagreement(tmp_path: Path, reader: Reader) -> None:
     deploy_prod_plan(reader.emulator)
     reader.emulator.set_what_if(MSP_TENANT, lambda body, policy: (False, "notEnoughInformation"))
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.what_if is not None
     assert report.what_if.asked > 0
     assert report.what_if.disagreements == ()
@@ -485,7 +485,7 @@ def test_what_if_agreeing_on_the_service_account_passes(tmp_path: Path, reader: 
         return False, "notEnoughInformation"
 
     reader.emulator.set_what_if(MSP_TENANT, answer)
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.what_if is not None
     assert report.what_if.disagreements == ()
     assert report.exit_code == 0
@@ -539,7 +539,7 @@ def test_a_managed_device_code_block_that_excludes_the_service_account_holds(tmp
     deploy_prod_plan(reader.emulator)
     excluded = (BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT)
     reader.emulator.put_policy(MSP_TENANT, block_device_code_flow("enabledForReportingButNotEnforced", *excluded))
-    report = verify.verify_stack("prod", reader.stack_file(tmp_path, "prod", **NO_MFA_IPS))
+    report = verify.verify_stack("example", reader.stack_file(tmp_path, "example", **NO_MFA_IPS))
     rows = {row.name: row for row in report.matrix.rows}
     assert rows["CIPP SAM wizard: service account with device code"].ok
     assert report.exit_code == 0
@@ -553,7 +553,7 @@ FIDO2 = {"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "fid
 def test_a_break_glass_account_without_a_phishing_resistant_method_is_warned(tmp_path: Path, reader: Reader) -> None:
     deploy_prod_plan(reader.emulator)
     seed_directory(reader.emulator, {BREAK_GLASS_1: {"authenticationMethods": [FIDO2]}})
-    report = verify_stack(tmp_path, reader, "prod")
+    report = verify_stack(tmp_path, reader, "example")
     assert report.directory is not None
     warnings = [f.message for f in report.directory.warnings]
     assert any(f"{BREAK_GLASS_2} (breakglass2@msp.example) has no phishing-resistant method" in w for w in warnings)
@@ -604,25 +604,25 @@ CIPP_SSO_APP = "00000000-0000-0000-0000-0000000cc550"
 
 def test_part_a_targeting_cipp_sso_is_checked_against_the_tenants_applications(tmp_path: Path, reader: Reader) -> None:
     technician_access = {
-        **yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
+        **yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]["cipp-hardening:technicianAccess"],
         "target": "cippApp",
         "cippAppId": CIPP_SSO_APP,
     }
-    stack_file = reader.stack_file(tmp_path, "prod", technicianAccess=technician_access)
-    document = build_plan("prod", stack_file)
+    stack_file = reader.stack_file(tmp_path, "example", technicianAccess=technician_access)
+    document = build_plan("example", stack_file)
     for location in document.graph_objects("namedLocation"):
         reader.emulator.add_named_location(MSP_TENANT, location)
     for policy in document.graph_objects("policy"):
         reader.emulator.put_policy(MSP_TENANT, policy)
     seed_directory(reader.emulator)
 
-    missing = verify.verify_stack("prod", stack_file)
+    missing = verify.verify_stack("example", stack_file)
     assert missing.missing_cipp_app == CIPP_SSO_APP
     assert missing.exit_code == 3
     assert "technicianAccess.cippAppId is not an application in the tenant" in missing.reasons
     assert missing.missing_service_principals == [], "the app is not reported as a CIPP-API client"
 
     reader.emulator.add_service_principal(MSP_TENANT, CIPP_SSO_APP, "CIPP-SSO")
-    found = verify.verify_stack("prod", stack_file)
+    found = verify.verify_stack("example", stack_file)
     assert found.missing_cipp_app is None
     assert found.exit_code == 0, found.reasons

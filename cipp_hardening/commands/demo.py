@@ -15,7 +15,7 @@
    technician of the CIPP role `techs` (cippApi.customRoles, docs/custom-roles.md) while Part A is still
    report-only: CIPP refuses what Entra would have let through.
 
-The MSP stack runs with cippApi.workloadIdentityPolicies (Pulumi.prod.yaml's section, or report-only
+The MSP stack runs with cippApi.workloadIdentityPolicies (Pulumi.example.yaml's section, or report-only
 when it has none): the MSP tenant holds a service principal per CIPP-API client and the Workload
 Identities Premium licence, and the matrices show each client's token requests inside and outside its
 ranges (docs/workload-identity.md). With a Pulumi CLI the program looks each service principal up
@@ -78,13 +78,14 @@ from emulators.pulumi_project import PulumiProject, find_cli
 from emulators.tls import TestTLS, make_test_tls
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_STACK = "example"  # the demo runs the example MSP stack (Pulumi.example.yaml), named prod in its project
 # --corpus DIR: a folder holding these two public baselines (exported policy JSON), one per sample client.
 CORPUS_FOLDERS = {"contoso": "j0eyv__ConditionalAccessBaseline", "fabrikam": "AlexFilipin__ConditionalAccess"}
 SAMPLES = ROOT / "examples" / "client-contoso-policies"
 GRAPH_ROLES = ("Policy.Read.All", "Policy.ReadWrite.ConditionalAccess")
 RUNNER_IP = "203.0.113.10"  # this machine's egress address as CIPP sees it: inside the office range of the stack
 OFFICE_CALLER, OUTSIDE_CALLER = "203.0.113.77", "198.51.100.7"
-CIPP_CLIENTS = (  # client id (as in Pulumi.prod.yaml), name, role; all open to any address at first
+CIPP_CLIENTS = (  # client id (as in Pulumi.example.yaml), name, role; all open to any address at first
     ("00000000-0000-0000-0000-0000000e0001", "CIPP-API manager (Pulumi)", "editor"),
     ("00000000-0000-0000-0000-0000000e0002", "RMM integration", "readonly"),
     ("00000000-0000-0000-0000-0000000e0003", "PSA integration (not managed by the stack)", "readonly"),
@@ -208,7 +209,7 @@ def seed_client(graph: GraphEmulator, name: str, tenant: str, corpus_folder: Pat
 def demo_world(corpus: Path | None = None) -> Iterator[DemoWorld]:
     """Both emulators running, seeded; stopped on exit."""
     tls = make_test_tls()
-    msp = str(stack_file_raw("prod")["azuread:tenantId"])
+    msp = str(stack_file_raw(EXAMPLE_STACK)["azuread:tenantId"])
     # CIPP runs in the MSP tenant, where the workload-identity policies hold its API clients' service principals.
     with GraphEmulator(tls=tls, seed=1) as graph, CippEmulator(tls, tenant_id=msp) as cipp:
         deployer = (str(uuid.uuid4()), f"demo-{uuid.uuid4().hex}")
@@ -222,9 +223,9 @@ def demo_world(corpus: Path | None = None) -> Iterator[DemoWorld]:
         for client_id, app_name, role in CIPP_CLIENTS:
             cipp.add_client(client_id, app_name, role, (), True, False, cipp_secrets[client_id])
             graph.add_service_principal(msp, client_id, app_name)  # CIPP creates one per API client
-        seed_custom_role(cipp, cipp_secrets, stack_file_raw("prod"))
+        seed_custom_role(cipp, cipp_secrets, stack_file_raw(EXAMPLE_STACK))
         graph.set_licences(msp, workload_identities_premium=True)
-        seed_msp_directory(graph, msp, stack_file_raw("prod"))
+        seed_msp_directory(graph, msp, stack_file_raw(EXAMPLE_STACK))
         cipp.save_to_azure()
         cipp.egress_ip = RUNNER_IP  # App Service would set X-Forwarded-For to the runner's address
         yield DemoWorld(tls, graph, cipp, msp, deployer, cipp_secrets, clients)
@@ -244,7 +245,7 @@ def seed_custom_role(cipp: CippEmulator, cipp_secrets: dict[str, str], raw: Mapp
 
 
 def seed_msp_directory(graph: GraphEmulator, msp: str, raw: Mapping[str, Any]) -> None:
-    """The users and groups Pulumi.prod.yaml names, as `make verify` expects to find them: enabled
+    """The users and groups Pulumi.example.yaml names, as `make verify` expects to find them: enabled
     cloud-only accounts and role-assignable groups, one technician in the technician group."""
     access, account = raw["technicianAccess"], raw["serviceAccount"]
     for number, user_id in enumerate(access.get("breakGlassUserIds", []), start=1):
@@ -256,7 +257,7 @@ def seed_msp_directory(graph: GraphEmulator, msp: str, raw: Mapping[str, Any]) -
         graph.add_group(msp, group, members=[DEMO_TECHNICIAN])
 
 
-DEMO_TECHNICIAN = "5ce7a210-0000-4000-8000-000000000101"  # the technician of examples/scenarios-prod.yaml
+DEMO_TECHNICIAN = "5ce7a210-0000-4000-8000-000000000101"  # the technician of examples/scenarios-example.yaml
 
 
 # --- stack configs --------------------------------------------------------------------------------
@@ -289,8 +290,8 @@ class DemoStack:
 
 
 def msp_stack(world: DemoWorld) -> DemoStack:
-    """Pulumi.prod.yaml pointed at the emulators, with cippApi.workloadIdentityPolicies (report-only unless set)."""
-    raw = stack_file_raw("prod")
+    """Pulumi.example.yaml pointed at the emulators, with cippApi.workloadIdentityPolicies (report-only unless set)."""
+    raw = stack_file_raw(EXAMPLE_STACK)
     raw["graphUrl"] = world.graph.url
     raw["cippApi"] = {**raw["cippApi"], "url": world.cipp.url, "tenantId": world.cipp.tenant_id}
     raw["cippApi"].setdefault("workloadIdentityPolicies", {"state": "reportOnly"})

@@ -473,14 +473,18 @@ def _output_values(outputs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: getattr(v, "value", v) for key, v in (outputs or {}).items() if not getattr(v, "secret", False)}
 
 
-def _state_outputs(stack: Any) -> dict[str, Any]:
-    """The outputs in the stack's state (after a preview or refresh: what the last `up` left)."""
+def _state_outputs(stack: Any, log: LogFn) -> dict[str, Any]:
+    """The outputs in the stack's state (after a preview or refresh: what the last `up` left).
+
+    A stack never deployed answers with no outputs; a failure to read them (a wrong secrets passphrase, an
+    unreachable backend) still leaves the summary at "-", and the stack's log says why."""
     read = getattr(stack, "outputs", None)
     if not callable(read):
         return {}
     try:
         return _output_values(read())
-    except Exception:  # a stack never deployed has no outputs; the summary shows "-"
+    except Exception as exc:  # the action itself succeeded: its result stands, the facts are unknown
+        log(f"# outputs not read, the summary shows '-': {type(exc).__name__}: {short_error(str(exc))}")
         return {}
 
 
@@ -570,15 +574,15 @@ class AutomationApiRunner:
         refresh_first = refreshes(self.work_dir, stack)
         if action == "preview":
             preview = selected.preview(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
-            return Outcome(_op_counts(preview.change_summary), _state_outputs(selected))
+            return Outcome(_op_counts(preview.change_summary), _state_outputs(selected, log))
         if action == "up":
             up = selected.up(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
             return Outcome(_op_counts(up.summary.resource_changes), _output_values(getattr(up, "outputs", None)))
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)
-            return Outcome(_op_counts(drift.change_summary), _state_outputs(selected))
+            return Outcome(_op_counts(drift.change_summary), _state_outputs(selected, log))
         refresh = selected.refresh(**common)
-        return Outcome(_op_counts(refresh.summary.resource_changes), _state_outputs(selected))
+        return Outcome(_op_counts(refresh.summary.resource_changes), _state_outputs(selected, log))
 
 
 # -- command line ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ __all__ = ["project", "world"]  # the MSP stack's fixtures, in place of the clie
 pytestmark = pytest.mark.timeout(900)
 
 UP = ("up", "--yes", "--skip-preview", "--stack", STACK)
-MANAGED = [client_id for client_id, *_ in CIPP_CLIENTS[:2]]  # the clients Pulumi.prod.yaml lists
+MANAGED = [client_id for client_id, *_ in CIPP_CLIENTS[:2]]  # the clients Pulumi.example.yaml lists
 
 
 def writes(world: DemoWorld) -> list[Any]:

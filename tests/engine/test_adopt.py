@@ -19,11 +19,11 @@ from cipp_hardening.yamlfile import read_yaml
 from emulators.pulumi_project import PulumiFailed, PulumiProject, steps_of
 from tests.helpers import ROOT
 
-STACK = "prod"
+STACK = "example"
 MANAGER = CIPP_CLIENTS[0][0]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
-# Pulumi.prod.yaml's names and ids.
+# Pulumi.example.yaml's names and ids.
 LOCATION_NAME = "Trusted - MSP Office"
 PART_A = "Block CIPP Access - Outside Trusted IPs"
 PART_B = "CIPP Service Account Conditional Access Policy"
@@ -215,7 +215,7 @@ def test_drift_of_prod_shows_in_the_refreshing_preview_and_up_repairs_it(
     plain = project.run("preview", "--stack", STACK)
     assert "drift:" in plain.stdout, plain.stdout
     assert "without --refresh this run leaves it as it is" in plain.stdout
-    assert "pulumi up --refresh --stack prod" in plain.stdout
+    assert "pulumi up --refresh --stack example" in plain.stdout
 
     preview = project.preview_json(STACK, "--refresh")
     assert [s["urn"].rsplit("::", 1)[-1] for s in steps_of(preview, "update", CA_POLICY)] == [

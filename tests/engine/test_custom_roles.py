@@ -21,10 +21,10 @@ from emulators.clients import CippCaller, technician_request
 from emulators.pulumi_project import PulumiProject, state_reveals, steps_of
 from tests.helpers import ROOT
 
-STACK = "prod"
+STACK = "example"
 MANAGER = "00000000-0000-0000-0000-0000000e0001"
 ROLES_CLIENT = "00000000-0000-0000-0000-0000000e0004"
-TECH_GROUP = "00000000-0000-0000-0000-00000000b001"  # Pulumi.prod.yaml's technicianAccess.includeGroupIds[0]
+TECH_GROUP = "00000000-0000-0000-0000-00000000b001"  # Pulumi.example.yaml's technicianAccess.includeGroupIds[0]
 SUPERADMIN_GROUP = "00000000-0000-0000-0000-00000000b099"
 TECH, BOSS = "tech@msp.example", "boss@msp.example"
 OLD_OFFICE, HOME = "192.0.2.0/24", "198.51.100.9"

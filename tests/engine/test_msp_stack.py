@@ -30,7 +30,7 @@ from cipp_hardening.commands.demo import (
 from emulators.pulumi_project import PulumiFailed, PulumiProject, state_reveals, steps_of
 from tests.helpers import ROOT
 
-STACK = "prod"
+STACK = "example"
 MANAGER = CIPP_CLIENTS[0][0]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
@@ -143,7 +143,7 @@ def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld
 def test_names_resolve_through_the_provider_and_the_pack_checks_the_ids(
     project: PulumiProject, world: DemoWorld
 ) -> None:
-    break_glass = "00000000-0000-0000-0000-00000000c001"  # Pulumi.prod.yaml's first break-glass id
+    break_glass = "00000000-0000-0000-0000-00000000c001"  # Pulumi.example.yaml's first break-glass id
     world.graph.add_user(world.msp_tenant, {"id": break_glass, "userPrincipalName": "breakglass1@msp.example"})
     project.config_set(STACK, "technicianAccess.breakGlassUserIds[0]", "breakglass1@msp.example", path=True)
 
