@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
+from bench.emulated_tenants import MSP, policy  # the sample the benchmarks use too
 from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
 from tests.emulators.fixtures import use_env
 from tests.helpers import to_runtime_config
 
-MSP = "00000000-0000-0000-0000-00000000a001"
+__all__ = ["MSP", "ClientTenantSetup", "client_tenant_setup", "outs_of", "policy"]
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,3 @@ def client_tenant_setup(emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch
     env = graph_client_env(emulator.url, emulator.ca_bundle, client_id, secret)
     use_env(monkeypatch, env)
     return ClientTenantSetup(emulator, tenant, client_id, secret, env)
-
-
-def policy(display_name: str, **users: Any) -> dict[str, Any]:
-    """A minimal valid v1.0 policy whose users object carries `users` on top of includeUsers All."""
-    return {
-        "displayName": display_name,
-        "state": "enabled",
-        "conditions": {
-            "clientAppTypes": ["all"],
-            "applications": {"includeApplications": ["All"]},
-            "users": {"includeUsers": ["All"], "excludeUsers": ["00000000-0000-0000-0000-0000000000b1"], **users},
-        },
-        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
-    }
