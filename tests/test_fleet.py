@@ -440,11 +440,11 @@ def test_make_fleet_passes_the_secrets_provider() -> None:
 
 
 # -- after a killed run (docs/fleet.md "After a killed run") ---------------------------------------------
-# What `pulumi up` printed here for a stack a SIGKILLed `pulumi up` had left locked (file backend, CLI 3.274.1).
+# What `pulumi up` prints for a stack a SIGKILLed `pulumi up` left locked (file backend, CLI 3.274.1).
 LOCK_ERROR = (
     "code: 255\n stdout: \n stderr: error: the stack is currently locked by 1 lock(s). Either wait for the other "
     "process(es) to end or delete the lock file with `pulumi cancel`.\n"
-    "  file:///tmp/state/.pulumi/locks/organization/cipp-hardening/client-e2e/6f1c4ed8.json?no_tmp_dir=true: "
+    "  file:///srv/pulumi-state/.pulumi/locks/organization/cipp-hardening/client-e2e/6f1c4ed8.json?no_tmp_dir=true: "
     "created by root@vm (pid 21645) at 2026-12-07T22:18:54Z\n"
 )
 HOLDER = LockHolder("root", "vm", 21645, datetime(2026, 12, 7, 22, 18, 54, tzinfo=UTC))
