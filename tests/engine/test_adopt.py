@@ -6,7 +6,6 @@ import and create behaviour follows upstream (tools/standin/azuread_standin.py).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from cipp_hardening.commands.demo import CIPP_CLIENTS, DemoWorld, demo_world, engine_env, msp_stack
+from cipp_hardening.commands.demo import DemoWorld, demo_world
 from cipp_hardening.yamlfile import read_yaml
 from emulators.pulumi_project import PulumiFailed, PulumiProject, steps_of
+from tests.engine.msp_project import STACK, msp_project
 from tests.helpers import ROOT
 
-STACK = "example"
-MANAGER = CIPP_CLIENTS[0][0]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
 # Pulumi.example.yaml's names and ids.
@@ -41,14 +39,7 @@ def world() -> Iterator[DemoWorld]:
 
 @pytest.fixture
 def project(pulumi_cli: Path, tmp_path: Path, world: DemoWorld) -> PulumiProject:
-    pulumi = PulumiProject.create(pulumi_cli, tmp_path, engine_env(world, msp_stack(world)), standin_azuread=True)
-    shutil.copy(ROOT / f"Pulumi.{STACK}.yaml", pulumi.workdir / f"Pulumi.{STACK}.yaml")
-    pulumi.stack_init(STACK)
-    pulumi.config_set(STACK, "graphUrl", world.graph.url)
-    pulumi.config_set(STACK, "cippApi.url", world.cipp.url, path=True)
-    pulumi.config_set(STACK, "cippApi.tenantId", world.cipp.tenant_id, path=True)
-    pulumi.config_set(STACK, "cippApiManagerSecret", world.cipp_secrets[MANAGER], secret=True)
-    return pulumi
+    return msp_project(pulumi_cli, tmp_path, world)
 
 
 def hand_made(world: DemoWorld) -> dict[str, str]:

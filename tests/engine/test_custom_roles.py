@@ -9,20 +9,17 @@ Step 1's trusted ranges; destroy puts the role back as it was found.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cipp_hardening.commands.demo import OFFICE_CALLER, RUNNER_IP, DemoWorld, demo_world, engine_env, msp_stack
+from cipp_hardening.commands.demo import OFFICE_CALLER, RUNNER_IP, DemoWorld, demo_world
 from emulators.clients import CippCaller, technician_request
 from emulators.pulumi_project import PulumiProject, state_reveals, steps_of
-from tests.helpers import ROOT
+from tests.engine.msp_project import STACK, msp_project
 
-STACK = "example"
-MANAGER = "00000000-0000-0000-0000-0000000e0001"
 ROLES_CLIENT = "00000000-0000-0000-0000-0000000e0004"
 TECH_GROUP = "00000000-0000-0000-0000-00000000b001"  # Pulumi.example.yaml's technicianAccess.includeGroupIds[0]
 SUPERADMIN_GROUP = "00000000-0000-0000-0000-00000000b099"
@@ -55,14 +52,7 @@ def world() -> Iterator[DemoWorld]:
 
 @pytest.fixture
 def project(pulumi_cli: Path, tmp_path: Path, world: DemoWorld) -> PulumiProject:
-    env = {**engine_env(world, msp_stack(world))}
-    pulumi = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
-    shutil.copy(ROOT / f"Pulumi.{STACK}.yaml", pulumi.workdir / f"Pulumi.{STACK}.yaml")
-    pulumi.stack_init(STACK)
-    pulumi.config_set(STACK, "graphUrl", world.graph.url)
-    pulumi.config_set(STACK, "cippApi.url", world.cipp.url, path=True)
-    pulumi.config_set(STACK, "cippApi.tenantId", world.cipp.tenant_id, path=True)
-    pulumi.config_set(STACK, "cippApiManagerSecret", world.cipp_secrets[MANAGER], secret=True)
+    pulumi = msp_project(pulumi_cli, tmp_path, world)
     pulumi.config_set(STACK, "cippApi.rolesClientId", ROLES_CLIENT, path=True)
     pulumi.config_set(STACK, "cippApiRolesSecret", ROLES_SECRET, secret=True)
     pulumi.config_set(STACK, "cippApi.customRoles[0].name", "techs", path=True)

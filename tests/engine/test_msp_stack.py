@@ -9,7 +9,6 @@ Part C's dynamic resources through the real dynamic-provider host, with the mana
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +16,17 @@ from pathlib import Path
 import pytest
 
 from cipp_hardening.commands.demo import (
-    CIPP_CLIENTS,
     OFFICE_CALLER,
     OUTSIDE_CALLER,
     RMM,
     RUNNER_IP,
     DemoWorld,
     demo_world,
-    engine_env,
-    msp_stack,
 )
 from emulators.pulumi_project import PulumiFailed, PulumiProject, state_reveals, steps_of
+from tests.engine.msp_project import MANAGER, STACK, msp_project
 from tests.helpers import ROOT
 
-STACK = "example"
-MANAGER = CIPP_CLIENTS[0][0]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"
 CA_POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
 CIPP_RANGES = "pulumi-python:dynamic/cipp:CippApiClientRanges"
@@ -45,16 +40,7 @@ def world() -> Iterator[DemoWorld]:
 
 @pytest.fixture
 def project(pulumi_cli: Path, tmp_path: Path, world: DemoWorld) -> PulumiProject:
-    # Part C's tokens from CIPP's tenant, azuread's own ARM_* credentials against the Graph emulator.
-    env = engine_env(world, msp_stack(world))
-    pulumi = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
-    shutil.copy(ROOT / f"Pulumi.{STACK}.yaml", pulumi.workdir / f"Pulumi.{STACK}.yaml")
-    pulumi.stack_init(STACK)
-    pulumi.config_set(STACK, "graphUrl", world.graph.url)
-    pulumi.config_set(STACK, "cippApi.url", world.cipp.url, path=True)
-    pulumi.config_set(STACK, "cippApi.tenantId", world.cipp.tenant_id, path=True)
-    pulumi.config_set(STACK, "cippApiManagerSecret", world.cipp_secrets[MANAGER], secret=True)
-    return pulumi
+    return msp_project(pulumi_cli, tmp_path, world)
 
 
 def make_verify(project: PulumiProject, world: DemoWorld) -> subprocess.CompletedProcess[str]:
