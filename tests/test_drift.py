@@ -27,7 +27,7 @@ def _msp_config() -> MspStack:
 
 
 CONFIG = _msp_config()
-PLAN = build_plan("prod")
+PLAN = build_plan("example")
 PLANNED_POLICIES = PLAN.graph_objects("policy")
 PLANNED_LOCATIONS = PLAN.graph_objects("namedLocation")
 PART_A = CONFIG.technician_access.display_name
