@@ -311,8 +311,7 @@ def _remove(graph: GraphClient, props: dict[str, Any], addition: Addition) -> No
     with graph.in_a_row():  # the read the removal is built from and the PATCH in consecutive turns
         parts = _removal_written(graph, props, addition)
     if parts:
-        seen_before = Seen(dict(parts.before), None)
-        after = _confirm(graph, props, seen_before, parts.sent)
+        after = _confirm(graph, props, parts.before, parts.sent)
         if addition.present_in(after.users) and not _shows(after.users, parts.sent):
             raise ExclusionError(
                 f"{_policy_label(props)}: the removal of {addition.to_json()} does not show after "
@@ -322,7 +321,7 @@ def _remove(graph: GraphClient, props: dict[str, Any], addition: Addition) -> No
 
 @dataclass(frozen=True)
 class Removal:
-    before: dict[str, Any]  # the users object the removal was built from
+    before: Seen  # the read the removal was built from
     sent: dict[str, Any]  # the keys PATCHed
 
 
@@ -353,7 +352,7 @@ def _removal_written(graph: GraphClient, props: dict[str, Any], addition: Additi
         return None
     parts = changed_parts(seen.users, users)
     _write(graph, props, parts)
-    return Removal(seen.users, parts)
+    return Removal(seen, parts)
 
 
 class CaExclusionProvider(ResourceProvider):
