@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from cipp_hardening.config import ClientStack, MspStack
+from cipp_hardening.config import BreakGlassAlerts, ClientStack, MspStack
 from cipp_hardening.directory_names import program_resolve
 from cipp_hardening.inventory import cipp_api_clients, cipp_custom_roles, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
@@ -50,20 +50,9 @@ def compose_msp(config: MspStack) -> None:
     pulumi.export("technicianPolicyId", technicians.policy_id)
     pulumi.export("technicianPolicyState", config.technician_access.state)
     pulumi.export("serviceAccountPolicyId", service_account.policy_id)
+    alerts = None
     if config.break_glass_alerts is not None:
-        # Imported here: pulumi-azure-native loads only for stacks that ask for the alert.
-        try:
-            from components.break_glass_alerts import BreakGlassSignInAlerts, BreakGlassSignInAlertsArgs
-        except ModuleNotFoundError as error:
-            raise RuntimeError(
-                "breakGlassAlerts needs pulumi-azure-native: pip install -r requirements-alerts.txt "
-                "(docs/break-glass-alerts.md)"
-            ) from error
-
-        BreakGlassSignInAlerts(
-            "break-glass-alerts", BreakGlassSignInAlertsArgs(config.break_glass_alerts, access.break_glass_user_ids)
-        )
-        pulumi.export("breakGlassAlertedUserIds", list(access.break_glass_user_ids))
+        alerts = break_glass_alerts(config.break_glass_alerts, config.technician_access.break_glass_user_ids)
     if config.cipp_api is not None:
         clients_now = cipp_api_clients(config.cipp_api, secret_value("cippApiManagerSecret"))
         allowlists = CippApiAllowlists("cipp-api", CippApiAllowlistsArgs(config.cipp_api, clients_now))
@@ -72,7 +61,7 @@ def compose_msp(config: MspStack) -> None:
         pulumi.export("denyingApiClients", allowlists.denying)  # stored as "[]": refused from every address
         pulumi.export("pendingSaveApiClients", allowlists.pending_save)  # table and App Service disagree
         pulumi.export("widenedApiClients", allowlists.widened)  # declared wider than CIPP holds them today
-        everything_else: list[pulumi.Resource] = [location, technicians, service_account]
+        everything_else: list[pulumi.Resource] = [location, technicians, service_account, *filter(None, [alerts])]
         if config.cipp_api.workload_identity is not None:
             workload = CippApiWorkloadIdentityPolicies(
                 "cipp-api-workload-identity",
@@ -93,6 +82,20 @@ def compose_msp(config: MspStack) -> None:
             pulumi.export("cippRolesHeldByPartAOnly", roles.part_a_only)  # superadmin: CIPP never restricts it
         # Last, depending on all of the above: a destroy that Part C would refuse stops before anything is deleted.
         allowlists.destroy_guard(everything_else, guarded_roles)
+
+
+def break_glass_alerts(settings: BreakGlassAlerts, user_ids: tuple[str, ...]) -> pulumi.ComponentResource:
+    # Imported here: pulumi-azure-native loads only for stacks that ask for the alert.
+    try:
+        from components.break_glass_alerts import BreakGlassSignInAlerts, BreakGlassSignInAlertsArgs
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            "breakGlassAlerts needs pulumi-azure-native: pip install -r requirements-alerts.txt "
+            "(docs/break-glass-alerts.md)"
+        ) from error
+    alerts = BreakGlassSignInAlerts("break-glass-alerts", BreakGlassSignInAlertsArgs(settings, user_ids))
+    pulumi.export("breakGlassAlertedUserIds", list(user_ids))
+    return alerts
 
 
 def compose_client(config: ClientStack) -> None:
