@@ -218,3 +218,13 @@ def test_the_alerts_requirements_pin_the_same_range_as_the_bootstrap() -> None:
     bootstrap = (ROOT / "bootstrap" / "requirements.txt").read_text(encoding="utf-8")
     assert "pulumi-azure-native>=3.29.0,<4" in alerts
     assert "pulumi-azure-native>=3.29.0,<4" in bootstrap
+
+
+def test_the_destroy_guard_waits_on_the_alert_too() -> None:
+    """A destroy that Part C would refuse stops before anything is deleted, the alert included (docs/part-c.md)."""
+    run = run_main(alerts_raw())
+    [component] = [r for r in run.resources if r.type == "cipp:hardening:BreakGlassSignInAlerts"]
+    children = {r.urn for r in run.resources if r.parent == component.urn}
+    [guard] = run.of_type("pulumi-python:dynamic/cipp:CippApiDestroyGuard")
+    assert len(children) == 3
+    assert children <= set(guard.dependencies), "a component stands for its children in depends_on"
