@@ -42,9 +42,9 @@ import yaml  # noqa: E402
 from bench.machine_info import machine  # noqa: E402
 from cipp_hardening.commands.fleet import Outcome, run_fleet  # noqa: E402
 from cipp_hardening.commands.onboard import SECRET_ENV, onboard_from_cipp, report_rows  # noqa: E402
-from dynamic_providers import credentials  # noqa: E402
 from emulators.cipp import CippEmulator  # noqa: E402
 from emulators.tls import make_test_tls  # noqa: E402
+from service_clients import credentials  # noqa: E402
 
 CIPP_TENANT = "7d4c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a09"
 RUNNER_IP = "203.0.113.10"

@@ -34,10 +34,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine_info import machine  # noqa: E402
-from dynamic_providers import credentials  # noqa: E402
 from dynamic_providers.cipp_api_client_ranges import SECRET_ENV, CippApiClientRangesProvider  # noqa: E402
 from emulators.cipp import CippEmulator, RequestRecord  # noqa: E402
 from emulators.tls import make_test_tls  # noqa: E402
+from service_clients import credentials  # noqa: E402
 
 CIPP_TENANT = "00000000-0000-0000-0000-00000000a001"
 RUNNER_IP = "203.0.113.10"

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_plan import client_policy
 from dynamic_providers.ca_exclusion import CaExclusionProvider
-from dynamic_providers.graph_client import DEFAULT_INTERVAL_S
 from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
+from service_clients.graph_client import DEFAULT_INTERVAL_S
 
 MSP = "00000000-0000-0000-0000-00000000a001"
 

@@ -35,10 +35,10 @@ if str(ROOT) not in sys.path:
 from bench.machine_info import machine  # noqa: E402, F401  (re-exported for the benches)
 from cipp_hardening.commands.demo import runtime_config as to_runtime_config  # noqa: E402
 from cipp_hardening.exclusion import msp_is_excluded  # noqa: E402
-from dynamic_providers import credentials  # noqa: E402
 from emulators.clients import GRAPH_ROLES, graph_client_env  # noqa: E402
 from emulators.graph import GraphEmulator, RequestRecord  # noqa: E402
 from emulators.provider_host import MiniEngine, ProviderHost, StateEntry, collect_dynamic_resources  # noqa: E402
+from service_clients import credentials  # noqa: E402
 
 MSP = "00000000-0000-0000-0000-00000000a001"  # the example MSP tenant (Pulumi.example.yaml)
 

@@ -40,7 +40,7 @@ PHISHING_RESISTANT_METHODS: Final = frozenset(
 
 
 class GraphReader(Protocol):
-    """The GETs this module needs (dynamic_providers/graph_client.GraphClient provides them)."""
+    """The GETs this module needs (service_clients/graph_client.GraphClient provides them)."""
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]: ...
 

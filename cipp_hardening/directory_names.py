@@ -39,7 +39,7 @@ from cipp_hardening.config import (
 )
 
 if TYPE_CHECKING:
-    from dynamic_providers.graph_client import GraphClient
+    from service_clients.graph_client import GraphClient
 
 DIRECTORY_SNAPSHOT_ENV = "CIPP_HARDENING_DIRECTORY_SNAPSHOT"
 GET_USER = "azuread:index/getUser:getUser"
@@ -128,7 +128,7 @@ def answer_invoke(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
 
 def graph_lookup(graph: GraphClient, name: DirectoryName) -> str:
     """The object id of a user (by UPN) or group (by display name), through GETs only."""
-    from dynamic_providers.graph_client import GraphError
+    from service_clients.graph_client import GraphError
 
     if name.kind == "user":
         try:
@@ -291,8 +291,8 @@ def _client_lookup(config: ClientStack, client_secret: str | None) -> Callable[[
 def _live_client_lookup(config: ClientStack, client_secret: str | None, name: DirectoryName) -> str:
     """The same identity as the listing of the client's policies (cipp_hardening/inventory.py)."""
     from cipp_hardening.inventory import client_tenant_graph
-    from dynamic_providers import credentials
-    from dynamic_providers.graph_client import GraphError
+    from service_clients import credentials
+    from service_clients.graph_client import GraphError
 
     tenant = config.client_tenant.tenant_id
     try:
@@ -312,7 +312,7 @@ def resolve_with_graph(config: StackConfig, graph_url: str, tenant_id: str, toke
     names each key whose name is unknown or ambiguous."""
     if not config.names:
         return config
-    from dynamic_providers.graph_client import GraphClient
+    from service_clients.graph_client import GraphClient
 
     with GraphClient(graph_url, tenant_id, token) as graph:
         resolved, _ = resolve_with(config, lambda name: graph_lookup(graph, name))

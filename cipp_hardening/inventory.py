@@ -21,9 +21,9 @@ from cipp_hardening.cipp_api import parse_list_body
 from cipp_hardening.config import CippApi, ClientStack
 from cipp_hardening.exclusion import as_graph_returns
 from cipp_hardening.policy_files import load_policy_file, load_policy_folder
-from dynamic_providers import credentials
-from dynamic_providers.cipp_client import CippClient, CippError
-from dynamic_providers.graph_client import GraphClient, GraphError
+from service_clients import credentials
+from service_clients.cipp_client import CippClient, CippError
+from service_clients.graph_client import GraphClient, GraphError
 
 SNAPSHOT_ENV = "CIPP_HARDENING_POLICY_SNAPSHOT"
 POLICIES = "identity/conditionalAccess/policies"

@@ -23,8 +23,8 @@ import pulumi
 
 from cipp_hardening import adoption, inventory
 from cipp_hardening.config import MspStack
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 POLICIES = "identity/conditionalAccess/policies"
 NAMED_LOCATIONS = "identity/conditionalAccess/namedLocations"

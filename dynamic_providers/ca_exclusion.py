@@ -3,7 +3,7 @@
 The client owns the policy; this resource only adds the MSP exclusion to it (GDAP: service-provider
 users of the MSP tenant; direct tenant mode: the CIPP service account) and, on delete, removes exactly
 what it added. Merge rules live in cipp_hardening.exclusion (pure); this module is the thin shell
-that reads and writes Graph v1.0 through dynamic_providers.graph_client.
+that reads and writes Graph v1.0 through service_clients.graph_client.
 
 Cost (Conditional Access allows 1 request/s per tenant, docs/part-d.md): the program lists the tenant's
 policies once per run and hands each resource the listing's verdict (`listed`). A policy the listing shows
@@ -17,7 +17,7 @@ before any write, so a write whose record a killed run lost is recognised as our
 understand is never written back; destroy re-reads while a replica predates our write.
 
 The provider object holds no session, lock or token: it is pickled into state by module and class
-name (docs/pulumi.md §2.2). Credentials are resolved per call (dynamic_providers.credentials).
+name (docs/pulumi.md §2.2). Credentials are resolved per call (service_clients.credentials).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from cipp_hardening.exclusion import (
     remove_addition,
     understood_users,
 )
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError, pacer_for
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError, pacer_for
 
 log = logging.getLogger(__name__)
 

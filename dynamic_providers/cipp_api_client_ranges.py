@@ -48,8 +48,8 @@ from cipp_hardening.cipp_api import (
     unconfirmed_fields,
     validate_inputs,
 )
-from dynamic_providers import credentials
-from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError
+from service_clients import credentials
+from service_clients.cipp_client import CippAccessDenied, CippClient, CippError
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ from cipp_hardening.custom_roles import (
     ranges_of,
     unconfirmed_fields,
 )
-from dynamic_providers import credentials
-from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError
+from service_clients import credentials
+from service_clients.cipp_client import CippAccessDenied, CippClient, CippError
 
 log = logging.getLogger(__name__)
 

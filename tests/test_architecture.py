@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-PRODUCT = ("cipp_hardening", "components", "dynamic_providers")
+PRODUCT = ("cipp_hardening", "components", "dynamic_providers", "service_clients")
 
 
 def imported_modules(path: Path) -> set[str]:

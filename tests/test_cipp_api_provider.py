@@ -27,7 +27,6 @@ from cipp_hardening.adoption import Decision
 from cipp_hardening.cipp_api import DENY_ALL, add_update_body
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, run_program
-from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import (
     SECRET_ENV,
     SECRET_KEY,
@@ -35,11 +34,12 @@ from dynamic_providers.cipp_api_client_ranges import (
     CippApiClientRangesError,
     CippApiClientRangesProvider,
 )
-from dynamic_providers.cipp_client import CippAccessDenied, CippClient, CippError, CippHttpError, explain_denial
 from emulators.cipp import API_CLIENT_DENIED, CippEmulator, HttpRequest, HttpResponse, RequestRecord
 from emulators.clients import CallerFactory, CippCaller
 from emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
 from emulators.tls import TestTLS as Tls
+from service_clients import credentials
+from service_clients.cipp_client import CippAccessDenied, CippClient, CippError, CippHttpError, explain_denial
 from tests.emulators import cipp_fixtures
 from tests.helpers import ROOT, msp_raw, to_runtime_config
 

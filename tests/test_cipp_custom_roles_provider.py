@@ -15,7 +15,6 @@ import pytest
 from pulumi.dynamic import Config, ConfigureRequest, CreateResult, ReadResult, UpdateResult
 
 from cipp_hardening.custom_roles import UnknownRoleShape, add_update_body
-from dynamic_providers import credentials
 from dynamic_providers.cipp_custom_roles import (
     MANAGER_SECRET_KEY,
     ROLES_SECRET_ENV,
@@ -25,6 +24,7 @@ from dynamic_providers.cipp_custom_roles import (
 from emulators.cipp import CippEmulator, RequestRecord
 from emulators.clients import CallerFactory, CippCaller, technician_request
 from emulators.tls import TestTLS as Tls
+from service_clients import credentials
 from tests.emulators import cipp_fixtures
 
 cipp_tls = cipp_fixtures.cipp_tls

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dynamic_providers import credentials
-from dynamic_providers.credentials import ENV_VARS, CredentialError, access_token
 from emulators.graph import GraphEmulator
+from service_clients import credentials
+from service_clients.credentials import ENV_VARS, CredentialError, access_token
 from tests.helpers import MSP_TENANT
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dynamic_providers.graph_client import TenantPacer, pacer_for
+from service_clients.graph_client import TenantPacer, pacer_for
 
 
 def test_turns_are_one_interval_apart() -> None:

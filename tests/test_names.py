@@ -16,9 +16,9 @@ import yaml
 from cipp_hardening.commands import plan, snapshot, verify
 from cipp_hardening.config import DirectoryName, MspStack, parse_stack_config
 from cipp_hardening.directory_names import DIRECTORY_SNAPSHOT_ENV
-from dynamic_providers import credentials
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
+from service_clients import credentials
 from tests.emulators.fixtures import use_env
 from tests.helpers import BREAK_GLASS_2, MSP_TENANT, ROOT, msp_raw
 

@@ -17,9 +17,9 @@ from cipp_hardening.commands import plan, snapshot
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV
 from cipp_hardening.offline_inputs import choose, placeholder_keys
 from cipp_hardening.scenarios import config_from_stack_file
-from dynamic_providers import credentials
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
+from service_clients import credentials
 from tests.emulators.fixtures import use_env
 from tests.helpers import MSP_TENANT, ROOT
 

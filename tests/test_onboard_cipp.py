@@ -26,10 +26,10 @@ from cipp_hardening.cipp_tenants import (
 )
 from cipp_hardening.commands.onboard import SECRET_ENV, OnboardError, OnboardingReport, onboard_from_cipp, report_rows
 from cipp_hardening.config import ClientStack, parse_stack_config
-from dynamic_providers import credentials
 from emulators.cipp import CippEmulator
 from emulators.clients import CIPP_TENANT_ID, CallerFactory, CippCaller
 from emulators.tls import TestTLS
+from service_clients import credentials
 from tests.emulators import cipp_fixtures
 from tests.helpers import ROOT, raw_config
 

@@ -27,8 +27,8 @@ from cipp_hardening.exclusion import (
 )
 from components.client_exclusions import PolicyNotUnderstood, check_understood
 from dynamic_providers.ca_exclusion import CaExclusionProvider, ExclusionError, ExclusionJournalProvider
-from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer
 from emulators.graph import GraphEmulator
+from service_clients.graph_client import GraphClient, GraphError, TenantPacer
 from tests.part_d import MSP, ClientTenantSetup, client_tenant_setup, policy
 from tests.part_d import outs_of as outs
 

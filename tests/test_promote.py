@@ -15,10 +15,10 @@ from rich.console import Console
 
 from cipp_hardening.commands.promote import Request, config_of, main, promote
 from cipp_hardening.config import MspStack, parse_stack_config
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphError
 from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
+from service_clients import credentials
+from service_clients.graph_client import GraphError
 from tests.emulators.fixtures import use_env
 from tests.helpers import BREAK_GLASS_1, MSP_TENANT, ROOT, SERVICE_ACCOUNT, raw_config, run_main
 

@@ -24,9 +24,9 @@ from cipp_hardening.commands.verify import (
 )
 from cipp_hardening.offline import OfflineRun, OfflineRunError
 from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
-from dynamic_providers import credentials
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
+from service_clients import credentials
 from tests.emulators.fixtures import use_env
 from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, MSP_TENANT, ROOT, SERVICE_ACCOUNT, TECH_GROUP
 

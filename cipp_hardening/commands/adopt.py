@@ -28,8 +28,8 @@ from cipp_hardening.config import PROJECT, ConfigError, MspStack, parse_stack_co
 from cipp_hardening.directory_names import resolve_with_graph
 from cipp_hardening.tenant_check import NAMED_LOCATIONS, POLICIES
 from cipp_hardening.yamlfile import YamlFileError, load_yaml
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 ROOT = Path(__file__).resolve().parents[2]
 ADOPT_STACK_KEY = f"{PROJECT}:{adoption.ADOPT_KEY}"

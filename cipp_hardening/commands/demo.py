@@ -66,16 +66,16 @@ from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
 from cipp_hardening.scenarios import user_scenarios
 from cipp_hardening.workload_identity import licence_error
 from cipp_hardening.yamlfile import read_yaml
-from dynamic_providers import credentials
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
 from dynamic_providers.cipp_custom_roles import ROLES_SECRET_KEY
-from dynamic_providers.graph_client import GraphClient, GraphError
 from emulators.cipp import CippEmulator
 from emulators.clients import CippCaller, graph_client_env, technician_request
 from emulators.graph import GraphEmulator
 from emulators.provider_host import MiniEngine, ProviderHost, collect_dynamic_resources
 from emulators.pulumi_project import PulumiProject, find_cli
 from emulators.tls import TestTLS, make_test_tls
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_STACK = "example"  # the demo runs the example MSP stack (Pulumi.example.yaml), named prod in its project

@@ -204,8 +204,8 @@ def next_steps(name: str) -> str:
 # -- every tenant CIPP manages ----------------------------------------------------------------------------
 def fetch_tenant_list(cipp_api: CippApi, secret: str) -> Any:
     """`GET /api/ListTenants` as the manager client (a token for api://<manager>/.default via azure-identity)."""
-    from dynamic_providers import credentials
-    from dynamic_providers.cipp_client import CippClient
+    from service_clients import credentials
+    from service_clients.cipp_client import CippClient
 
     manager = cipp_api.manager_client_id
 

@@ -12,7 +12,7 @@
    (comments and order kept), so the change goes through review as a diff; then prints the preview
    command. Otherwise it changes nothing.
 
-Permissions (the identity of dynamic_providers/credentials.py: ARM_* or AZURE_* variables, a federated token,
+Permissions (the identity of service_clients/credentials.py: ARM_* or AZURE_* variables, a federated token,
 or the Azure CLI): Policy.Read.All and AuditLog.Read.All in the MSP tenant; User.Read.All and Group.Read.All
 too when the config names users or groups by name. Exit 0 promoted, 1 affected sign-ins without
 --accept (nothing changed), 2 any other error (nothing changed).
@@ -47,8 +47,8 @@ from cipp_hardening.rollout import (
     promotion_record,
 )
 from cipp_hardening.yamlfile import YamlFileError, load_yaml
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = "identity/conditionalAccess/policies"

@@ -35,8 +35,8 @@ from cipp_hardening.directory_names import graph_lookup, resolve_with
 from cipp_hardening.offline_inputs import MANIFEST, SNAPSHOTS_DIR
 from cipp_hardening.scenarios import config_from_stack_file
 from cipp_hardening.yamlfile import YamlFileError
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 ROOT = Path(__file__).resolve().parents[2]
 

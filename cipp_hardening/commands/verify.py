@@ -11,7 +11,7 @@ or drifted); 5 cannot prove (a guard row undecided, no assumptions.cannotProveOv
 but some client policy in scope lacks the exclusion; 2 configuration, scenario file, credential or Graph
 error. Uncertain non-guard rows are flagged, never a failure.
 
-Credentials: the same chain as the program (dynamic_providers/credentials.py): AZURE_CLIENT_ID +
+Credentials: the same chain as the program (service_clients/credentials.py): AZURE_CLIENT_ID +
 AZURE_CLIENT_SECRET, workload identity, or the Azure CLI login; a client stack's `graphClientId` is
 used with the secret in CIPP_HARDENING_GRAPH_CLIENT_SECRET (Pulumi secrets cannot be decrypted here).
 """
@@ -54,8 +54,8 @@ from cipp_hardening.scenarios import (
 from cipp_hardening.whatif import EVALUATE, WhatIfResult
 from cipp_hardening.whatif import check as what_if_check
 from cipp_hardening.yamlfile import YamlFileError
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError, TenantPacer, pacer_for
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError, TenantPacer, pacer_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = "identity/conditionalAccess/policies"

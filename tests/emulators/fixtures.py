@@ -22,7 +22,7 @@ from emulators.tls import TestTLS, make_test_tls
 
 def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """Set `env` for this test (the program runs in-process) and forget credentials cached for another one."""
-    from dynamic_providers import credentials
+    from service_clients import credentials
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

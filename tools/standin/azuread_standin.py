@@ -64,7 +64,7 @@ What it does NOT do
       an INVALID_ARGUMENT error. They can still be read.
     * The Update wait is one consistent GET, not TF's five consecutive ones spaced 5 s apart.
     * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
-      ARM_CLIENT_SECRET, then whatever dynamic_providers.credentials finds: AZURE_CLIENT_ID /
+      ARM_CLIENT_SECRET, then whatever service_clients.credentials finds: AZURE_CLIENT_ID /
       AZURE_CLIENT_SECRET, workload identity or the Azure CLI). No certificates, no MSI, no
       ``environment`` switch. Tokens are requested for ``https://graph.microsoft.com/.default`` (what
       the real provider asks for; the emulator grants app roles only to that audience), overridable
@@ -98,9 +98,9 @@ from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 
 from cipp_hardening import graph_render
-from dynamic_providers import credentials
-from dynamic_providers.graph_client import GraphClient, GraphError
 from emulators.provider_host import from_struct, to_struct
+from service_clients import credentials
+from service_clients.graph_client import GraphClient, GraphError
 
 PLUGIN_VERSION: Final = "6.11.1"  # pulumi_azuread/pulumi-plugin.json; a test keeps the two equal
 
@@ -1169,7 +1169,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         client_secret = config.client_secret or os.environ.get("ARM_CLIENT_SECRET")
         if not (client_id and client_secret):
             client_id = client_secret = (
-                None  # dynamic_providers.credentials falls back to AZURE_* / workload identity / CLI
+                None  # service_clients.credentials falls back to AZURE_* / workload identity / CLI
             )
         scope = os.environ.get(GRAPH_SCOPE_ENV) or DEFAULT_GRAPH_SCOPE
 
