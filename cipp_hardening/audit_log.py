@@ -6,7 +6,7 @@ policy added, updated or deleted by someone other than the deploying identity: w
 (docs/assurance.md "Changes by others"). The audit log is evidence, not an invariant: a refusal (403) is said
 as "cannot tell who changed the policies", never passed silently and never a failure of the lockout proof.
 
-Facts relied on (docs/graph-ca.md §7): the directoryAudit resource (`activityDateTime`, `activityDisplayName`,
+Facts relied on (docs/graph-ca.md §8): the directoryAudit resource (`activityDateTime`, `activityDisplayName`,
 `loggedByService`, `result`, `initiatedBy.user` / `initiatedBy.app`, `targetResources[].id`); the Conditional
 Access activities of "Microsoft Entra audit log categories and activities" (service "Conditional Access",
 category "Policy", "Add/Update/Delete Conditional Access policy"), compared without case because tooling and

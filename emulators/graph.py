@@ -8,7 +8,8 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
   validation, PATCH merge semantics, canonical GET shapes, paging and error envelope;
 * ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging;
 * ``/v1.0/auditLogs/directoryAudits`` with ``$filter`` and paging: every policy write over HTTP leaves the entry
-  Entra's audit log holds for it, initiated by the caller of the token (``GraphEmulator._audit_policy_write``);
+  Entra's audit log holds for it, initiated by the caller of the token (``GraphEmulator._audit_policy_write``;
+  docs/graph-ca.md §6.8, §8);
 * ``/v1.0/servicePrincipals`` (read-only: ``?$filter=appId eq '…'``, ``/{id}``, ``(appId='…')``), and
   workload-identity policies (``conditions.clientApplications``) checked as Graph does, with the 1150
   refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md).
