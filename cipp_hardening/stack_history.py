@@ -42,7 +42,8 @@ def last_deployment(stack: str, stack_file: Path) -> datetime | str:
     except FileNotFoundError:
         return "the Pulumi CLI is not installed, so the stack's history cannot be read (give --since)"
     except auto.errors.CommandError as error:
-        first = next((line for line in str(error).splitlines() if "error:" in line), "").strip()
+        lines = (line.split("error:", 1)[1].strip() for line in str(error).splitlines() if "error:" in line)
+        first = next(lines, "")
         return f"`pulumi stack history` failed for stack {stack}{': ' + first if first else ''} (give --since)"
     newest = newest_deployment(history)
     if newest is None:
