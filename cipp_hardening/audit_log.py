@@ -213,22 +213,30 @@ def read(
     refused: Callable[[Exception], str | None],
     now: datetime,
 ) -> AuditResult:
-    """The audit log's answer. `since` is the last deployment, or why it is unknown; `refused(error)` says why an
-    error means "this caller may not read the log" (None: the error is re-raised)."""
-    if isinstance(since, str):
+    """The audit log's answer. `since` is the last deployment, or why it is unknown (then only the agent's
+    policies are looked for, over the log's retention); `refused(error)` says why an error means "this caller
+    may not read the log" (None: the error is re-raised)."""
+    shown = odata_time(since) if isinstance(since, datetime) else ""
+    if not isinstance(since, datetime) and not agents.ids:
         return AuditResult(cannot_tell=f"{CANNOT_TELL}: {since}", deployer=deployer.described)
-    start = min(since, now - RETENTION) if agents.ids else since
+    oldest = now - RETENTION
+    start = oldest if not isinstance(since, datetime) else min(since, oldest) if agents.ids else since
     try:
         entries = graph.list_all(DIRECTORY_AUDITS, query(start))
     except Exception as error:
         why = refused(error)
         if why is None:
             raise
-        return AuditResult(odata_time(since), cannot_tell=f"{CANNOT_TELL}: {why}", deployer=deployer.described)
+        return AuditResult(shown, cannot_tell=f"{CANNOT_TELL}: {why}", deployer=deployer.described)
+    agent_policies = agent_created(entries, agents)
+    if not isinstance(since, datetime):
+        return AuditResult(
+            agent_policies=agent_policies, cannot_tell=f"{CANNOT_TELL}: {since}", deployer=deployer.described
+        )
     return AuditResult(
-        since=odata_time(since),
+        since=shown,
         changes=tuple(changes_by_others(entries, since, deployer, agents)),
-        agent_policies=agent_created(entries, agents),
+        agent_policies=agent_policies,
         deployer=deployer.described,
     )
 

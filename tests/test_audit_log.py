@@ -332,3 +332,16 @@ def test_a_stack_file_without_a_project_beside_it_has_no_history(tmp_path: Path)
     why = stack_history.last_deployment("prod", stack_file)
     assert isinstance(why, str)
     assert "give --since" in why
+
+
+def test_the_agents_policies_are_labelled_even_when_the_last_deployment_is_unknown(
+    tmp_path: Path, reader: Reader
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    created = reader.emulator.put_policy(MSP_TENANT, agent_block_on_service_account(), initiated_by=AGENT)
+    options = AuditOptions(agents=(AGENT_APP,))
+    report = verify.verify_stack("example", reader.stack_file(tmp_path, "example"), audit_options=options)
+    assert report.audit is not None
+    assert report.audit.agent_policies == {created.lower(): "Agent suggestion: block all users"}
+    assert report.audit.changes == ()
+    assert "no Pulumi project beside" in report.audit.cannot_tell
