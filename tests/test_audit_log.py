@@ -345,3 +345,14 @@ def test_the_agents_policies_are_labelled_even_when_the_last_deployment_is_unkno
     assert report.audit.agent_policies == {created.lower(): "Agent suggestion: block all users"}
     assert report.audit.changes == ()
     assert "no Pulumi project beside" in report.audit.cannot_tell
+
+
+def test_any_error_of_the_audit_log_is_said_and_verify_still_answers(
+    tmp_path: Path, reader: Reader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_prod_plan(reader.emulator)
+    reader.emulator.inject(method="GET", path_contains="/auditLogs/directoryAudits", status=400)
+    code, out = run_main(tmp_path, reader, capsys, "--since", an_hour_ago())
+    assert code == 0
+    refused = "Graph GET auditLogs/directoryAudits → HTTP 400"
+    assert f"! cannot tell who changed the policies since the last deployment: {refused}" in out

@@ -370,12 +370,12 @@ class AuditOptions:
 
 
 def _audit_refused(error: Exception) -> str | None:
-    if isinstance(error, GraphError) and error.status == 403:
-        return (
-            f"Graph GET {audit_log.DIRECTORY_AUDITS} → HTTP 403 {error.code}: {error.graph_message} "
-            "(AuditLog.Read.All and Directory.Read.All, optional: docs/assurance.md)"
-        )
-    return None
+    """Any answer of Graph's to the audit-log read is said, never an error of verify: the log is evidence, not an
+    invariant (docs/assurance.md "Changes by others")."""
+    if not isinstance(error, GraphError):
+        return None
+    hint = " (AuditLog.Read.All and Directory.Read.All, optional: docs/assurance.md)" if error.status == 403 else ""
+    return f"Graph GET {audit_log.DIRECTORY_AUDITS} → HTTP {error.status} {error.code}: {error.graph_message}{hint}"
 
 
 def read_audit(config: StackConfig, stack: str, stack_file: Path, options: AuditOptions) -> AuditResult:
