@@ -356,3 +356,16 @@ def test_any_error_of_the_audit_log_is_said_and_verify_still_answers(
     assert code == 0
     refused = "Graph GET auditLogs/directoryAudits → HTTP 400"
     assert f"! cannot tell who changed the policies since the last deployment: {refused}" in out
+
+
+def test_a_policy_deleted_in_the_portal_is_reported_by_its_name(tmp_path: Path, reader: Reader) -> None:
+    emulator = reader.emulator
+    deploy_prod_plan(emulator)
+    guests = emulator.put_policy(MSP_TENANT, guest_policy())
+    emulator.delete_policy(MSP_TENANT, guests, initiated_by={"user": PORTAL_USER})
+    options = AuditOptions(since=datetime.now(UTC) - timedelta(hours=1))
+    report = verify.verify_stack("example", reader.stack_file(tmp_path, "example"), audit_options=options)
+    assert report.audit is not None
+    assert [(c.policy_name, c.policy_id, c.action, c.who) for c in report.audit.changes] == [
+        ("Require MFA for guests", guests, "deleted", "user mallory@msp.example")
+    ]
