@@ -76,8 +76,9 @@ def token_identity(token: str) -> Identity:
         return Identity(frozenset(), "an identity verify could not read from its token")
     app = str(claims.get("appid") or claims.get("azp") or "")
     user = str(claims.get("upn") or claims.get("unique_name") or "")
-    described = f"user {user}" if user else f"application {app}"
-    return Identity.of([app, str(claims.get("oid") or "")], described)
+    if user:  # a person signed in through a client (the Azure CLI): they are the identity, not the client app
+        return Identity.of([str(claims.get("oid") or "")], f"user {user}")
+    return Identity.of([app, str(claims.get("oid") or "")], f"application {app}")
 
 
 def initiator_ids(entry: Mapping[str, Any]) -> frozenset[str]:

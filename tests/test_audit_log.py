@@ -291,6 +291,8 @@ def test_the_deploying_identity_comes_from_the_tokens_app_and_object_ids() -> No
     assert app.described == "application AAA"
     user = audit_log.token_identity(jwt({"appid": "cli", "oid": "U1", "upn": "ops@msp.example"}))
     assert user.initiated({"initiatedBy": {"user": {"id": "u1"}}})
+    someone_through_the_cli = {"initiatedBy": {"user": {"id": "u2"}, "app": {"appId": "cli"}}}
+    assert not user.initiated(someone_through_the_cli), "the client app a person used is not the deployer"
     assert user.described == "user ops@msp.example"
     assert audit_log.token_identity("not a token").ids == frozenset()
 
