@@ -245,10 +245,10 @@ def handle(
         return DirectoryResult("directoryObjects", items=_visible(state, state.owners.get(object_id, []), roles))
     if rest[1:] == ["manager"] and kind == "users":
         manager = str(table[object_id].get("manager") or "").lower()
-        found = state.typed(manager) if manager else None
-        if found is None:
+        manager_object = state.typed(manager) if manager else None
+        if manager_object is None:
             raise not_found("manager")
-        return DirectoryResult("directoryObjects/$entity", entity=found)
+        return DirectoryResult("directoryObjects/$entity", entity=manager_object)
     raise DirectoryRequestError(400, "BadRequest", f"Resource not found for the segment '{rest[1]}'.")
 
 
