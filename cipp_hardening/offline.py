@@ -127,7 +127,7 @@ class _Mocks(pulumi.runtime.Mocks):
                 )
             )
             object_id = placeholder_guid(f"servicePrincipal::{app_id.lower()}")
-            return {"objectId": object_id, "id": object_id, "clientId": app_id}, []
+            return {"objectId": object_id, "id": f"/servicePrincipals/{object_id}", "clientId": app_id}, []
         found = load_service_principals(snapshot).get(app_id.lower())
         if found is None:
             # The provider's own wording (terraform-provider-azuread service_principal_data_source.go).
@@ -137,7 +137,7 @@ class _Mocks(pulumi.runtime.Mocks):
         )
         return {
             "objectId": found["id"],
-            "id": found["id"],
+            "id": f"/servicePrincipals/{found['id']}",  # the provider's id (servicePrincipalDataSourceRead)
             "clientId": found["appId"],
             "displayName": found.get("displayName"),
             "applicationTenantId": found.get("appOwnerOrganizationId"),
