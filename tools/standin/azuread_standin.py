@@ -14,8 +14,18 @@ What it does
     * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
       ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``, and the read-only functions
       the program calls (getServicePrincipal by clientId, getUser by userPrincipalName, getGroup by
-      displayName; ``LOOKUPS``). Any other token is an error that names it. A failed lookup answers
-      upstream's texts in the bridge's format (``DataSourceError``).
+      displayName; ``LOOKUPS``). Any other token is an error that names it. Each lookup sends the
+      requests of terraform-provider-azuread v3.9's data source (get_user, get_group and
+      get_service_principal cite the functions): users by ``$filter``, groups through beta with the
+      name's quotes *not* doubled (so Graph refuses a name with an apostrophe), then members and owners,
+      a user's manager, a service principal's samlMetadataUrl through beta. The ``id`` is upstream's
+      (``/users/{id}``, ``/groups/{id}``, ``/servicePrincipals/{id}``); ``objectId`` is the bare GUID.
+      A failed lookup answers upstream's texts in the bridge's format (``DataSourceError``), Graph's
+      errors worded as go-azure-sdk words them (``sdk_error``).
+    * Configure signs in, as upstream's providerConfigure does: a client secret is POSTed to the token
+      endpoint (service_clients.credentials.client_secret_sign_in), any other credential goes through
+      the credential chain; a refusal fails Configure with upstream's text (``configure_failure``), so a
+      wrong secret stops ``pulumi preview``.
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
     * Check validates property names (and required properties) against the 6.11.1 schema, which
@@ -63,6 +73,8 @@ What it does NOT do
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
     * The Update wait is one consistent GET, not TF's five consecutive ones spaced 5 s apart.
+    * Configure does not look up the token holder's object id when the token lacks an ``oid`` claim
+      (upstream's Client.build does), nor check ``metadata_host``/``environment``.
     * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
       ARM_CLIENT_SECRET, then whatever service_clients.credentials finds: AZURE_CLIENT_ID /
       AZURE_CLIENT_SECRET, workload identity or the Azure CLI). No certificates, no MSI, no
