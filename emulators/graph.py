@@ -9,7 +9,10 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
 * ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging;
 * ``/v1.0/servicePrincipals`` (read-only: ``?$filter=appId eq '…'``, ``/{id}``, ``(appId='…')``), and
   workload-identity policies (``conditions.clientApplications``) checked as Graph does, with the 1150
-  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md).
+  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md);
+* the read-only directory (``/v1.0/users``, ``/v1.0/groups``: emulators/graph_directory.py), and those
+  directory and service-principal GETs under ``/beta`` too, where pulumi-azuread's lookups read
+  (everything else on beta is refused, §1.3). ``$filter`` is lexed as OData does (``parse_filter``).
 
 Tests steer it from Python: tenants and state (``load_policies``, ``put_policy``...), throttling
 (docs/graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
