@@ -127,17 +127,21 @@ class _Mocks(pulumi.runtime.Mocks):
                 )
             )
             object_id = placeholder_guid(f"servicePrincipal::{app_id.lower()}")
-            return {"objectId": object_id, "id": object_id, "clientId": app_id}, []
+            return {"objectId": object_id, "id": f"/servicePrincipals/{object_id}", "clientId": app_id}, []
         found = load_service_principals(snapshot).get(app_id.lower())
         if found is None:
-            # The provider's own wording (terraform-provider-azuread service_principal_data_source.go).
-            return {}, [("clientId", f"No service principal found for application ID: {app_id!r} (in {snapshot})")]
+            # The provider's own reason (terraform-provider-azuread v3.9 servicePrincipalDataSourceRead: summary
+            # and detail, which name nothing), then which application and which snapshot.
+            reason = (
+                f"No service principal found: no service principal found (application ID {app_id!r}, in {snapshot})"
+            )
+            return {}, [("clientId", reason)]
         self.logs.append(
             ("warning", f"offline plan: the service principal of {app_id} read from the snapshot {snapshot}")
         )
         return {
             "objectId": found["id"],
-            "id": found["id"],
+            "id": f"/servicePrincipals/{found['id']}",  # the provider's id (servicePrincipalDataSourceRead)
             "clientId": found["appId"],
             "displayName": found.get("displayName"),
             "applicationTenantId": found.get("appOwnerOrganizationId"),

@@ -12,7 +12,10 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
   docs/graph-ca.md §6.8, §8);
 * ``/v1.0/servicePrincipals`` (read-only: ``?$filter=appId eq '…'``, ``/{id}``, ``(appId='…')``), and
   workload-identity policies (``conditions.clientApplications``) checked as Graph does, with the 1150
-  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md).
+  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md);
+* the read-only directory (``/v1.0/users``, ``/v1.0/groups``: emulators/graph_directory.py), and those
+  directory and service-principal GETs under ``/beta`` too, where pulumi-azuread's lookups read
+  (everything else on beta is refused, §1.3). ``$filter`` is lexed as OData does (``parse_filter``).
 
 Tests steer it from Python: tenants and state (``load_policies``, ``put_policy``...), throttling
 (docs/graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
@@ -849,12 +852,93 @@ FILTER_CLAUSE = re.compile(
     r"|startswith\(\s*(?P<sw_field>[A-Za-z][\w/]*)\s*,\s*'(?P<sw_value>(?:[^']|'')*)'\s*\)"
     r"|isof\(\s*'(?P<isof>[\w.]+)'\s*\))\s*$"
 )
+# The clauses parse_clause serves, as token kinds: w(ord), s(tring literal), or the punctuation itself.
+_CLAUSE_SHAPES = (("w", "w", "s"), ("w", "w", "w"), ("w", "(", "w", ",", "s", ")"), ("w", "(", "s", ")"))
+
+
+@dataclass(frozen=True)
+class FilterToken:
+    kind: str  # "w", "s" or one of "(),"
+    text: str
+    start: int
+    end: int  # the lexer's position after the token: what Graph's syntax errors report
+    terminated: bool = True
+
+
+def filter_tokens(text: str) -> list[FilterToken]:
+    """OData's lexing of a $filter: a string literal runs to the next single quote (two quotes are one
+    quote inside it), so an undoubled quote in a name ends the literal early."""
+    tokens: list[FilterToken] = []
+    index, length = 0, len(text)
+    while index < length:
+        char = text[index]
+        if char.isspace():
+            index += 1
+        elif char == "'":
+            close = index + 1
+            while (close := text.find("'", close)) >= 0 and text[close + 1 : close + 2] == "'":
+                close += 2
+            if close < 0:
+                tokens.append(FilterToken("s", text[index:], index, length, terminated=False))
+                return tokens
+            tokens.append(FilterToken("s", text[index : close + 1], index, close + 1))
+            index = close + 1
+        elif char in "(),":
+            tokens.append(FilterToken(char, char, index, index + 1))
+            index += 1
+        else:
+            end = index
+            while end < length and not text[end].isspace() and text[end] not in "(),'":
+                end += 1
+            tokens.append(FilterToken("w", text[index:end], index, end))
+            index = end
+    return tokens
+
+
+def filter_syntax_error(message: str) -> GraphError:
+    """Graph's answer to a $filter its OData parser cannot read: 400 BadRequest "Invalid filter clause: "
+    and the parser's message. Observed for names whose quote was not doubled: "Invalid filter clause: Syntax
+    error at position 32 in 'DisplayName eq 'Fraser's Group''." (GET /groups; Microsoft365DSC/Microsoft365DSC
+    issue 4358), "... ')' or ',' expected at position 23 in 'contains(subject, 'who's the best?')'."
+    (O365/python-o365 issue 1133), "... Syntax error at position 17 in 'jobtitle ge '!' , accountenabled eq
+    true'." (GET /users; microsoftgraph/microsoft-graph-devx-api issue 2091). The rule: Microsoft Learn, "Use
+    query parameters", Escaping single quotes. The position is the end of the first token the grammar cannot
+    take (as in the last two; Graph's directory answers are not always consistent about it, so nothing here
+    may depend on the number)."""
+    return bad_request(f"Invalid filter clause: {message}", reason="malformed $filter")
 
 
 def parse_filter(text: str) -> Callable[[JSONObject], bool]:
-    """A small OData $filter subset: clauses joined by `and` (eq/ne/ge/gt/le/lt, startswith, isof)."""
-    predicates = [parse_clause(part) for part in re.split(r"\s+and\s+", text.strip())]
+    """A small OData $filter subset: clauses joined by `and` (eq/ne/ge/gt/le/lt, startswith, isof).
+
+    Lexed as OData does (``filter_tokens``): `and` inside a string literal is text, and an undoubled quote
+    ends a literal early, which makes the rest a syntax error (``filter_syntax_error``)."""
+    clauses: list[list[FilterToken]] = [[]]
+    depth = 0
+    for token in filter_tokens(text):
+        depth += {"(": 1, ")": -1}.get(token.kind, 0)
+        if token.kind == "w" and token.text.lower() == "and" and depth == 0 and clauses[-1]:
+            clauses.append([])
+        else:
+            clauses[-1].append(token)
+    predicates = []
+    for clause in clauses:
+        _check_clause_syntax(text, clause)
+        predicates.append(parse_clause(text[clause[0].start : clause[-1].end] if clause else ""))
     return lambda record: all(predicate(record) for predicate in predicates)
+
+
+def _check_clause_syntax(text: str, clause: list[FilterToken]) -> None:
+    kinds = tuple(token.kind for token in clause)
+    for shape in _CLAUSE_SHAPES:
+        if kinds[: len(shape)] != shape:
+            continue
+        if any(not token.terminated for token in clause[: len(shape)]):
+            break
+        if len(kinds) > len(shape):
+            raise filter_syntax_error(f"Syntax error at position {clause[len(shape)].end} in '{text}'.")
+    if clause and not clause[-1].terminated:
+        raise filter_syntax_error(f"There is an unterminated string literal at position {len(text)} in '{text}'.")
 
 
 def parse_clause(text: str) -> Callable[[JSONObject], bool]:
@@ -1428,10 +1512,12 @@ class GraphEmulator:
         with self._lock:
             return self._tenant(tenant_id).directory.add_user(user)
 
-    def add_group(self, tenant_id: str, group: JSONObject, members: Iterable[str] = ()) -> str:
-        """A group (id required) with its direct members (user or group ids)."""
+    def add_group(
+        self, tenant_id: str, group: JSONObject, members: Iterable[str] = (), owners: Iterable[str] = ()
+    ) -> str:
+        """A group (id required) with its direct members and its owners (user or group ids)."""
         with self._lock:
-            return self._tenant(tenant_id).directory.add_group(group, members)
+            return self._tenant(tenant_id).directory.add_group(group, members, owners)
 
     def add_directory_role(self, tenant_id: str, role: JSONObject, members: Iterable[str] = ()) -> str:
         """An activated directory role (id, roleTemplateId, displayName) and its members."""
@@ -1632,6 +1718,11 @@ class GraphEmulator:
         segments = path_segments(request.path)
         lowered = [segment.lower() for segment in segments]
         if lowered[:1] == ["v1.0"]:
+            return self._graph(request, segments[1:])
+        if lowered[:1] == ["beta"] and request.method == "GET" and lowered[1:2] in BETA_READS:
+            # pulumi-azuread's data sources read groups (and a service principal's samlMetadataUrl) through
+            # beta (terraform-provider-azuread v3.9 groupDataSourceRead, servicePrincipalDataSourceRead):
+            # read-only directory routes are served there, with v1.0's shapes.
             return self._graph(request, segments[1:])
         if lowered[:1] == ["beta"]:
             # §1.3: the project writes through v1.0 only; beta writes irrevocably mutate policies.
@@ -2023,9 +2114,10 @@ class GraphEmulator:
         root: str | None,
         *,
         default_top: int | None = None,
+        filtered: bool = False,
     ) -> Response:
         page = self._page_request(request, root, default_top)
-        if page.filter_text:
+        if page.filter_text and not filtered:
             predicate = parse_filter(page.filter_text)
             items = [item for item in items if predicate(item)]
         if page.orderby:
@@ -2148,16 +2240,20 @@ class GraphEmulator:
         roles = set(claims.get("roles") or []) if self.settings.enforce_roles else None
         query = request.query
         select = [n.strip() for n in query["$select"].split(",") if n.strip()] if "$select" in query else None
+        collection = len(lowered) == 1
+        keep = parse_filter(query["$filter"]) if collection and "$filter" in query else None
         try:
             with self._lock:
-                result = graph_directory.handle(self._tenant(tenant).directory, request.method, lowered, roles, select)
+                directory = self._tenant(tenant).directory
+                result = graph_directory.handle(directory, request.method, lowered, roles, select, keep)
         except DirectoryRequestError as error:
             raise GraphError(error.status, error.code, error.message, reason=error.reason) from None
         if result.entity is not None:
             return Response(200, {"@odata.context": self._context(result.context), **result.entity})
         if "$top" not in query:
             request = dataclasses.replace(request, query={**query, "$top": str(self.settings.directory_page_size)})
-        return self._page(request, result.context, result.items or [], None)
+        # A collection was filtered above, on every stored property; the pager keeps $filter for its nextLink.
+        return self._page(request, result.context, result.items or [], None, filtered=keep is not None)
 
     # -- sign-in logs --------------------------------------------------------------------------------
     def _sign_ins(self, request: Request, tenant: str, segments: list[str]) -> Response:
@@ -2177,6 +2273,8 @@ class GraphEmulator:
 
 
 QUERY_OPTIONS = {"$top", "$skip", "$skiptoken", "$filter", "$select", "$count", "$orderby"}
+# The beta routes served (GET only): the directory reads of pulumi-azuread's data sources.
+BETA_READS = (["users"], ["groups"], ["serviceprincipals"])
 
 
 def choose_id(entities: EntitySet, wanted: Any, *, replace: bool) -> tuple[str, bool]:
