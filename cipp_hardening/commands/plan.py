@@ -25,7 +25,6 @@ from rich.tree import Tree
 
 from cipp_hardening import report_output
 from cipp_hardening.arm_render import render_arm
-from cipp_hardening.commands.verify import print_matrix
 from cipp_hardening.config import PROJECT, ConfigError, MspStack, StackConfig
 from cipp_hardening.directory_names import describe, resolve_names
 from cipp_hardening.graph_render import render, with_object_id
@@ -33,6 +32,7 @@ from cipp_hardening.inventory import snapshot_path
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
 from cipp_hardening.offline_inputs import OfflineInputError, OfflineInputs, choose, placeholder_notice
 from cipp_hardening.policy_files import load_named_location_folder, load_policy_file, load_policy_folder
+from cipp_hardening.report_output import print_matrix
 from cipp_hardening.scenarios import (
     MatrixResult,
     ScenarioFileError,
