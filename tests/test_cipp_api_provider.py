@@ -699,7 +699,7 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
 def list_cipp_live(monkeypatch: pytest.MonkeyPatch) -> None:
     """The program lists CIPP as under `up`; no MSP tenant is there to check for duplicates (docs/adopt.md,
     covered by tests/test_adoption.py)."""
-    monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)
+    monkeypatch.setattr("cipp_hardening.run_mode.is_offline", lambda: False)
     monkeypatch.setattr("cipp_hardening.tenant_check.check_tenant", lambda _config: Decision())
 
 
