@@ -64,7 +64,7 @@ from cipp_hardening.commands.verify import (
 from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
 from cipp_hardening.offline import running_offline
-from cipp_hardening.scenarios import user_scenarios
+from cipp_hardening.scenario_files import user_scenarios
 from cipp_hardening.workload_identity import licence_error
 from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY

@@ -33,14 +33,8 @@ from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, 
 from cipp_hardening.offline_inputs import OfflineInputError, OfflineInputs, choose, placeholder_notice
 from cipp_hardening.policy_files import load_named_location_folder, load_policy_file, load_policy_folder
 from cipp_hardening.report_output import print_matrix
-from cipp_hardening.scenarios import (
-    MatrixResult,
-    ScenarioFileError,
-    config_from_stack_file,
-    policies_after_apply,
-    run_matrix,
-    user_scenarios,
-)
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, user_scenarios
+from cipp_hardening.scenarios import MatrixResult, policies_after_apply, run_matrix
 from cipp_hardening.yamlfile import YamlFileError, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

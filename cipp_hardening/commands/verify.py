@@ -41,17 +41,15 @@ from cipp_hardening.evaluator import PolicySet
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
 from cipp_hardening.offline import OfflineRunError
 from cipp_hardening.report_output import make_console, print_findings, print_matrix
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, user_scenarios
 from cipp_hardening.scenarios import (
     EXIT_BROKEN,
     EXIT_CANNOT_PROVE,
     MatrixResult,
     Scenario,
-    ScenarioFileError,
     authentication_flow_scenarios,
-    config_from_stack_file,
     derive_scenarios,
     run_matrix,
-    user_scenarios,
 )
 from cipp_hardening.whatif import EVALUATE, WhatIfResult
 from cipp_hardening.whatif import check as what_if_check
