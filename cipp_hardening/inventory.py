@@ -16,12 +16,12 @@ from typing import Any
 import pulumi
 
 from cipp_hardening import run_mode
-from cipp_hardening.cipp_api import parse_list_body
+from cipp_hardening.cipp_api import AppServiceAuth, ClientList
 from cipp_hardening.config import CippApi, ClientStack
 from cipp_hardening.exclusion import as_graph_returns
 from cipp_hardening.policy_files import load_policy_file, load_policy_folder
 from service_clients import credentials
-from service_clients.cipp_client import CippClient, CippError
+from service_clients.cipp_client import CippClient, CippError, parse_list_body
 from service_clients.graph_client import GraphClient, GraphError
 
 SNAPSHOT_ENV = "CIPP_HARDENING_POLICY_SNAPSHOT"
@@ -117,9 +117,20 @@ def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[di
 
     try:
         with CippClient(cipp.url, token, manager_client_id=cipp.manager_client_id) as client:
-            return client.inventory()  # List plus App Service's allowed clients (GetAzureConfiguration)
+            return _with_app_service(client)
     except (CippError, credentials.CredentialError) as error:
         raise pulumi.RunError(f"cippApi: could not list the CIPP-API clients at {cipp.url}: {error}") from None
+
+
+def _with_app_service(client: CippClient) -> ClientList:
+    """List, plus App Service's allowed clients (GetAzureConfiguration); a failure to read the latter is recorded,
+    not raised."""
+    clients = client.list_clients()
+    try:
+        configuration = client.azure_configuration()
+    except CippError as error:
+        return ClientList(clients, app_service_error=str(error))
+    return ClientList(clients, AppServiceAuth(configuration.client_ids, configuration.enabled))
 
 
 # -- CIPP roles (docs/custom-roles.md): the role list, for superadmin and the roles that must exist ------

@@ -817,4 +817,3 @@ def run_matrix(
         row = _settle(judge(scenario, chosen.evaluate(scenario.sign_in), roles), scenario.sign_in, probes)
         rows.append(_labelled(_roles_unread(row, scenario, directory, role_targeted), policies))
     return MatrixResult(tuple(rows), config.assumptions.cannot_prove_override)
-

@@ -1,4 +1,5 @@
-"""Part C pure rules (cipp_hardening.cipp_api): List bodies, the AddUpdate body, CIPP's answers, open clients."""
+"""Part C pure rules (cipp_hardening.cipp_api): the AddUpdate body, open clients; and CIPP's answer shapes, which
+service_clients.cipp_client reads (List bodies, AddUpdate answers, GetAzureConfiguration)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,12 @@ import pytest
 from cipp_hardening.cipp_api import (
     DENY_ALL,
     AppServiceAuth,
-    CippResponseError,
     add_update_body,
-    add_update_problems,
     canonical_ranges,
     delete_plan,
     denying_clients,
     find_client,
     is_enabled,
-    mcp_warnings,
-    parse_azure_configuration,
-    parse_list_body,
     pending_saves,
     ranges_of,
     unrestricted_clients,
@@ -28,6 +24,14 @@ from cipp_hardening.cipp_api import (
     validate_inputs,
 )
 from emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
+from service_clients.cipp_client import (
+    AzureConfiguration,
+    CippResponseError,
+    add_update_problems,
+    mcp_warnings,
+    parse_azure_configuration,
+    parse_list_body,
+)
 
 MANAGER = "00000000-0000-0000-0000-0000000e0001"
 RMM = "00000000-0000-0000-0000-0000000e0002"
@@ -342,9 +346,9 @@ def test_open_is_judged_by_app_services_allowed_list_when_known() -> None:
 
 def test_get_azure_configuration_bodies() -> None:
     saved = {"Results": {"ApiUrl": "https://x", "TenantID": "t", "ClientIDs": [PSA.upper()], "Enabled": True}}
-    assert parse_azure_configuration(saved) == AppServiceAuth(frozenset({PSA}), True)
+    assert parse_azure_configuration(saved) == AzureConfiguration(frozenset({PSA}), True)
     none = {"Results": {"ApiUrl": "https://x", "TenantID": "", "ClientIDs": None, "Enabled": False}}
-    assert parse_azure_configuration(none) == AppServiceAuth(frozenset(), False)
+    assert parse_azure_configuration(none) == AzureConfiguration(frozenset(), False)
     failed = {"Results": {"Enabled": "Could not get API clients, ensure ...", "Error": {"Message": "403 ARM"}}}
     with pytest.raises(CippResponseError, match=r"Could not get API clients.*403 ARM"):
         parse_azure_configuration(failed)
