@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cipp_hardening.cidr import RangeError, cipp_range, dedupe
-from cipp_hardening.config import GUID
 
 ANY = "Any"  # what List shows for a client without ranges (§3): requests from every IP are allowed
 # What we record for a client whose stored IPRange is "[]": Get-CippApiClient leaves its list empty and
@@ -413,8 +412,6 @@ INPUT_KEYS = (
     "allowAnyOnDelete",
     "mcpAllowed",  # optional: only where CIPP's List omits MCPAllowed (_mcp_flag)
 )
-FLAG_KEYS = ("allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete", "mcpAllowed")
-REQUIRED_KEYS = INPUT_KEYS[:5]
 
 
 def is_self_update(props: Mapping[str, Any]) -> bool:
@@ -429,45 +426,3 @@ def self_update_refusal(props: Mapping[str, Any]) -> str | None:
             "this stack out of CIPP. Set allowSelfUpdate: true on this client to allow it"
         )
     return None
-
-
-def validate_inputs(news: Mapping[str, Any], unknown: object = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Canonical inputs and (property, reason) failures; values equal to `unknown` (preview) are left alone."""
-    failures = [(key, "is required") for key in REQUIRED_KEYS if news.get(key) is None]
-    known = {k: v for k, v in news.items() if v is not None and (unknown is None or v != unknown)}
-    failures.extend(_input_failures(known))
-    inputs = {**news, **_canonical(known, {key for key, _ in failures})}
-    if "clientId" in known and "managerClientId" in known and (refusal := self_update_refusal(inputs)):
-        failures.append(("allowSelfUpdate", refusal))
-    return inputs, failures
-
-
-def _canonical(known: Mapping[str, Any], failed: set[str]) -> dict[str, Any]:
-    canonical: dict[str, Any] = {}
-    if "url" in known and "url" not in failed:
-        canonical["url"] = known["url"].rstrip("/")
-    for key in ("tenantId", "managerClientId", "clientId"):
-        if key in known and key not in failed:
-            canonical[key] = known[key].lower()
-    if "allowedRanges" in known and "allowedRanges" not in failed:
-        canonical["allowedRanges"] = canonical_ranges(known["allowedRanges"])[0]
-    return canonical
-
-
-def _input_failures(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-    failures: list[tuple[str, str]] = []
-    if "url" in inputs and not (isinstance(inputs["url"], str) and inputs["url"].startswith("https://")):
-        failures.append(("url", f"must be the https:// URL of CIPP's Function App, got {inputs['url']!r}"))
-    for key in ("tenantId", "managerClientId", "clientId"):
-        if key in inputs and not (isinstance(inputs[key], str) and GUID.match(inputs[key])):
-            failures.append((key, f"must be a GUID, got {inputs[key]!r}"))
-    if "allowedRanges" in inputs:
-        ranges = inputs["allowedRanges"]
-        if not isinstance(ranges, list):
-            failures.append(("allowedRanges", f"must be a list of IP ranges, got {type(ranges).__name__}"))
-        else:
-            failures.extend(("allowedRanges", problem) for problem in canonical_ranges(ranges)[1])
-    for key in FLAG_KEYS:
-        if not isinstance(inputs.get(key, False), bool):
-            failures.append((key, f"must be true or false, got {inputs.get(key)!r}"))
-    return failures

@@ -21,7 +21,6 @@ from cipp_hardening.cipp_api import (
     ranges_of,
     unrestricted_clients,
     unrestricted_message,
-    validate_inputs,
 )
 from emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
 from service_clients.cipp_client import (
@@ -218,44 +217,6 @@ def test_canonical_spelling_passes_cipps_regex_and_matches_like_cipp(entry: str,
     assert VALID_RANGE_ENTRY.search(canonical)
     assert ip_in_range(inside, canonical)
     assert not ip_in_range(outside, canonical)
-
-
-# -- resource inputs (the provider's check) ---------------------------------------------------------
-def test_validate_inputs_canonicalises() -> None:
-    checked, failures = validate_inputs(
-        inputs(url="https://cipp.example.net/", clientId=RMM.upper(), allowedRanges=["2001:db8::/48", "2001:db8::/48"])
-    )
-    assert failures == []
-    assert checked["url"] == "https://cipp.example.net"
-    assert checked["clientId"] == RMM
-    assert checked["allowedRanges"] == ["2001:0db8:0000:0000:0000:0000:0000:0000/48"]
-
-
-@pytest.mark.parametrize(
-    ("changes", "key", "fragment"),
-    [
-        ({"url": "http://cipp.example.net"}, "url", "https://"),
-        ({"clientId": "rmm"}, "clientId", "GUID"),
-        ({"allowedRanges": ["203.0.113.7/24"]}, "allowedRanges", "host bits"),
-        ({"allowedRanges": "203.0.113.0/24"}, "allowedRanges", "list"),
-        ({"restoreOnDelete": "yes"}, "restoreOnDelete", "true or false"),
-        ({"clientId": MANAGER}, "allowSelfUpdate", "manager client itself"),
-        ({"tenantId": None}, "tenantId", "required"),
-    ],
-)
-def test_validate_inputs_failures(changes: dict[str, Any], key: str, fragment: str) -> None:
-    _, failures = validate_inputs(inputs(**changes))
-    assert any(k == key and fragment in reason for k, reason in failures), failures
-
-
-def test_the_manager_may_manage_itself_when_allowed() -> None:
-    assert validate_inputs(inputs(clientId=MANAGER, allowSelfUpdate=True))[1] == []
-
-
-def test_unknown_values_are_left_for_later() -> None:
-    checked, failures = validate_inputs(inputs(allowedRanges=UNKNOWN, clientId=UNKNOWN), unknown=UNKNOWN)
-    assert failures == []
-    assert checked["allowedRanges"] == UNKNOWN
 
 
 # -- open clients -----------------------------------------------------------------------------------

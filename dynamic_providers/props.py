@@ -1,0 +1,83 @@
+"""Typed args for the dynamic resources, and their props: the plain dict pulumi.dynamic stores in state.
+
+As in Pulumi's own dynamic-provider examples, each resource has an args class (a frozen dataclass here) that
+its component builds and its provider reads back. The component builds it from config that
+cipp_hardening.config has already validated, so a provider's check() only makes sure the props have the
+shape of the class; the rules of config are not run a second time. What the engine hands the provider later
+comes from state, possibly written by an older version or edited by hand: `decode` reads it the same way,
+fills what a prop added since holds by default, and names the prop that does not fit.
+
+The props' names are the names in state: each class maps its fields to them in `PROPS`, and they never change
+(docs/pulumi.md §2.2). Values the engine does not know yet at preview (pulumi.runtime.rpc.UNKNOWN) are left
+alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
+
+
+class Args(Protocol):
+    PROPS: ClassVar[dict[str, str]]  # field name → prop name in state
+
+
+ArgsT = TypeVar("ArgsT", bound=Args)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(entry, str) for entry in value)
+
+
+_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (_is_text, "a non-empty string"),
+    "str | None": (lambda v: v is None or _is_text(v), "a non-empty string or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "bool | None": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "tuple[str, ...]": (_is_texts, "a list of strings"),
+}
+
+
+def to_props(args: Args) -> dict[str, Any]:
+    """The props of `args` under their names in state; a None optional is left out, tuples become lists."""
+    props: dict[str, Any] = {}
+    for name, prop in args.PROPS.items():
+        value = getattr(args, name)
+        if value is not None:
+            props[prop] = list(value) if isinstance(value, tuple) else value
+    return props
+
+
+def problems(cls: type[Args], props: Mapping[str, Any], unknown: object = None) -> list[tuple[str, str]]:
+    """(prop, reason) for each prop of `props` that does not fit `cls`; [] when they all do."""
+    found: list[tuple[str, str]] = []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        prop = cls.PROPS[field.name]
+        if unknown is not None and props.get(prop) == unknown:
+            continue
+        if prop not in props or props[prop] is None:
+            if field.default is dataclasses.MISSING and "None" not in str(field.type):
+                found.append((prop, "is required"))
+            continue
+        fits, shape = _SHAPES[str(field.type)]
+        if not fits(props[prop]):
+            found.append((prop, f"must be {shape}, got {props[prop]!r}"))
+    return found
+
+
+def decode(cls: type[ArgsT], props: Mapping[str, Any]) -> ArgsT:
+    """`props` as `cls`: absent props take the class's defaults; ValueError names every prop that does not fit."""
+    found = problems(cls, props)
+    if found:
+        raise ValueError("; ".join(f"{prop} {reason}" for prop, reason in found))
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = props.get(cls.PROPS[field.name])
+        if value is not None:
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
