@@ -24,7 +24,7 @@ from cipp_hardening.cipp_api import (
 )
 from cipp_hardening.config import CippApi
 from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges, CippApiClientRangesArgs
-from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard
+from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard, CippApiDestroyGuardArgs
 from dynamic_providers.props import to_props
 
 
@@ -104,7 +104,9 @@ class CippApiAllowlists(pulumi.ComponentResource):
         ]
         depends_on = [self, *everything_else]
         return CippApiDestroyGuard(
-            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on), roles=roles
+            f"{self._name}-destroy-guard",
+            CippApiDestroyGuardArgs(tuple(clients), tuple(dict(role) for role in roles) or None),
+            pulumi.ResourceOptions(depends_on=depends_on),
         )
 
 

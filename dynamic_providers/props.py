@@ -14,6 +14,7 @@ alone.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -26,21 +27,31 @@ class Args(Protocol):
 ArgsT = TypeVar("ArgsT", bound=Args)
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
-
-
 def _is_texts(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(entry, str) for entry in value)
 
 
+def _is_objects(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(entry, dict) for entry in value)
+
+
 _SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "str": (_is_text, "a non-empty string"),
-    "str | None": (lambda v: v is None or _is_text(v), "a non-empty string or null"),
+    "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "bool | None": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
     "tuple[str, ...]": (_is_texts, "a list of strings"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
+    "pulumi.Input[dict[str, Any]]": (lambda v: isinstance(v, dict), "an object"),  # an output when declared
+    "tuple[dict[str, Any], ...]": (_is_objects, "a list of objects"),
 }
+
+
+def _shape(annotation: str) -> tuple[Callable[[Any], bool], str]:
+    """What a field's annotation lets through (None aside): one of _SHAPES, or a Literal's values."""
+    annotation = annotation.removesuffix(" | None")
+    if annotation.startswith("Literal["):
+        allowed = ast.literal_eval(f"({annotation.removeprefix('Literal[').removesuffix(']')},)")
+        return (lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))
+    return _SHAPES[annotation]
 
 
 def to_props(args: Args) -> dict[str, Any]:
@@ -60,11 +71,12 @@ def problems(cls: type[Args], props: Mapping[str, Any], unknown: object = None) 
         prop = cls.PROPS[field.name]
         if unknown is not None and props.get(prop) == unknown:
             continue
-        if prop not in props or props[prop] is None:
-            if field.default is dataclasses.MISSING and "None" not in str(field.type):
+        required = field.default is dataclasses.MISSING and not str(field.type).endswith("| None")
+        if props.get(prop) is None or (required and props[prop] == ""):
+            if required:
                 found.append((prop, "is required"))
             continue
-        fits, shape = _SHAPES[str(field.type)]
+        fits, shape = _shape(str(field.type))
         if not fits(props[prop]):
             found.append((prop, f"must be {shape}, got {props[prop]!r}"))
     return found
