@@ -8,7 +8,7 @@ comes from state, possibly written by an older version or edited by hand: `decod
 fills what a prop added since holds by default, and names the prop that does not fit.
 
 The props' names are the names in state: each class maps its fields to them in `PROPS`, and they never change
-(docs/pulumi.md §2.2). Values the engine does not know yet at preview (pulumi.runtime.rpc.UNKNOWN) are left
+(docs/pulumi.md §2.2, §2.2a). Values the engine does not know yet at preview (pulumi.runtime.rpc.UNKNOWN) are left
 alone.
 """
 
