@@ -417,9 +417,7 @@ class CaExclusionProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         # The program's inputs are CaExclusionArgs built from validated config: only their shape is checked here.
-        from pulumi.runtime.rpc import UNKNOWN
-
-        failures = typed.problems(CaExclusionArgs, news, unknown=UNKNOWN)
+        failures = typed.problems(CaExclusionArgs, news)
         return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

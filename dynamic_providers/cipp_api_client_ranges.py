@@ -33,7 +33,6 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.runtime.rpc import UNKNOWN
 
 from cipp_hardening.cipp_api import (
     INPUT_KEYS,
@@ -226,7 +225,7 @@ class CippApiClientRangesProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         # The program's inputs are CippApiClientRangesArgs built from validated config: only their shape is checked
         # here. A write still refuses the manager's own ranges without allowSelfUpdate (_write_ranges).
-        failures = typed.problems(CippApiClientRangesArgs, news, unknown=UNKNOWN)
+        failures = typed.problems(CippApiClientRangesArgs, news)
         return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -216,9 +216,7 @@ class CippCustomRoleRangesProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         # The program's inputs are CippCustomRoleRangesArgs built from validated config: only their shape is checked.
-        from pulumi.runtime.rpc import UNKNOWN
-
-        failures = typed.problems(CippCustomRoleRangesArgs, news, unknown=UNKNOWN)
+        failures = typed.problems(CippCustomRoleRangesArgs, news)
         return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -8,8 +8,9 @@ comes from state, possibly written by an older version or edited by hand: `decod
 fills what a prop added since holds by default, and names the prop that does not fit.
 
 The props' names are the names in state: each class maps its fields to them in `PROPS`, and they never change
-(docs/pulumi.md §2.2, §2.2a). Values the engine does not know yet at preview (pulumi.runtime.rpc.UNKNOWN) are left
-alone.
+(docs/pulumi.md §2.2, §2.2a). Values the engine does not know yet at preview are left alone: the provider host
+hands them to check() as `pulumi.output.Unknown` (pulumi/dynamic/__main__.py, Check: deserialize_properties with
+keep_unknowns), a program's mocks as the wire sentinel `pulumi.runtime.rpc.UNKNOWN`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import ast
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
+
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN
 
 
 class Args(Protocol):
@@ -64,12 +68,16 @@ def to_props(args: Args) -> dict[str, Any]:
     return props
 
 
-def problems(cls: type[Args], props: Mapping[str, Any], unknown: object = None) -> list[tuple[str, str]]:
-    """(prop, reason) for each prop of `props` that does not fit `cls`; [] when they all do."""
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+
+
+def problems(cls: type[Args], props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(prop, reason) for each prop of `props` that does not fit `cls`; [] when they all do. Unknowns pass."""
     found: list[tuple[str, str]] = []
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         prop = cls.PROPS[field.name]
-        if unknown is not None and props.get(prop) == unknown:
+        if is_unknown(props.get(prop)):
             continue
         required = field.default is dataclasses.MISSING and not str(field.type).endswith("| None")
         if props.get(prop) is None or (required and props[prop] == ""):

@@ -22,6 +22,8 @@ from typing import Any
 import dill
 import pytest
 from pulumi.dynamic import ResourceProvider
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN
 
 from dynamic_providers.ca_exclusion import (
     CaExclusionArgs,
@@ -213,6 +215,13 @@ def test_state_that_does_not_fit_names_every_prop() -> None:
 
 
 def test_values_unknown_at_preview_are_left_for_later() -> None:
-    unknown = object()
-    props = {**to_props(RANGES), "allowedRanges": unknown, "clientId": unknown}
-    assert problems(CippApiClientRangesArgs, props, unknown=unknown) == []
+    """The provider host passes Unknown objects (the CaExclusion's `intended` at preview), mocks the wire sentinel."""
+    props = {**to_props(RANGES), "allowedRanges": Unknown(), "clientId": UNKNOWN}
+    assert problems(CippApiClientRangesArgs, props) == []
+
+
+def test_check_at_preview_lets_the_journal_entry_be_unknown() -> None:
+    """At preview the ExclusionJournal's entries are not known yet: `intended` reaches check() as Unknown."""
+    args = CaExclusionArgs(TENANT, "https://graph.microsoft.com", POLICY, "gdap", MSP, listed={"status": "write"})
+    news = {**to_props(args), "intended": Unknown()}
+    assert CaExclusionProvider().check({}, news).failures == []
