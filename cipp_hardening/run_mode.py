@@ -1,7 +1,7 @@
 """Whether this run of the program is offline: one flag, raised by the offline runner alone.
 
-Offline means no engine and no network: `make plan`, and the runs under mocks that the demo, the
-benchmarks and the tests make through `cipp_hardening.offline.running_offline` (docs/pulumi.md §1.5).
+Offline means no engine and no network: `make plan` and every run of `offline.run_program`, and the demo's
+run under mocks that declares the dynamic resources (`offline.running_offline`; docs/pulumi.md §1.5).
 The program reads the flag with `is_offline()` wherever a live run would read the tenant, CIPP or the
 stack's state; it never guesses from the runtime it finds. Only cipp_hardening/offline.py enters
 `marked_offline` (tests/test_architecture.py pins it; docs/layout.md).
