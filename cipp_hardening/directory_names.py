@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from cipp_hardening import run_mode
 from cipp_hardening.config import (
     PROJECT,
     ClientStack,
@@ -237,15 +238,9 @@ def program_resolve(config: StackConfig, client_secret: str | None = None) -> St
     except ConfigError as error:
         stack = pulumi.get_stack()
         stop_on_config_error(ConfigError([Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]))
-    source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and _offline() else "live lookup"
+    source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and run_mode.is_offline() else "live lookup"
     pulumi.export("resolvedNames", Resolution.of(config.names, ids, source).rows)
     return resolved
-
-
-def _offline() -> bool:
-    from cipp_hardening.stack_config import under_mocks
-
-    return under_mocks()
 
 
 def _azuread_lookup(name: DirectoryName) -> str:
@@ -303,7 +298,7 @@ def invoke_failure_reason(message: str) -> str:
 
 def _client_lookup(config: ClientStack, client_secret: str | None) -> Callable[[DirectoryName], str]:
     def lookup(name: DirectoryName) -> str:
-        if _offline():
+        if run_mode.is_offline():
             snapshot = snapshot_from_env()
             if snapshot is None:
                 return answer_invoke(GET_USER, {"userPrincipalName": name.name})["objectId"]  # raises: says how

@@ -37,24 +37,24 @@ from rich.table import Table
 
 from cipp_hardening import audit_log, report_output, stack_history
 from cipp_hardening.audit_log import AuditResult
+from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfig
 from cipp_hardening.directory_facts import DirectoryReport, read_directory
 from cipp_hardening.directory_names import resolve_with_graph
 from cipp_hardening.drift import location_problems, policy_drift
 from cipp_hardening.evaluator import PolicySet
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
+from cipp_hardening.offline import OfflineRunError
 from cipp_hardening.report_output import make_console, print_findings, print_matrix
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, user_scenarios
 from cipp_hardening.scenarios import (
     EXIT_BROKEN,
     EXIT_CANNOT_PROVE,
     MatrixResult,
     Scenario,
-    ScenarioFileError,
     authentication_flow_scenarios,
-    config_from_stack_file,
     derive_scenarios,
     run_matrix,
-    user_scenarios,
 )
 from cipp_hardening.whatif import EVALUATE, WhatIfResult
 from cipp_hardening.whatif import check as what_if_check
@@ -70,7 +70,7 @@ GRAPH_SECRET_ENV = "CIPP_HARDENING_GRAPH_CLIENT_SECRET"  # noqa: S105 - an envir
 
 EXIT_ERROR = 2
 EXIT_MISSING_EXCLUSIONS = 4
-__all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS", "print_matrix"]
+__all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS"]
 # Directory reads are not Conditional Access reads: they do not share its 1 request/s/tenant limit.
 DIRECTORY_INTERVAL_S = 0.1
 
@@ -346,8 +346,6 @@ class PlannedBodies:
 
 def planned_bodies(stack: str, stack_file: Path) -> PlannedBodies:
     """Raises OfflineRunError when the program fails offline."""
-    from cipp_hardening.commands.plan import build_plan  # plan imports this module for its output
-
     document = build_plan(stack, stack_file)
     return PlannedBodies(document.graph_objects("policy"), document.graph_objects("namedLocation"))
 
@@ -403,8 +401,6 @@ def verify_stack(
     directory = read_stack_directory(config)
     planned: PlannedBodies | str | None = None
     if isinstance(config, MspStack):
-        from cipp_hardening.offline import OfflineRunError
-
         try:
             planned = planned_bodies(stack, stack_file)
         except OfflineRunError as error:
