@@ -31,6 +31,7 @@ PROJECT_ENTRIES = (
     "components",
     "dynamic_providers",
     "cipp_hardening",
+    "service_clients",
     "policy",
     "examples",
     "requirements.txt",
