@@ -8,19 +8,23 @@ import pulumi
 
 from cipp_hardening.config import BreakGlassAlerts, ClientStack, MspStack
 from cipp_hardening.directory_names import program_resolve
-from cipp_hardening.inventory import cipp_api_clients, cipp_custom_roles, client_policies
 from cipp_hardening.stack_config import load_stack_config, secret_value
-from cipp_hardening.tenant_check import check_tenant
-from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
-from components.cipp_custom_roles import CippCustomRoles, CippCustomRolesArgs
-from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
-from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
-from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
-from components.trusted_location import TrustedLocation, TrustedLocationArgs
-from components.workload_identity import CippApiWorkloadIdentityPolicies, CippApiWorkloadIdentityPoliciesArgs
+
+# Each mode imports its own components inside its compose function: a client stack never loads
+# pulumi-azuread, the MSP components or the tenant check, whose imports are most of a converged client
+# stack's CPU over an empty program (BENCHMARKS.md §9).
 
 
 def compose_msp(config: MspStack) -> None:
+    from cipp_hardening.inventory import cipp_api_clients, cipp_custom_roles
+    from cipp_hardening.tenant_check import check_tenant
+    from components.cipp_api_allowlists import CippApiAllowlists, CippApiAllowlistsArgs
+    from components.cipp_custom_roles import CippCustomRoles, CippCustomRolesArgs
+    from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
+    from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
+    from components.trusted_location import TrustedLocation, TrustedLocationArgs
+    from components.workload_identity import CippApiWorkloadIdentityPolicies, CippApiWorkloadIdentityPoliciesArgs
+
     # Before any resource: no silent duplicate, the adopt key's imports, drift (docs/adopt.md).
     tenant = check_tenant(config)
     location = TrustedLocation(
@@ -99,6 +103,9 @@ def break_glass_alerts(settings: BreakGlassAlerts, user_ids: tuple[str, ...]) ->
 
 
 def compose_client(config: ClientStack) -> None:
+    from cipp_hardening.inventory import client_policies
+    from components.client_exclusions import ClientTenantExclusions, ClientTenantExclusionsArgs
+
     policies = client_policies(config, secret_value("graphClientSecret"))
     exclusions = ClientTenantExclusions("msp-exclusions", ClientTenantExclusionsArgs(config, policies))
     for skipped in exclusions.skipped:

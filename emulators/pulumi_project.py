@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -32,6 +34,7 @@ PROJECT_ENTRIES = (
     "dynamic_providers",
     "service_clients",
     "cipp_hardening",
+    "service_clients",
     "policy",
     "examples",
     "requirements.txt",
@@ -74,10 +77,7 @@ class PulumiProject:
             folder.mkdir(parents=True, exist_ok=True)
         for entry in PROJECT_ENTRIES:
             (project / entry).symlink_to(ROOT / entry)
-        path = [str(cli.parent)]
-        if standin_azuread:
-            path.append(str(STANDIN_BIN))
-        path.append(os.environ.get("PATH", "/usr/bin:/bin"))
+        path = [str(cli.parent), os.environ.get("PATH", "/usr/bin:/bin")]
         full_env = {
             **_base_environment(),
             "PATH": os.pathsep.join(path),
@@ -92,7 +92,22 @@ class PulumiProject:
             "CIPP_STANDIN_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
             **env,
         }
-        return cls(cli, project, full_env)
+        created = cls(cli, project, full_env)
+        if standin_azuread:
+            created.install_standin_azuread(tmp / "standin-azuread")
+        return created
+
+    def install_standin_azuread(self, folder: Path) -> None:
+        """The test-only azuread stand-in, in this sandbox's plugin cache under the version the installed
+        pulumi-azuread SDK names: where `pulumi plugin install` puts the real plugin. Found on PATH instead,
+        the CLI warns "using pulumi-resource-azuread from $PATH" on every lookup of it, in every stack of a
+        project whose virtualenv holds pulumi-azuread (docs/engine.md, "What the CLI prints")."""
+        folder.mkdir(parents=True, exist_ok=True)
+        launcher = folder / "pulumi-resource-azuread"
+        # exec keeps the pid: the stand-in's die-with-parent still sees the CLI as its parent
+        launcher.write_text(f'#!/bin/sh\nexec {shlex.quote(str(STANDIN_BIN / launcher.name))} "$@"\n')
+        launcher.chmod(0o755)
+        self.run("plugin", "install", "resource", "azuread", azuread_plugin_version(), "--file", str(launcher))
 
     def run(
         self, *args: str, check: bool = True, timeout: float = 300, input_text: str | None = None
@@ -133,6 +148,15 @@ class PulumiProject:
     def preview_json(self, stack: str, *extra: str) -> dict[str, Any]:
         result = self.run("preview", "--json", "--stack", stack, *extra)
         return dict(json.loads(result.stdout))
+
+
+def azuread_plugin_version() -> str:
+    """The provider version the installed pulumi-azuread SDK asks the engine for (its pulumi-plugin.json)."""
+    spec = importlib.util.find_spec("pulumi_azuread")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if not folders:
+        raise RuntimeError("pulumi-azuread is not installed in this environment (requirements.txt)")
+    return str(json.loads((Path(folders[0]) / "pulumi-plugin.json").read_text())["version"])
 
 
 def _takes_non_interactive(args: Sequence[str]) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from cipp_hardening.offline import run_program
 from components.service_account import ServiceAccountPolicy, ServiceAccountPolicyArgs
 from components.technician_access import TechnicianAccessPolicy, TechnicianAccessPolicyArgs
 from components.trusted_location import TrustedLocation, TrustedLocationArgs
-from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT, TECH_GROUP, msp_raw, run_main
+from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, ROOT, SERVICE_ACCOUNT, TECH_GROUP, msp_raw, run_main
 
 POLICY = "azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy"
 LOCATION = "azuread:index/namedLocation:NamedLocation"
@@ -175,3 +178,22 @@ def test_plan_command_fails_on_invalid_config(tmp_path: Path, capsys: pytest.Cap
     stack_file.write_text(yaml.safe_dump(stack))
     assert main(["--stack", "broken", "--stack-file", str(stack_file)]) == 2
     assert "technicianAccess.breakGlassUserIds" in capsys.readouterr().out
+
+
+def test_a_client_stack_loads_neither_pulumi_azuread_nor_the_msp_parts() -> None:
+    """A client stack's CPU per run is mostly imports (BENCHMARKS.md §9): it must not pay for the MSP's."""
+    code = (
+        "import sys\n"
+        "from cipp_hardening.commands.plan import build_plan\n"
+        "document = build_plan('client-contoso')\n"
+        "assert any(r['type'] == 'pulumi-python:dynamic/cipp:CaExclusion' for r in document.resources)\n"
+        "msp = ('pulumi_azuread', 'components.trusted_location', 'components.technician_access',\n"
+        "       'components.service_account', 'components.cipp_api_allowlists', 'cipp_hardening.tenant_check')\n"
+        "print(sorted(m for m in msp if m in sys.modules))\n"
+    )
+    env = {**os.environ, "CIPP_HARDENING_POLICY_SNAPSHOT": str(ROOT / "examples" / "client-contoso-policies")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -49,3 +49,16 @@ def test_a_stack_with_no_config_runs_and_sees_no_config_variable(pulumi_cli: Pat
 
     # upstream's constructConfig returns "" for a nil config, and Run then leaves PULUMI_CONFIG unset
     assert project.outputs("bare") == {"unset_key": "absent", "config_variable_set": False}
+
+
+def test_a_program_warning_reaches_the_engine_once(pulumi_cli: Path, tmp_path: Path) -> None:
+    """One diagnostic event per `pulumi.log.warn`: neither the language host (which passes the program's
+    stdout/stderr through, where the CLI shows them as messages of the stack) nor the program repeats it. What
+    the CLI's display then does with it is upstream's (docs/engine.md, "What the CLI prints")."""
+    project = _minimal_project(pulumi_cli, tmp_path, "import pulumi\n\npulumi.log.warn('the one warning')\n")
+    project.stack_init("warns")
+
+    diagnostics = project.preview_json("warns").get("diagnostics") or []
+
+    warnings = [d for d in diagnostics if "the one warning" in d.get("message", "")]
+    assert [d["severity"] for d in warnings] == ["warning"], diagnostics
