@@ -18,7 +18,7 @@ import requests
 from cipp_hardening import audit_log, stack_history
 from cipp_hardening.commands import verify
 from cipp_hardening.commands.verify import EXIT_BROKEN, AuditOptions
-from cipp_hardening.scenarios import config_from_stack_file
+from cipp_hardening.scenario_files import config_from_stack_file
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
 from service_clients import credentials
