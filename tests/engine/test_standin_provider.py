@@ -27,7 +27,6 @@ import grpc
 import pulumi_azuread
 import pytest
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
-from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi_azuread import _inputs, conditional_access_policy, named_location
 
@@ -235,6 +234,7 @@ def standin_env(graph_emulator: GraphEmulator, graph_app: GraphApp) -> dict[str,
     # Credentials come from the provider configuration, as `pulumi config set azuread:clientSecret --secret` gives them.
     del env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"]
     env |= {"CIPP_STANDIN_PYTHON": sys.executable, standin.GRAPH_URL_ENV: graph_emulator.url}
+    env[standin.WAIT_SCALE_ENV] = "0.001"  # upstream's 5 s between confirming reads, as 5 ms
     return env
 
 
@@ -508,7 +508,8 @@ def test_create_read_diff_update_delete_against_the_emulator(
     assert updated["conditions"]["users"]["excludedUsers"] == more_excluded["conditions"]["users"]["excludedUsers"]
     stored = graph_emulator.get_policy(tenant, technicians_out["objectId"])
     assert stored["conditions"]["users"]["excludeUsers"] == more_excluded["conditions"]["users"]["excludedUsers"]
-    assert [r.method for r in graph_emulator.requests(path_contains="/v1.0/")] == ["PATCH", "GET"]
+    # conditionalAccessPolicyResourceUpdate: five consecutive reads showing the name and state
+    assert [r.method for r in graph_emulator.requests(path_contains="/v1.0/")] == ["PATCH"] + ["GET"] * 5
 
     graph_emulator.clear_log()
     moved = plugin.update(NL, LOCATION, location_id, location, new_ranges)
@@ -548,16 +549,15 @@ def test_graph_errors_become_grpc_errors_naming_the_resource(
     for part in ("BadRequest", "1007: the conditions are not valid", CAP, TECHNICIANS):
         assert part in error.details()
 
-    # Created, then unreadable: the engine gets the id (ErrorResourceInitFailed) so the policy is not orphaned.
+    # Created, then unreadable: upstream's create wait fails before d.SetId, so nothing is recorded and the
+    # policy is left in Graph (tests/test_standin_waits.py: a Read failing after the wait records the id).
     graph_emulator.inject(method="GET", path_contains="/conditionalAccess/policies/", status=403, times=None)
     error = rpc_error(plugin.create, CAP, TECHNICIANS, inputs)
-    assert "could not be read back" in error.details()
-    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
-    (detail,) = status_pb2.Status.FromString(details).details
-    init_failed = provider_pb2.ErrorResourceInitFailed()
-    assert detail.Unpack(init_failed)
     (policy,) = graph_emulator.policies(graph_app.tenant)
-    assert init_failed.id == f"/identity/conditionalAccess/policies/{policy['id']}"
+    assert f"Waiting for creation of /identity/conditionalAccess/policies/{policy['id']}: " in error.details()
+    assert "retrieving resource: Graph error UnknownError" in error.details()
+    assert "grpc-status-details-bin" not in dict(error.trailing_metadata())
+    graph_emulator.clear_faults()
 
     error = rpc_error(plugin.create, NL, "country", {"displayName": "NL", "country": {"countriesAndRegions": ["NL"]}})
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -571,7 +571,8 @@ def test_a_named_location_unreadable_after_its_create_is_left_out_of_state(
     plugin.configure(graph_app)
     graph_emulator.inject(method="GET", path_contains="/conditionalAccess/namedLocations/", status=403, times=None)
     error = rpc_error(plugin.create, NL, LOCATION, msp_inputs(LOCATION))
-    assert "could not be read back" in error.details()
+    assert "waiting for creation of /identity/conditionalAccess/namedLocations/" in error.details()
+    assert "retrieving resource: Graph error" in error.details()
     assert "grpc-status-details-bin" not in dict(error.trailing_metadata())
     assert len(graph_emulator.named_locations(graph_app.tenant)) == 1, "the object exists in Graph, orphaned"
 

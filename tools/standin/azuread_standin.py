@@ -33,9 +33,17 @@ What it does
     * Create/Update/Read/Delete call Microsoft Graph v1.0 at ``$AZUREAD_STANDIN_GRAPH_URL`` with the
       project's own renderer (``cipp_hardening.graph_render``) for the request bodies. They read the
       object back with GET and map it to outputs the way upstream's flatten functions do. They
-      follow upstream's ordering and consistency steps: Create waits until the new object is
-      readable. Update waits until GET reflects the change. Delete of an IP location first PATCHes
-      ``isTrusted: false``. Delete then waits for 404.
+      follow upstream's ordering and consistency waits (``Waiter``, ``WaitTiming``): five consecutive
+      confirming reads at least 5 s apart, backing off to 10 s after a read that does not confirm, as
+      terraform-plugin-sdk v2's StateChangeConf runs consistency.WaitForUpdate / WaitForDeletion
+      (internal/helpers/consistency/consistency.go). A new IP named location is first read after 15 s
+      (WaitForUpdateDelayStart) and its wait fails on any read error, a 404 included
+      (ipNamedLocationWait); a new policy's wait takes a 404 as "not yet" (conditionalAccessPolicyResourceCreate).
+      Update waits until the ranges and trust (location) or the display name and state (policy) read back
+      as configured. Delete of an IP location first PATCHes ``isTrusted: false`` and waits for it, then
+      DELETE and five consecutive 404s. ``$AZUREAD_STANDIN_WAIT_SCALE`` multiplies every interval (default
+      1; the engine tests and the demo set it small); the timeouts stay upstream's (5 minutes, a policy
+      update 15).
     * The resource id is upstream v3's path form, ``/identity/conditionalAccess/namedLocations/{guid}``
       or ``/identity/conditionalAccess/policies/{guid}``. ``objectId`` is the bare GUID.
     * In preview, Create and Update make no HTTP call. Create reports ``id``, ``objectId`` and each
@@ -45,11 +53,11 @@ What it does
       ``sessionControls.signInFrequencyAuthenticationType``, ``sessionControls.signInFrequencyInterval``
       and ``country.countryLookupMethod``.
     * Graph error envelopes become gRPC errors naming the Graph code and message and the resource
-      type and name. A failure after Graph created the object carries ``ErrorResourceInitFailed``
-      with the id, so the engine records the half-created resource, for a policy only: upstream's
-      IP named location sets its id after the consistency wait (namedLocationResourceCreate), so a
-      location whose read-back fails is left in Graph and not in state. A Read that Graph answers with
-      404 returns an empty id.
+      type and name. Both creates set the id only after their consistency wait
+      (namedLocationResourceCreate, conditionalAccessPolicyResourceCreate: ``d.SetId`` follows the wait),
+      so an object whose wait fails is left in Graph and not in state. Only the Read after the wait
+      failing carries ``ErrorResourceInitFailed`` with the id (SDK v2 keeps a create's state once the id
+      is set). A Read that Graph answers with 404 returns an empty id.
     * Import (a Read with neither state nor inputs, what ``pulumi import`` and the ``import`` resource
       option send) requires upstream's path form, ``/identity/conditionalAccess/{namedLocations|policies}/{guid}``
       (ImporterValidatingResourceId), and answers inputs extracted from the object, as the bridge does.
@@ -62,7 +70,6 @@ What it does NOT do
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
-    * The Update wait is one consistent GET, not TF's five consecutive ones spaced 5 s apart.
     * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
       ARM_CLIENT_SECRET, then whatever service_clients.credentials finds: AZURE_CLIENT_ID /
       AZURE_CLIENT_SECRET, workload identity or the Azure CLI). No certificates, no MSI, no
@@ -81,6 +88,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -113,8 +121,9 @@ GRAPH_URL_ENV: Final = "AZUREAD_STANDIN_GRAPH_URL"
 GRAPH_SCOPE_ENV: Final = "AZUREAD_STANDIN_GRAPH_SCOPE"
 LOG_LEVEL_ENV: Final = "AZUREAD_STANDIN_LOG"
 DEFAULT_GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
+WAIT_SCALE_ENV: Final = "AZUREAD_STANDIN_WAIT_SCALE"
 DEFAULT_TIMEOUT_S: Final = 300.0  # upstream's create/read/delete timeouts are 5 minutes
-POLL_INTERVAL_S: Final = 1.0
+POLICY_UPDATE_TIMEOUT_S: Final = 900.0  # conditionalAccessPolicyResource: Update 15 minutes
 
 log = logging.getLogger("azuread-standin")
 
@@ -255,6 +264,12 @@ class ResourceKind:
     collection: str  # under /identity/conditionalAccess
     force_new_blocks: tuple[str, ...]  # upstream ForceNew (replace when the block is added or removed)
     flatten: Callable[[Mapping[str, Any]], dict[str, Any]]
+    wait_texts: Mapping[str, str]  # upstream's ErrorDiagF summary of each failed wait, "{id}" the resource id
+    update_timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def wait_failed(self, operation: str, resource_id: str, exc: WaitFailed) -> StandInError:
+        summary = self.wait_texts[operation].format(id=resource_id, quoted=json.dumps(resource_id))  # Go's %q
+        return StandInError(grpc.StatusCode.UNKNOWN, f"{summary}: {exc}")
 
     @property
     def graph_path(self) -> str:
@@ -299,6 +314,115 @@ class StandInError(Exception):
         self.code = code
         self.message = message
         self.init_failed = init_failed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Consistency waits: terraform-plugin-sdk v2's StateChangeConf as terraform-provider-azuread v3.9 sets it up
+# ---------------------------------------------------------------------------------------------------
+
+DONE: Final = "Done"  # the Target of WaitForUpdate and of the policy Update's own wait
+DELETED: Final = "Deleted"  # the Target of WaitForDeletion
+WAITING: Final = "Waiting"
+
+
+class WaitFailed(Exception):
+    """A wait that ended without its target: a refresh error (upstream stops at the first one) or the timeout."""
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() for the timeouts upstream prints ("5m0s", "15m0s", "1.5s")."""
+    if seconds >= 60 and float(seconds).is_integer():
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes // 60}h{minutes % 60}m{rest}s" if minutes >= 60 else f"{minutes}m{rest}s"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class WaitTiming:
+    """StateChangeConf's timing as upstream configures it, every interval multiplied by ``scale``.
+
+    terraform-provider-azuread v3.9, internal/helpers/consistency/consistency.go (WaitForUpdate,
+    WaitForUpdateWithTimeoutDelayStart, WaitForDeletion) and the policy's own wait in
+    conditional_access_policy_resource.go (conditionalAccessPolicyResourceUpdate): MinTimeout 5 s,
+    ContinuousTargetOccurence 5. The schedule is terraform-plugin-sdk v2, helper/retry/state.go
+    (WaitForStateContext): the first refresh right after ``Delay``, then a wait of 100 ms doubled after every
+    non-target answer (not after a target one), never below MinTimeout and never above 10 s.
+
+    ``scale`` comes from ``$AZUREAD_STANDIN_WAIT_SCALE`` (default 1: upstream's real 5 s spacing); the engine
+    tests and the demo set it small so five confirming reads take milliseconds (docs/engine.md).
+    """
+
+    scale: float = 1.0
+    min_timeout_s: float = 5.0
+    max_wait_s: float = 10.0
+    first_wait_s: float = 0.1
+    occurrences: int = 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WaitTiming:
+        raw = (os.environ if environ is None else environ).get(WAIT_SCALE_ENV, "").strip()
+        if not raw:
+            return cls()
+        try:
+            scale = float(raw)
+        except ValueError:
+            scale = math.nan
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ValueError(
+                f"${WAIT_SCALE_ENV} must be a number >= 0 (a factor on upstream's 5 s consistency-wait "
+                f"intervals), not {raw!r}"
+            )
+        return cls(scale=scale)
+
+
+Refresh = Callable[[], tuple[Any, str]]
+
+
+@dataclass
+class Waiter:
+    """Upstream's waits, with the clock and the sleep injected (unit tests advance a fake clock)."""
+
+    timing: WaitTiming = field(default_factory=WaitTiming)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def deadline(self, timeout_s: float, default_s: float = DEFAULT_TIMEOUT_S) -> float:
+        """The operation's deadline: the engine's custom timeout, else upstream's default for it."""
+        return self.clock() + (timeout_s if timeout_s and timeout_s > 0 else default_s)
+
+    def wait_for(self, refresh: Refresh, *, deadline: float, target: str = DONE, delay_s: float = 0.0) -> Any:
+        """StateChangeConf{Pending: [Waiting], Target: [target]}.WaitForStateContext: ``refresh`` answers
+        (result, state) or raises WaitFailed, which ends the wait at once, as a Refresh error does upstream.
+        Returns the result of the ``occurrences``-th consecutive target answer."""
+        t = self.timing
+        timeout_s = max(deadline - self.clock(), 0.0)
+        last_state = ""
+        self._sleep(delay_s * t.scale, deadline, target, last_state, timeout_s)
+        wait, occurrences = 0.0, 0
+        while True:
+            if wait:
+                self._sleep(wait, deadline, target, last_state, timeout_s)
+            else:
+                wait = t.first_wait_s * t.scale  # "first round had no wait"
+            result, last_state = refresh()
+            if last_state == target:
+                occurrences += 1
+                if occurrences >= t.occurrences:
+                    return result
+            else:
+                occurrences = 0
+                wait *= 2
+            wait = min(max(wait, t.min_timeout_s * t.scale), t.max_wait_s * t.scale)
+
+    def _sleep(self, seconds: float, deadline: float, target: str, last_state: str, timeout_s: float) -> None:
+        if self.clock() + seconds > deadline:
+            self.sleep(max(deadline - self.clock(), 0.0))
+            extra = f"last state: '{last_state}', " if last_state else ""
+            raise WaitFailed(
+                f"timeout while waiting for state to become '{target}' ({extra}timeout: {_go_duration(timeout_s)})"
+            )
+        if seconds > 0:
+            self.sleep(seconds)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -471,9 +595,32 @@ def flatten_policy(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NAMED_LOCATION: Final = ResourceKind(
-    graph_render.NAMED_LOCATION_TYPE, NAMED_LOCATION_FIELDS, "namedLocations", ("ip", "country"), flatten_named_location
+    graph_render.NAMED_LOCATION_TYPE,
+    NAMED_LOCATION_FIELDS,
+    "namedLocations",
+    ("ip", "country"),
+    flatten_named_location,
+    {  # named_location_resource.go
+        "create": "waiting for creation of {id}",
+        "update": "waiting for update of {id}",
+        "delete": "waiting for deletion of {id}",
+    },
 )
-POLICY: Final = ResourceKind(graph_render.CA_POLICY_TYPE, POLICY_FIELDS, "policies", (), flatten_policy)
+POLICY: Final = ResourceKind(
+    graph_render.CA_POLICY_TYPE,
+    POLICY_FIELDS,
+    "policies",
+    (),
+    flatten_policy,
+    {  # conditional_access_policy_resource.go
+        "create": "Waiting for creation of {id}",
+        "update": "waiting for update of conditional access policy with ID {quoted}",
+        "delete": "Waiting for deletion of {id}",
+    },
+    update_timeout_s=POLICY_UPDATE_TIMEOUT_S,
+)
+# namedLocationResourceCreate: WaitForUpdateDelayStart(ctx, time.Second*15, ...)
+NAMED_LOCATION_FIRST_WAIT_S: Final = 15.0
 KINDS: Final[Mapping[str, ResourceKind]] = {kind.token: kind for kind in (NAMED_LOCATION, POLICY)}
 
 
@@ -778,10 +925,6 @@ def _type_of(request: Any) -> str:
     return str(token)
 
 
-def _deadline(timeout: float) -> float:
-    return time.monotonic() + (timeout if timeout and timeout > 0 else DEFAULT_TIMEOUT_S)
-
-
 # -- the data sources the program reads (pulumi-azuread functions), read-only ---------------------------
 
 
@@ -879,9 +1022,10 @@ LOOKUPS: Final[Mapping[str, Callable[[GraphClient, Mapping[str, Any]], dict[str,
 class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
     """The ResourceProvider service; see the module docstring for what it does and does not do."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiter: Waiter | None = None) -> None:
         self.config = ProviderConfig()
         self._lock = threading.Lock()
+        self.waiter = waiter or Waiter(WaitTiming.from_env())
 
     # -- plugin and provider configuration --------------------------------------------------------
 
@@ -972,6 +1116,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             )
 
     def Create(self, request: provider_pb2.CreateRequest, context: grpc.ServicerContext) -> provider_pb2.CreateResponse:
+        """namedLocationResourceCreate (IP) / conditionalAccessPolicyResourceCreate: POST, the consistency wait,
+        then ``d.SetId`` and a Read. Both set the id only after the wait: a wait that fails records nothing
+        (the object is orphaned in Graph); a Read that fails after it leaves a partial resource with the id."""
         with self._rpc(context, "creating", request) as kind:
             inputs = reveal(from_struct(request.properties))
             if request.preview:
@@ -980,32 +1127,24 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 )
             self._require_known(inputs, "create")
             body = self._render(kind, inputs)
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout)
             with self._graph() as graph:
                 created = graph.post(kind.graph_path, body)
                 object_id = str(created.get("id") or "")
                 if not object_id:
                     raise StandInError(grpc.StatusCode.UNKNOWN, "Graph answered the create without an object id")
+                path_id = kind.path_id(object_id)
                 try:
-                    obj = self._await(graph, kind, object_id, deadline, lambda found: found)
-                except (GraphError, StandInError, TimeoutError) as exc:
-                    reason = str(exc.message if isinstance(exc, StandInError) else exc)
-                    message = f"{kind.token} was created as {object_id} but could not be read back: {reason}"
                     if kind is NAMED_LOCATION:
-                        # namedLocationResourceCreate (IP) calls d.SetId only after its consistency wait: a
-                        # failed wait returns no id, so the engine records nothing and the object is orphaned.
-                        raise StandInError(grpc.StatusCode.UNKNOWN, message) from None
-                    # conditionalAccessPolicyResourceCreate sets the id before its read: a partial resource.
-                    raise StandInError(
-                        grpc.StatusCode.UNKNOWN,
-                        message,
-                        provider_pb2.ErrorResourceInitFailed(
-                            id=kind.path_id(object_id),
-                            properties=to_struct({"id": kind.path_id(object_id), **inputs, "objectId": object_id}),
-                            reasons=[reason],
-                            inputs=request.properties,
-                        ),
-                    ) from None
+                        # WaitForUpdateDelayStart(ctx, 15 s, ipNamedLocationWait(...)): any read error fails it.
+                        refresh = ip_location_matches(graph, kind, object_id, inputs.get("ip"))
+                        self.waiter.wait_for(refresh, deadline=deadline, delay_s=NAMED_LOCATION_FIRST_WAIT_S)
+                    else:
+                        self.waiter.wait_for(policy_exists(graph, kind, object_id), deadline=deadline)
+                except WaitFailed as exc:
+                    # d.SetId comes after the wait: no id, so the engine records nothing.
+                    raise kind.wait_failed("create", path_id, exc) from None
+                obj = self._read_after_create(graph, kind, object_id, inputs, request.properties)
             outputs = outputs_of(kind, obj)
             return provider_pb2.CreateResponse(id=outputs["id"], properties=to_struct(outputs))
 
@@ -1028,6 +1167,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             )
 
     def Update(self, request: provider_pb2.UpdateRequest, context: grpc.ServicerContext) -> provider_pb2.UpdateResponse:
+        """namedLocationResourceUpdate: PATCH, then WaitForUpdate(ipNamedLocationWait).
+        conditionalAccessPolicyResourceUpdate: PATCH of the whole policy, then five consecutive reads showing
+        its display name and state."""
         with self._rpc(context, "updating", request) as kind:
             olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
             if request.preview:
@@ -1038,49 +1180,45 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             body = self._render(kind, news)
             if kind is NAMED_LOCATION and olds.get("displayName") == news.get("displayName"):
                 body.pop("displayName", None)  # upstream sends display_name only when it changed
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout, kind.update_timeout_s)
             with self._graph() as graph:
                 graph.patch(f"{kind.graph_path}/{object_id}", body)
-                obj = self._await(graph, kind, object_id, deadline, lambda found: _reflects(kind, found, body))
+                if kind is NAMED_LOCATION:
+                    refresh = ip_location_matches(graph, kind, object_id, news.get("ip"))
+                else:
+                    refresh = policy_shows(graph, kind, object_id, news)
+                try:
+                    obj = self.waiter.wait_for(refresh, deadline=deadline)
+                except WaitFailed as exc:
+                    raise kind.wait_failed("update", request.id, exc) from None
             return provider_pb2.UpdateResponse(properties=to_struct(outputs_of(kind, obj)))
 
     def Delete(self, request: provider_pb2.DeleteRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        """namedLocationResourceDelete: an IP location is first PATCHed untrusted and awaited (Graph refuses to
+        delete a trusted one), then DELETE. conditionalAccessPolicyResourceDelete: GET (404: done), DELETE.
+        Both then WaitForDeletion: five consecutive 404s."""
         with self._rpc(context, "deleting", request) as kind:
             olds = reveal(from_struct(request.properties))
             object_id = kind.object_id(request.id)
             path = f"{kind.graph_path}/{object_id}"
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout)
             with self._graph() as graph:
                 ip = olds.get("ip")
                 if kind is NAMED_LOCATION and isinstance(ip, Mapping):
-                    # Graph refuses to delete a trusted location: upstream untrusts it first (docs/graph-ca.md §4.1).
-                    untrust = graph_render.render_named_location(
-                        {
-                            "displayName": olds.get("displayName") or "",
-                            "ip": {"ipRanges": ip.get("ipRanges") or [], "trusted": False},
-                        }
-                    )
-                    untrust.pop("displayName")
-                    try:
-                        graph.patch(path, untrust)
-                    except GraphError as exc:
-                        if exc.status == 404:
-                            return empty_pb2.Empty()
-                        raise
-                    while (found := self._get(graph, kind, object_id)) is not None and found.get("isTrusted"):
-                        if time.monotonic() >= deadline:
-                            break  # still shown as trusted: try the delete anyway, Graph will say why it refuses
-                        time.sleep(POLL_INTERVAL_S)
-                    if found is None:
+                    if not self._untrust(graph, kind, object_id, olds, ip, deadline):
                         return empty_pb2.Empty()
                 elif kind is POLICY and self._get(graph, kind, object_id) is None:
                     return empty_pb2.Empty()
                 try:
                     graph.delete(path)
                 except GraphError as exc:
-                    if exc.status != 404:
-                        raise
-                self._await_gone(graph, kind, object_id, deadline)
+                    if exc.status == 404:
+                        return empty_pb2.Empty()
+                    raise
+                try:
+                    self._await_gone(graph, kind, object_id, deadline)
+                except WaitFailed as exc:
+                    raise kind.wait_failed("delete", request.id, exc) from None
             return empty_pb2.Empty()
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -1102,12 +1240,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         except StandInError as exc:
             self._abort(context, exc.code, f"{action} {token} {name!r}: {exc.message}", exc.init_failed)
         except GraphError as exc:
-            self._abort(
-                context,
-                grpc.StatusCode.UNKNOWN,
-                f"{action} {token} {name!r}: Graph error {exc.code}: {exc.graph_message} "
-                f"(HTTP {exc.status} on {exc.method} {exc.path})",
-            )
+            self._abort(context, grpc.StatusCode.UNKNOWN, f"{action} {token} {name!r}: {_graph_error_text(exc)}")
         except graph_render.UnsupportedInput as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{action} {token} {name!r}: {exc}")
         except credentials.CredentialError as exc:
@@ -1188,38 +1321,149 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 return None
             raise
 
-    def _await(
+    def _read_after_create(
+        self, graph: GraphClient, kind: ResourceKind, object_id: str, inputs: Mapping[str, Any], sent: Any
+    ) -> dict[str, Any]:
+        """The Read that ends a create, after ``d.SetId``: if it fails, the resource is recorded with its id
+        and the inputs (SDK v2 keeps the state of a create that set an id and then returned an error)."""
+        path_id = kind.path_id(object_id)
+        try:
+            obj = self._get(graph, kind, object_id)
+        except GraphError as exc:
+            reason = f"retrieving {path_id}: {_graph_error_text(exc)}"
+            raise StandInError(
+                grpc.StatusCode.UNKNOWN,
+                reason,
+                provider_pb2.ErrorResourceInitFailed(
+                    id=path_id,
+                    properties=to_struct({"id": path_id, **inputs, "objectId": object_id}),
+                    reasons=[reason],
+                    inputs=sent,
+                ),
+            ) from None
+        if obj is None:  # the Read finds nothing and clears the id: nothing is recorded
+            raise StandInError(grpc.StatusCode.UNKNOWN, f"{path_id} was not found after its create")
+        return obj
+
+    def _untrust(
         self,
         graph: GraphClient,
         kind: ResourceKind,
         object_id: str,
+        olds: Mapping[str, Any],
+        ip: Mapping[str, Any],
         deadline: float,
-        ready: Callable[[dict[str, Any]], Any],
-    ) -> dict[str, Any]:
-        """GET until the object exists and ``ready(obj)`` holds (upstream's consistency waits)."""
-        while True:
-            obj = self._get(graph, kind, object_id)
-            if obj is not None and ready(obj):
-                return obj
-            if time.monotonic() >= deadline:
-                state = "still absent" if obj is None else "not yet showing the change"
-                raise TimeoutError(f"{kind.graph_path}/{object_id} is {state} after waiting")
-            time.sleep(POLL_INTERVAL_S)
+    ) -> bool:
+        """namedLocationResourceDelete's first step: PATCH the ranges with isTrusted false, then
+        WaitForUpdate(ipNamedLocationTrustedDeleteWait). False when Graph says the location is already gone."""
+        ranges = ip.get("ipRanges") or []
+        untrust = graph_render.render_named_location(
+            {"displayName": olds.get("displayName") or "", "ip": {"ipRanges": ranges, "trusted": False}}
+        )
+        untrust.pop("displayName")
+        path = f"{kind.graph_path}/{object_id}"
+        try:
+            graph.patch(path, untrust)
+        except GraphError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        try:
+            self.waiter.wait_for(ip_location_untrusted(graph, kind, object_id), deadline=deadline)
+        except WaitFailed as exc:
+            message = f"waiting for removal of trusted status on {kind.path_id(object_id)}: {exc}"
+            raise StandInError(grpc.StatusCode.UNKNOWN, message) from None
+        return True
 
     def _await_gone(self, graph: GraphClient, kind: ResourceKind, object_id: str, deadline: float) -> None:
-        while self._get(graph, kind, object_id) is not None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{kind.graph_path}/{object_id} is still readable after the delete")
-            time.sleep(POLL_INTERVAL_S)
+        """consistency.WaitForDeletion: five consecutive 404s; any other read error fails the wait."""
+        self.waiter.wait_for(object_deleted(graph, kind, object_id), deadline=deadline, target=DELETED)
 
 
-def _reflects(kind: ResourceKind, obj: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    """Whether a GET shows a PATCH: ranges and trust for a location, name and state for a policy (upstream's checks)."""
-    if kind is NAMED_LOCATION:
-        sent = [r.get("cidrAddress") for r in body.get("ipRanges") or []]
-        seen = [r.get("cidrAddress") for r in obj.get("ipRanges") or [] if isinstance(r, Mapping)]
-        return seen == sent and bool(obj.get("isTrusted")) == bool(body.get("isTrusted"))
-    return obj.get("displayName") == body.get("displayName") and obj.get("state") == body.get("state")
+def _graph_error_text(exc: GraphError) -> str:
+    return f"Graph error {exc.code}: {exc.graph_message} (HTTP {exc.status} on {exc.method} {exc.path})"
+
+
+def _read(graph: GraphClient, kind: ResourceKind, object_id: str) -> dict[str, Any]:
+    """One GET inside a wait; upstream's ChangeFuncs wrap a failure as ``retrieving resource: <error>``."""
+    try:
+        return graph.get(f"{kind.graph_path}/{object_id}")
+    except GraphError as exc:
+        raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+
+
+def ip_location_matches(graph: GraphClient, kind: ResourceKind, object_id: str, ip: Any) -> Refresh:
+    """ipNamedLocationWait (named_location_resource.go): every read error fails the wait, a 404 included;
+    done when the flattened ``ip_ranges`` equal the configured ones (reflect.DeepEqual: same order) and
+    ``trusted`` matches."""
+    wanted = ip if isinstance(ip, Mapping) else {}
+
+    def refresh() -> tuple[Any, str]:
+        obj = _read(graph, kind, object_id)
+        if obj.get("@odata.type") != "#microsoft.graph.ipNamedLocation":
+            raise WaitFailed("retrieving resource: returned model was not an IPNamedLocation")
+        seen = flatten_named_location(obj)["ip"] or {}
+        same = seen.get("ipRanges") == list(wanted.get("ipRanges") or []) and bool(seen.get("trusted")) == bool(
+            wanted.get("trusted")
+        )
+        return obj, DONE if same else WAITING
+
+    return refresh
+
+
+def ip_location_untrusted(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """ipNamedLocationTrustedDeleteWait: done when the location reads as not trusted; read errors fail."""
+
+    def refresh() -> tuple[Any, str]:
+        obj = _read(graph, kind, object_id)
+        return obj, WAITING if obj.get("isTrusted") else DONE
+
+    return refresh
+
+
+def policy_exists(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """conditionalAccessPolicyResourceCreate's check: a 404 is "not yet", any other error fails the wait."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            obj = graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            if exc.status == 404:
+                return None, WAITING
+            raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+        return obj, DONE
+
+    return refresh
+
+
+def policy_shows(graph: GraphClient, kind: ResourceKind, object_id: str, news: Mapping[str, Any]) -> Refresh:
+    """conditionalAccessPolicyResourceUpdate's Refresh: any read error fails (returned as is); done when the
+    display name and the state read back as configured ("We don't check every property")."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            obj = graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            raise WaitFailed(_graph_error_text(exc)) from None
+        same = obj.get("displayName") == news.get("displayName") and obj.get("state") == news.get("state")
+        return obj, DONE if same else "Pending"
+
+    return refresh
+
+
+def object_deleted(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """consistency.WaitForDeletion's ChangeFunc: a 404 is deleted, an object found is waiting, errors fail."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            if exc.status == 404:
+                return "stub", DELETED
+            raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+        return "stub", WAITING
+
+    return refresh
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1231,8 +1475,12 @@ AUTHORITY_ENV = "AZUREAD_STANDIN_AUTHORITY"
 
 
 def serve() -> tuple[grpc.Server, int]:
+    try:
+        waiter = Waiter(WaitTiming.from_env())
+    except ValueError as exc:
+        raise SystemExit(f"azuread stand-in: {exc}") from None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="azuread-standin"))
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(AzureADStandIn(), server)
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(AzureADStandIn(waiter), server)
     port = server.add_insecure_port("127.0.0.1:0")
     if port == 0:
         raise SystemExit("azuread stand-in: could not bind a port on 127.0.0.1")
