@@ -465,13 +465,14 @@ def test_create_read_diff_update_delete_against_the_emulator(
     diff = plugin.diff(CAP, TECHNICIANS, technicians_id, technicians_out, more_excluded)
     assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME
     assert list(diff.diffs) == ["conditions"]
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.users.excludedUsers": Kind.UPDATE}
+    # The bridge's detailed diff is per element (detailed_diff.go, makeListAttributeDiff): one user added at [3].
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.users.excludedUsers[3]": Kind.ADD}
     assert list(diff.replaces) == []
 
     new_ranges = copy.deepcopy(location_inputs)
     new_ranges["ip"]["ipRanges"].append("198.51.100.0/24")
     diff = plugin.diff(NL, LOCATION, location_id, location, new_ranges)
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"ip.ipRanges": Kind.UPDATE}
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"ip.ipRanges[2]": Kind.ADD}
     assert list(diff.replaces) == []  # ForceNew on the `ip` block fires only when the block comes or goes
     to_country = {"displayName": "Trusted - MSP Office", "country": {"countriesAndRegions": ["NL"]}}
     diff = plugin.diff(NL, LOCATION, location_id, location, to_country)
@@ -480,7 +481,9 @@ def test_create_read_diff_update_delete_against_the_emulator(
 
     # An unknown deep inside is reported where it is; an Optional+Computed value the program sets is compared.
     diff = plugin.diff(CAP, TECHNICIANS, technicians_id, technicians_out, msp_inputs(TECHNICIANS, location_id=UNKNOWN))
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.locations.excludedLocations": Kind.UPDATE}
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {
+        "conditions.locations.excludedLocations[0]": Kind.UPDATE
+    }
     service_id, service_in, service_out = created[SERVICE_ACCOUNT]
     secondary = copy.deepcopy(service_in)
     secondary["sessionControls"]["signInFrequencyAuthenticationType"] = "secondaryAuthentication"

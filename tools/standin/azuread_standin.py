@@ -146,6 +146,9 @@ class Prop:
     computed: bool = False
     output: bool = False
     fields: Mapping[str, Prop] = field(default_factory=dict)
+    # A DiffSuppressFunc that hides the block's count going 0 -> 1 while every field in it is at its default
+    # (conditionalAccessPolicyDiffSuppress on session_controls).
+    suppress_empty_add: bool = False
 
 
 def _string(*, required: bool = False, computed: bool = False, output: bool = False) -> Prop:
@@ -156,8 +159,8 @@ def _strings(*, required: bool = False) -> Prop:
     return Prop("strings", required=required)
 
 
-def _block(fields: Mapping[str, Prop], *, required: bool = False) -> Prop:
-    return Prop("block", required=required, fields=fields)
+def _block(fields: Mapping[str, Prop], *, required: bool = False, suppress_empty_add: bool = False) -> Prop:
+    return Prop("block", required=required, fields=fields, suppress_empty_add=suppress_empty_add)
 
 
 def _blocks(fields: Mapping[str, Prop]) -> Prop:
@@ -251,7 +254,8 @@ POLICY_FIELDS: Final[Mapping[str, Prop]] = {
             "signInFrequencyAuthenticationType": _string(computed=True),
             "signInFrequencyInterval": _string(computed=True),
             "signInFrequencyPeriod": _string(),
-        }
+        },
+        suppress_empty_add=True,
     ),
     "state": _string(required=True),
 }
@@ -758,38 +762,83 @@ if TYPE_CHECKING:
 
 
 def _diff_value(prop: Prop, old: Any, new: Any, path: str, out: dict[str, DiffKindValue]) -> None:
-    if is_unknown(new) or (prop.kind == "strings" and contains_unknown(new)):
+    """One property of prior state against the plan, as the bridge's detailed diff reports it
+    (pulumi-terraform-bridge pkg/tfbridge/detailed_diff.go, makePropDiff): blocks field by field, lists
+    element by element (``a.b[1]``), scalars whole; unset and zero values are equal (SDK v2)."""
+    if is_unknown(new):
         out[path] = DiffKind.ADD if _empty(prop, old) else DiffKind.UPDATE
         return
     if prop.kind == "block":
-        old_map = old if isinstance(old, Mapping) else None
-        new_map = new if isinstance(new, Mapping) else None
-        if new_map is None:
-            if old_map is not None and not _empty(prop, old_map):
-                out[path] = DiffKind.DELETE
-        elif old_map is None:
-            if not _empty(prop, new_map, count_computed=True):
-                out[path] = DiffKind.ADD
-        else:
-            _diff_fields(prop.fields, old_map, new_map, f"{path}.", out)
+        _diff_block(prop, old, new, path, out)
         return
     old_empty, new_empty = _empty(prop, old), _empty(prop, new)
     if old_empty and new_empty:
         return
-    if old_empty or new_empty:
-        out[path] = DiffKind.ADD if old_empty else DiffKind.DELETE
-        return
-    if prop.kind == "blocks":
-        if len(old) != len(new):
-            out[path] = DiffKind.UPDATE
-            return
-        for index, (old_item, new_item) in enumerate(zip(old, new, strict=True)):
-            if is_unknown(new_item):
-                out[f"{path}[{index}]"] = DiffKind.UPDATE
-            else:
-                _diff_fields(prop.fields, old_item, new_item, f"{path}[{index}].", out)
+    if prop.kind in ("strings", "blocks") and isinstance(old, list) and isinstance(new, list):
+        _diff_list(prop, old, new, path, out)
+    elif old_empty or new_empty:
+        out[path] = DiffKind.ADD if old_empty else DiffKind.DELETE  # makeShortCircuitDiff
     elif old != new:
         out[path] = DiffKind.UPDATE
+
+
+def _diff_block(prop: Prop, old: Any, new: Any, path: str, out: dict[str, DiffKindValue]) -> None:
+    """A MaxItems=1 block. terraform-plugin-sdk v2 diffs its count (``session_controls.#``, schemaMap.diffList
+    in helper/schema/schema.go): a block the plan drops is a change even when it only holds values the
+    server computed (flattenConditionalAccessSessionControls fills signInFrequencyInterval and
+    signInFrequencyAuthenticationType from whatever Graph holds), and a block it adds is one unless the
+    field's DiffSuppressFunc hides it (``suppress_empty_add``)."""
+    old_map = old if isinstance(old, Mapping) else None
+    new_map = new if isinstance(new, Mapping) else None
+    if new_map is None:
+        if old_map is not None:
+            out[path] = DiffKind.DELETE
+    elif old_map is None:
+        if not (prop.suppress_empty_add and _empty(prop, new_map, count_computed=True)):
+            out[path] = DiffKind.ADD
+    else:
+        _diff_fields(prop.fields, old_map, new_map, f"{path}.", out)
+
+
+def _diff_list(prop: Prop, old: list[Any], new: list[Any], path: str, out: dict[str, DiffKindValue]) -> None:
+    """makeListDiff: a list of strings through makeListAttributeDiff (an edit script: an element removed is
+    DELETE at its old index, one inserted ADD at its new index, both at one index UPDATE; an unknown element
+    equals nothing); a list of blocks index by index."""
+    if prop.kind == "strings":
+        for change, index in _edit_script(old, new):
+            key = f"{path}[{index}]"
+            out[key] = DiffKind.UPDATE if key in out else change
+        return
+    element = Prop("block", fields=prop.fields)
+    for index in range(max(len(old), len(new))):
+        old_item = old[index] if index < len(old) else None
+        new_item = new[index] if index < len(new) else None
+        _diff_block(element, old_item, new_item, f"{path}[{index}]", out)
+
+
+def _edit_script(old: Sequence[Any], new: Sequence[Any]) -> list[tuple[DiffKindValue, int]]:
+    """The removals (old index) and insertions (new index) of a shortest edit script: a longest common
+    subsequence, unknown values matching nothing."""
+
+    def same(a: Any, b: Any) -> bool:
+        return not is_unknown(b) and a == b
+
+    lcs = [[0] * (len(new) + 1) for _ in range(len(old) + 1)]
+    for i in range(len(old) - 1, -1, -1):
+        for j in range(len(new) - 1, -1, -1):
+            lcs[i][j] = lcs[i + 1][j + 1] + 1 if same(old[i], new[j]) else max(lcs[i + 1][j], lcs[i][j + 1])
+    edits: list[tuple[DiffKindValue, int]] = []
+    i = j = 0
+    while i < len(old) or j < len(new):
+        if i < len(old) and j < len(new) and same(old[i], new[j]):
+            i, j = i + 1, j + 1
+        elif j < len(new) and (i == len(old) or lcs[i][j + 1] >= lcs[i + 1][j]):
+            edits.append((DiffKind.ADD, j))
+            j += 1
+        else:
+            edits.append((DiffKind.DELETE, i))
+            i += 1
+    return edits
 
 
 def _diff_fields(fields: Mapping[str, Prop], old: Any, new: Any, prefix: str, out: dict[str, DiffKindValue]) -> None:
