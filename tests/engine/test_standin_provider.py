@@ -345,15 +345,44 @@ def test_check_passes_the_program_inputs_through_and_names_bad_properties(plugin
         assert failures == []
         assert checked == inputs
 
-    technicians = msp_inputs(TECHNICIANS, location_id=UNKNOWN)
+    # SDK v2 skips a block holding an unknown value (isWhollyKnown): a known location id, so conditions is judged.
+    technicians = msp_inputs(TECHNICIANS, location_id=str(uuid.uuid4()))
     technicians["conditions"]["users"]["includedUserz"] = ["x"]
     technicians["objectId"] = "set-by-hand"
     del technicians["state"]
+    technicians["conditions"]["clientAppTypes"] = ["all", "legacy"]
     _, failures = plugin.check(CAP, TECHNICIANS, technicians)
-    assert {path for path, _ in failures} == {"conditions.users.includedUserz", "objectId", "state"}
+    # SDK v2's diagnostics as the bridge words them (no property: the path is in the reason).
+    where = "Examine values at 'technician-access-policy"
+    assert failures == [
+        (
+            "",
+            'expected conditions.0.client_app_types.1 to be one of ["all" "browser" "easSupported" '
+            '"exchangeActiveSync" "mobileAppsAndDesktopClients" "other"], got legacy. '
+            f"{where}.conditions.clientAppTypes[1]'.",
+        ),
+        ("", f"Invalid or unknown key. {where}.conditions.users.includedUserz'."),
+        (
+            "",
+            'Value for unconfigurable attribute. Can\'t configure a value for "object_id": its value will be decided '
+            f"automatically based on the result of applying this configuration.. {where}.objectId'.",
+        ),
+        (
+            "",
+            'Missing required argument. The argument "state" is required, but no definition was found.. '
+            f"{where}.state'.",
+        ),
+    ]
 
     _, failures = plugin.check(NL, LOCATION, {"displayName": "no block"})
-    assert failures == [("ip", "exactly one of `ip` or `country` must be specified")]
+    assert failures == [
+        (
+            "",
+            f'Invalid combination of arguments. "{block}": one of `country,ip` must be specified. '
+            f"Examine values at '{LOCATION}.{block}'.",
+        )
+        for block in ("country", "ip")
+    ]
 
     error = rpc_error(plugin.check, "azuread:index/user:User", "someone", {"displayName": "x"})
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -18,13 +18,22 @@ What it does
       upstream's texts in the bridge's format (``DataSourceError``).
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
-    * Check validates property names (and required properties) against the 6.11.1 schema, which
-      ``SCHEMAS`` mirrors: tests/engine/test_standin_provider.py compares it with the pulumi_azuread
-      SDK's input classes. Check returns the inputs unchanged, unknowns included.
+    * Check validates the inputs against the 6.11.1 schema, which ``SCHEMAS`` mirrors
+      (tests/engine/test_standin_provider.py compares it with the pulumi_azuread SDK's input classes),
+      with upstream's ValidateFuncs and cross-attribute rules (``RULES``: StringInSlice enums, ip_ranges
+      PrefixLengthAtLeast(8), StringIsNotEmpty, IntAtLeast, ExactlyOneOf, AtLeastOneOf, RequiredWith, in
+      terraform-plugin-sdk v2's order, schemaMap.validate; a block holding an unknown value is skipped,
+      as isWhollyKnown does). Each failure is worded as pulumi-terraform-bridge words it (check_failures.go,
+      NewCheckFailure): "<summary>. <detail>. Examine values at '<name>.<path>'.", no Property, so a bad
+      value fails at ``pulumi preview``. Check returns the inputs unchanged, unknowns included.
     * Diff follows terraform-plugin-sdk v2 semantics as the bridge reports them. Unset and
       zero values (null, "", false, 0, []) are equal. An unset Optional+Computed attribute keeps its
-      prior value. Lists are ordered. Replacement happens only where upstream has ``ForceNew``: the
-      ``ip`` and ``country`` blocks of azuread_named_location
+      prior value. A MaxItems=1 block counts as a list of one (``session_controls.#``): a block the
+      program drops is a change even when it only holds provider-computed values, and one it adds is a
+      change unless the field's DiffSuppressFunc hides it (sessionControls all at defaults). The detailed
+      diff names list elements (``conditions.users.excludedUsers[1]``), as the bridge's
+      pkg/tfbridge/detailed_diff.go does. Lists are ordered. Replacement happens only where upstream
+      has ``ForceNew``: the ``ip`` and ``country`` blocks of azuread_named_location
       (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
       those blocks replaces the resource. Changes inside a block are updated in place, as TF does
       for a nested attribute of a ForceNew list block (terraform-bridge cross-test
@@ -65,8 +74,9 @@ What it does
 What it does NOT do
     * No other azuread resources or functions, no GetSchema, no Parameterize. Outside an
       import, a bare GUID id is accepted as well as the path form.
-    * No Terraform ValidateFunc checks (enums, CIDR prefix lengths, AtLeastOneOf, CustomizeDiff
-      rules), no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
+    * No CustomizeDiff rules (conditionalAccessPolicyCustomizeDiff's "ineffective session_controls" and
+      everyTime checks; graph_render refuses the latter at ``up``), no ValidatePolicyAuthenticationStrengthPolicyID,
+      no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
@@ -86,10 +96,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ipaddress
 import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -270,6 +282,7 @@ class ResourceKind:
     flatten: Callable[[Mapping[str, Any]], dict[str, Any]]
     wait_texts: Mapping[str, str]  # upstream's ErrorDiagF summary of each failed wait, "{id}" the resource id
     update_timeout_s: float = DEFAULT_TIMEOUT_S
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # Check's validation, by property path without indices
 
     def wait_failed(self, operation: str, resource_id: str, exc: WaitFailed) -> StandInError:
         summary = self.wait_texts[operation].format(id=resource_id, quoted=json.dumps(resource_id))  # Go's %q
@@ -318,6 +331,193 @@ class StandInError(Exception):
         self.code = code
         self.message = message
         self.init_failed = init_failed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Check-time validation: upstream's ValidateFuncs and cross-attribute rules
+# ---------------------------------------------------------------------------------------------------
+
+Validator = Callable[[Any, str], list[str]]
+
+
+def _go_strings(values: Sequence[str]) -> str:
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(v) for v in values) + "]"
+
+
+def in_slice(*valid: str) -> Validator:
+    """validation.StringInSlice(valid, false): terraform-plugin-sdk v2 helper/validation/strings.go."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if not isinstance(value, str):
+            return [f"expected type of {key} to be string"]
+        return [] if value in valid else [f"expected {key} to be one of {_go_strings(valid)}, got {value}"]
+
+    return check
+
+
+def not_empty(value: Any, key: str) -> list[str]:
+    """validation.StringIsNotEmpty (helper/validation/strings.go)."""
+    if not isinstance(value, str):
+        return [f"expected type of {json.dumps(key)} to be string"]
+    return [] if value else [f"expected {json.dumps(key)} to not be an empty string, got "]
+
+
+def prefix_length_at_least(minimum: int) -> Validator:
+    """validation.PrefixLengthAtLeast (terraform-provider-azuread internal/helpers/tf/validation/net.go):
+    not empty, netip.ParsePrefix (address/bits, no zone, no leading zeros), then the prefix length."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if errors := not_empty(value, key):
+            return errors
+        address, _, bits = str(value).rpartition("/")
+        try:
+            if not address or "%" in address or not re.fullmatch(r"0|[1-9][0-9]*", bits):
+                raise ValueError(value)
+            network = ipaddress.ip_network(f"{address}/{bits}", strict=False)
+        except ValueError:
+            return [f"expected {json.dumps(key)} to be a valid IPv4 or IPv6 prefix"]
+        if network.prefixlen < minimum:
+            return [f"expected {json.dumps(key)} to have a prefix length at least {minimum}, got {network.prefixlen}"]
+        return []
+
+    return check
+
+
+def int_at_least(minimum: int) -> Validator:
+    """validation.IntAtLeast (helper/validation/int.go)."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            return [f"expected type of {key} to be integer"]
+        return [] if value >= minimum else [f"expected {key} to be at least ({minimum}), got {int(value)}"]
+
+    return check
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One attribute's validation in upstream's schema: ``validate`` on the value (on each element of a list),
+    and the cross-attribute constraints, with the keys exactly as upstream writes them."""
+
+    validate: Validator | None = None
+    exactly_one_of: tuple[str, ...] = ()
+    at_least_one_of: tuple[str, ...] = ()
+    required_with: tuple[str, ...] = ()
+
+
+# stable.PossibleValuesFor... (go-azure-sdk microsoft-graph common-types, vendored by terraform-provider-azuread v3.9)
+_RISK_LEVELS: Final = ("hidden", "high", "low", "medium", "none")
+_PLATFORMS: Final = ("all", "android", "iOS", "linux", "macOS", "windows", "windowsPhone")
+_GUEST_TYPES: Final = (
+    "b2bCollaborationGuest",
+    "b2bCollaborationMember",
+    "b2bDirectConnectUser",
+    "internalGuest",
+    "none",
+    "otherExternalUser",
+    "serviceProvider",
+)
+_FILTER_RULES: Final = {"mode": Rule(in_slice("exclude", "include")), "rule": Rule(not_empty)}
+_GUEST_RULES: Final = {
+    "guestOrExternalUserTypes": Rule(in_slice(*_GUEST_TYPES)),
+    "externalTenants.membershipKind": Rule(in_slice("all", "enumerated")),
+    "externalTenants.members": Rule(not_empty),
+}
+_APPS: Final = (
+    "conditions.0.applications.0.included_applications",
+    "conditions.0.applications.0.included_user_actions",
+)
+_USERS_INCLUDED: Final = tuple(
+    f"conditions.0.users.0.included_{noun}" for noun in ("groups", "roles", "users", "guests_or_external_users")
+)
+_GRANTS: Final = (
+    "grant_controls.0.built_in_controls",
+    "grant_controls.0.authentication_strength_policy_id",
+    "grant_controls.0.terms_of_use",
+)
+
+
+def _nested(prefix: str, rules: Mapping[str, Rule]) -> dict[str, Rule]:
+    return {f"{prefix}.{path}": rule for path, rule in rules.items()}
+
+
+NAMED_LOCATION_RULES: Final[Mapping[str, Rule]] = {  # namedLocationResource
+    "displayName": Rule(not_empty),
+    "ip": Rule(exactly_one_of=("ip", "country")),
+    "ip.ipRanges": Rule(prefix_length_at_least(8)),
+    "country": Rule(exactly_one_of=("ip", "country")),
+    "country.countriesAndRegions": Rule(not_empty),
+    "country.countryLookupMethod": Rule(in_slice("authenticatorAppGps", "clientIpAddress")),
+}
+
+POLICY_RULES: Final[Mapping[str, Rule]] = {  # conditionalAccessPolicyResource, schemaConditionalAccessFilter
+    "displayName": Rule(not_empty),
+    "state": Rule(in_slice("disabled", "enabled", "enabledForReportingButNotEnforced")),
+    "conditions.applications.includedApplications": Rule(not_empty, exactly_one_of=_APPS),
+    "conditions.applications.excludedApplications": Rule(not_empty),
+    "conditions.applications.includedUserActions": Rule(not_empty, exactly_one_of=_APPS),
+    **_nested("conditions.applications.filter", _FILTER_RULES),
+    "conditions.authenticationFlowTransferMethods": Rule(in_slice("authenticationTransfer", "deviceCodeFlow")),
+    "conditions.clientApplications.includedServicePrincipals": Rule(not_empty),
+    "conditions.clientApplications.excludedServicePrincipals": Rule(not_empty),
+    **_nested("conditions.clientApplications.filter", _FILTER_RULES),
+    **{
+        f"conditions.users.{side}{noun}": Rule(not_empty, at_least_one_of=_USERS_INCLUDED if side == "included" else ())
+        for side in ("included", "excluded")
+        for noun in ("Users", "Groups", "Roles")
+    },
+    "conditions.users.includedGuestsOrExternalUsers": Rule(at_least_one_of=_USERS_INCLUDED),
+    **_nested("conditions.users.includedGuestsOrExternalUsers", _GUEST_RULES),
+    **_nested("conditions.users.excludedGuestsOrExternalUsers", _GUEST_RULES),
+    "conditions.clientAppTypes": Rule(
+        in_slice("all", "browser", "easSupported", "exchangeActiveSync", "mobileAppsAndDesktopClients", "other")
+    ),
+    **_nested("conditions.devices.filter", _FILTER_RULES),
+    "conditions.locations.includedLocations": Rule(not_empty),
+    "conditions.locations.excludedLocations": Rule(not_empty),
+    "conditions.platforms.includedPlatforms": Rule(in_slice(*_PLATFORMS)),
+    "conditions.platforms.excludedPlatforms": Rule(in_slice(*_PLATFORMS)),
+    "conditions.servicePrincipalRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.signInRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.userRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.insiderRiskLevels": Rule(in_slice("elevated", "minor", "moderate")),
+    "grantControls": Rule(at_least_one_of=("grant_controls", "session_controls")),
+    "grantControls.operator": Rule(in_slice("AND", "OR")),
+    "grantControls.builtInControls": Rule(
+        in_slice(
+            "approvedApplication",
+            "block",
+            "compliantApplication",
+            "compliantDevice",
+            "domainJoinedDevice",
+            "mfa",
+            "passwordChange",
+        ),
+        at_least_one_of=_GRANTS,
+    ),
+    "grantControls.authenticationStrengthPolicyId": Rule(at_least_one_of=_GRANTS),
+    "grantControls.customAuthenticationFactors": Rule(not_empty),
+    "grantControls.termsOfUses": Rule(not_empty, at_least_one_of=_GRANTS),
+    "sessionControls": Rule(at_least_one_of=("grant_controls", "session_controls")),
+    "sessionControls.cloudAppSecurityPolicy": Rule(in_slice("blockDownloads", "mcasConfigured", "monitorOnly")),
+    "sessionControls.persistentBrowserMode": Rule(in_slice("always", "never")),
+    "sessionControls.signInFrequency": Rule(
+        int_at_least(0), required_with=("session_controls.0.sign_in_frequency_period",)
+    ),
+    "sessionControls.signInFrequencyAuthenticationType": Rule(
+        in_slice("primaryAndSecondaryAuthentication", "secondaryAuthentication")
+    ),
+    "sessionControls.signInFrequencyInterval": Rule(in_slice("everyTime", "timeBased")),
+    "sessionControls.signInFrequencyPeriod": Rule(
+        in_slice("days", "hours"), required_with=("session_controls.0.sign_in_frequency",)
+    ),
+}
+
+
+def tf_name(name: str) -> str:
+    """The Terraform attribute of a Pulumi property (the bridge's camelCase mapping, and its one plural)."""
+    return "terms_of_use" if name == "termsOfUses" else re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -609,6 +809,7 @@ NAMED_LOCATION: Final = ResourceKind(
         "update": "waiting for update of {id}",
         "delete": "waiting for deletion of {id}",
     },
+    rules=NAMED_LOCATION_RULES,
 )
 POLICY: Final = ResourceKind(
     graph_render.CA_POLICY_TYPE,
@@ -622,6 +823,7 @@ POLICY: Final = ResourceKind(
         "delete": "Waiting for deletion of {id}",
     },
     update_timeout_s=POLICY_UPDATE_TIMEOUT_S,
+    rules=POLICY_RULES,
 )
 # namedLocationResourceCreate: WaitForUpdateDelayStart(ctx, time.Second*15, ...)
 NAMED_LOCATION_FIRST_WAIT_S: Final = 15.0
@@ -677,54 +879,117 @@ def reveal(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------
 
 
-def check_failures(kind: ResourceKind, news: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(property path, reason) for inputs the 6.11.1 schema does not allow; unknown values are not judged."""
+def check_failures(kind: ResourceKind, news: Mapping[str, Any], name: str = "") -> list[tuple[str, str]]:
+    """(property, reason) of each input the 6.11.1 schema refuses, as the bridge reports them at Check.
+
+    terraform-plugin-sdk v2 validates the configuration (helper/schema/schema.go, schemaMap.validate:
+    ExactlyOneOf, AtLeastOneOf, Required, computed-only, RequiredWith, then each ValidateFunc on known values,
+    and "Invalid or unknown key"), with the rules of named_location_resource.go and
+    conditional_access_policy_resource.go (``RULES``). pulumi-terraform-bridge turns each diagnostic into a
+    CheckFailure (pkg/tfbridge/adapt_check_failures.go, parseCheckError: "summary. detail"; check_failures.go,
+    NewCheckFailure: "<reason>. Examine values at '<resource name>.<property path>'.", with no Property set),
+    the path in Pulumi names with MaxItems=1 blocks flattened (CheckFailurePath: ``conditions.clientAppTypes[1]``).
+    Unknown values are not judged."""
     failures: list[tuple[str, str]] = []
-    _check_fields(kind, kind.fields, news, "", failures)
-    if kind is NAMED_LOCATION and not any(is_unknown(news.get(name)) for name in ("ip", "country")):
-        present = [name for name in ("ip", "country") if news.get(name) is not None]
-        if len(present) != 1:
-            failures.append(("ip", "exactly one of `ip` or `country` must be specified"))
+    walk = _Validation(kind, news, name or "<unnamed>", failures)
+    walk.object(kind.fields, news, tf_prefix="", value_prefix="")
     return failures
 
 
-def _check_fields(
-    kind: ResourceKind,
-    fields: Mapping[str, Prop],
-    value: Mapping[str, Any],
-    prefix: str,
-    failures: list[tuple[str, str]],
-) -> None:
-    for name in value:
-        if str(name).startswith("__"):
-            continue
-        prop = fields.get(name)
-        if prop is None:
-            failures.append((prefix + name, f"{kind.token} has no input property {prefix + name!r}"))
-        elif prop.output:
-            failures.append((prefix + name, f"{prefix + name!r} is computed by the provider and cannot be set"))
-    for name, prop in fields.items():
-        item = value.get(name)
-        if prop.required and item is None:
-            failures.append((prefix + name, f"missing required property {prefix + name!r}"))
-        if item is None or is_unknown(item):
-            continue
-        if prop.kind == "block":
-            if isinstance(item, Mapping):
-                _check_fields(kind, prop.fields, item, f"{prefix}{name}.", failures)
-            else:
-                failures.append((prefix + name, f"{prefix + name!r} must be an object"))
-        elif prop.kind == "blocks":
-            if not isinstance(item, list):
-                failures.append((prefix + name, f"{prefix + name!r} must be a list of objects"))
+@dataclass
+class _Validation:
+    kind: ResourceKind
+    news: Mapping[str, Any]
+    name: str
+    failures: list[tuple[str, str]]
+
+    def fail(self, value_path: str, summary: str, detail: str = "") -> None:
+        reason = f"{summary}. {detail}" if detail else summary
+        self.failures.append(("", f"{reason}. Examine values at '{self.name}.{value_path}'."))
+
+    def object(self, fields: Mapping[str, Prop], value: Mapping[str, Any], tf_prefix: str, value_prefix: str) -> None:
+        for field_name, prop in sorted(fields.items(), key=lambda item: tf_name(item[0])):
+            self.attribute(field_name, prop, value.get(field_name), tf_prefix, value_prefix)
+        for key in value:
+            if str(key).startswith("__") or key in fields:
                 continue
+            self.fail(value_prefix + str(key), "Invalid or unknown key")
+
+    def attribute(self, field_name: str, prop: Prop, item: Any, tf_prefix: str, value_prefix: str) -> None:
+        key, value_path = tf_prefix + tf_name(field_name), value_prefix + field_name
+        rule = self.kind.rules.get(re.sub(r"\[\d+\]", "", value_path), Rule())
+        if rule.exactly_one_of and (problem := self._exactly_one(key, rule.exactly_one_of)):
+            self.fail(value_path, "Invalid combination of arguments", problem)
+            return
+        if rule.at_least_one_of and not any(self._given(k)[0] for k in {*rule.at_least_one_of, key}):
+            keys = ",".join(sorted({*rule.at_least_one_of, key}))
+            self.fail(value_path, "Missing required argument", f"{json.dumps(key)}: one of `{keys}` must be specified")
+            return
+        if item is None:
+            if prop.required:
+                detail = f"The argument {json.dumps(key)} is required, but no definition was found."
+                self.fail(value_path, "Missing required argument", detail)
+            return
+        if prop.output:
+            detail = (
+                f"Can't configure a value for {json.dumps(key)}: its value will be decided automatically based on "
+                "the result of applying this configuration."
+            )
+            self.fail(value_path, "Value for unconfigurable attribute", detail)
+            return
+        if rule.required_with and not all(self._given(k)[0] for k in {*rule.required_with, key}):
+            keys = ",".join(sorted({*rule.required_with, key}))
+            self.fail(value_path, "Missing required argument", f"{json.dumps(key)}: all of `{keys}` must be specified")
+            return
+        if contains_unknown(item):
+            return
+        self.value(prop, rule, item, key, value_path)
+
+    def value(self, prop: Prop, rule: Rule, item: Any, key: str, value_path: str) -> None:
+        if prop.kind == "block" and isinstance(item, Mapping):
+            self.object(prop.fields, item, f"{key}.0.", f"{value_path}.")
+        elif prop.kind == "blocks" and isinstance(item, list):
             for index, element in enumerate(item):
                 if isinstance(element, Mapping):
-                    _check_fields(kind, prop.fields, element, f"{prefix}{name}[{index}].", failures)
-                elif not is_unknown(element):
-                    failures.append((f"{prefix}{name}[{index}]", "must be an object"))
-        elif prop.kind == "strings" and not isinstance(item, list):
-            failures.append((prefix + name, f"{prefix + name!r} must be a list of strings"))
+                    self.object(prop.fields, element, f"{key}.{index}.", f"{value_path}[{index}].")
+        elif prop.kind == "strings" and isinstance(item, list):
+            for index, element in enumerate(item):
+                for error in rule.validate(element, f"{key}.{index}") if rule.validate else []:
+                    self.fail(f"{value_path}[{index}]", error)
+        elif rule.validate:
+            for error in rule.validate(item, key):
+                self.fail(value_path, error)
+
+    def _exactly_one(self, key: str, others: tuple[str, ...]) -> str:
+        """validateExactlyOneAttribute's error for ``key``, or "" (an unknown value counts as neither)."""
+        keys = sorted({*others, key})
+        given = [self._given(k) for k in keys]
+        specified = [k for k, (present, unknown) in zip(keys, given, strict=True) if present and not unknown]
+        if not specified and not any(unknown for _, unknown in given):
+            return f"{json.dumps(key)}: one of `{','.join(keys)}` must be specified"
+        if len(specified) > 1:
+            return (
+                f"{json.dumps(key)}: only one of `{','.join(keys)}` can be specified, "
+                f"but `{','.join(specified)}` were specified."
+            )
+        return ""
+
+    def _given(self, key: str) -> tuple[bool, bool]:
+        """(set, unknown) for a Terraform key such as ``conditions.0.users.0.included_groups``
+        (ResourceConfig.Get / IsComputed): MaxItems=1 blocks are objects here, so their ``.0`` is skipped."""
+        fields: Mapping[str, Prop] = self.kind.fields
+        value: Any = self.news
+        for part in key.split("."):
+            if part.isdigit():
+                continue
+            if is_unknown(value):
+                return True, True
+            by_tf = {tf_name(name): name for name in fields}
+            name = by_tf.get(part)
+            if name is None or not isinstance(value, Mapping):
+                return False, False
+            value, fields = value.get(name), fields[name].fields
+        return value is not None, is_unknown(value)
 
 
 def _empty(prop: Prop, value: Any, *, count_computed: bool = False) -> bool:
@@ -1144,7 +1409,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def Check(self, request: provider_pb2.CheckRequest, context: grpc.ServicerContext) -> provider_pb2.CheckResponse:
         with self._rpc(context, "checking", request) as kind:
-            failures = check_failures(kind, reveal(from_struct(request.news)))
+            failures = check_failures(kind, reveal(from_struct(request.news)), _name_of(request))
             return provider_pb2.CheckResponse(
                 inputs=request.news,
                 failures=[provider_pb2.CheckFailure(property=path, reason=reason) for path, reason in failures],
