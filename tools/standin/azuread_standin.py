@@ -18,14 +18,15 @@ What it does
       upstream's texts in the bridge's format (``DataSourceError``).
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
-    * Check validates the inputs against the 6.11.1 schema, which ``SCHEMAS`` mirrors
-      (tests/engine/test_standin_provider.py compares it with the pulumi_azuread SDK's input classes),
-      with upstream's ValidateFuncs and cross-attribute rules (``RULES``: StringInSlice enums, ip_ranges
-      PrefixLengthAtLeast(8), StringIsNotEmpty, IntAtLeast, ExactlyOneOf, AtLeastOneOf, RequiredWith, in
-      terraform-plugin-sdk v2's order, schemaMap.validate; a block holding an unknown value is skipped,
-      as isWhollyKnown does). Each failure is worded as pulumi-terraform-bridge words it (check_failures.go,
-      NewCheckFailure): "<summary>. <detail>. Examine values at '<name>.<path>'.", no Property, so a bad
-      value fails at ``pulumi preview``. Check returns the inputs unchanged, unknowns included.
+    * Check validates the inputs against the 6.11.1 schema, which ``NAMED_LOCATION_FIELDS`` and
+      ``POLICY_FIELDS`` mirror (tests/engine/test_standin_provider.py compares them with the pulumi_azuread
+      SDK's input classes), with upstream's ValidateFuncs and cross-attribute rules
+      (``NAMED_LOCATION_RULES``, ``POLICY_RULES``: StringInSlice enums, ip_ranges PrefixLengthAtLeast(8),
+      StringIsNotEmpty, IntAtLeast, ExactlyOneOf, AtLeastOneOf, RequiredWith), in terraform-plugin-sdk
+      v2's order (schemaMap.validate; a block holding an unknown value is skipped, as isWhollyKnown does).
+      Each failure is worded as pulumi-terraform-bridge words it (check_failures.go, NewCheckFailure):
+      "<summary>. <detail>. Examine values at '<name>.<path>'.", no Property, so a bad value fails at
+      ``pulumi preview``. Check returns the inputs unchanged, unknowns included.
     * Diff follows terraform-plugin-sdk v2 semantics as the bridge reports them. Unset and
       zero values (null, "", false, 0, []) are equal. An unset Optional+Computed attribute keeps its
       prior value. A MaxItems=1 block counts as a list of one (``session_controls.#``): a block the
@@ -885,7 +886,7 @@ def check_failures(kind: ResourceKind, news: Mapping[str, Any], name: str = "") 
     terraform-plugin-sdk v2 validates the configuration (helper/schema/schema.go, schemaMap.validate:
     ExactlyOneOf, AtLeastOneOf, Required, computed-only, RequiredWith, then each ValidateFunc on known values,
     and "Invalid or unknown key"), with the rules of named_location_resource.go and
-    conditional_access_policy_resource.go (``RULES``). pulumi-terraform-bridge turns each diagnostic into a
+    conditional_access_policy_resource.go (``ResourceKind.rules``). pulumi-terraform-bridge turns each diagnostic into a
     CheckFailure (pkg/tfbridge/adapt_check_failures.go, parseCheckError: "summary. detail"; check_failures.go,
     NewCheckFailure: "<reason>. Examine values at '<resource name>.<property path>'.", with no Property set),
     the path in Pulumi names with MaxItems=1 blocks flattened (CheckFailurePath: ``conditions.clientAppTypes[1]``).
