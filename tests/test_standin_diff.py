@@ -106,3 +106,27 @@ def test_blocks_in_a_list_are_compared_index_by_index() -> None:
         "conditions.users.excludedGuestsOrExternalUsers[0].guestOrExternalUserTypes[0]": Kind.DELETE,
         "conditions.users.excludedGuestsOrExternalUsers[1]": Kind.ADD,
     }
+
+
+def test_upstreams_customize_diff_refuses_ineffective_or_contradictory_session_controls() -> None:
+    # conditionalAccessPolicyCustomizeDiff runs on every plan, preview included.
+    session_only = {**INPUTS, "grantControls": None}
+    ineffective = {
+        "signInFrequencyAuthenticationType": "primaryAndSecondaryAuthentication",
+        "signInFrequencyInterval": "timeBased",
+    }
+    problem = standin.customize_diff(standin.POLICY, {}, {**session_only, "sessionControls": ineffective})
+    assert problem.startswith("when specifying `session_controls` but not `grant_controls`")
+    effective = {**ineffective, "persistentBrowserMode": "never"}
+    assert standin.customize_diff(standin.POLICY, {}, {**session_only, "sessionControls": effective}) == ""
+    assert standin.customize_diff(standin.POLICY, {}, {**INPUTS, "sessionControls": ineffective}) == ""
+
+    every_time = {"signInFrequencyInterval": "everyTime", "signInFrequencyPeriod": "hours", "signInFrequency": 4}
+    assert standin.customize_diff(standin.POLICY, {}, {**INPUTS, "sessionControls": every_time}) == (
+        "when `session_controls.sign_in_frequency_interval` is set to `everyTime`, `sign_in_frequency` and "
+        "`sign_in_frequency_period` are not valid"
+    )
+    # An unset Optional+Computed interval is planned from the prior state.
+    prior = state(sessionControls={"signInFrequency": {"isEnabled": True, "frequencyInterval": "everyTime"}})
+    period_only = {**INPUTS, "sessionControls": {"signInFrequencyPeriod": "days"}}
+    assert standin.customize_diff(standin.POLICY, prior, period_only).startswith("when `session_controls.sign_in")

@@ -33,9 +33,11 @@ What it does
       program drops is a change even when it only holds provider-computed values, and one it adds is a
       change unless the field's DiffSuppressFunc hides it (sessionControls all at defaults). The detailed
       diff names list elements (``conditions.users.excludedUsers[1]``), as the bridge's
-      pkg/tfbridge/detailed_diff.go does. Lists are ordered. Replacement happens only where upstream
-      has ``ForceNew``: the ``ip`` and ``country`` blocks of azuread_named_location
-      (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
+      pkg/tfbridge/detailed_diff.go does. conditionalAccessPolicyCustomizeDiff's two errors (an
+      ineffective sessionControls without grantControls; everyTime with a frequency or period) fail
+      Diff, Create and Update, previews included (``customize_diff``). Lists are ordered.
+      Replacement happens only where upstream has ``ForceNew``: the ``ip`` and ``country`` blocks of
+      azuread_named_location (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
       those blocks replaces the resource. Changes inside a block are updated in place, as TF does
       for a nested attribute of a ForceNew list block (terraform-bridge cross-test
       TestBlockCollectionForceNew) and as the upstream Update function expects. Nothing in
@@ -75,9 +77,8 @@ What it does
 What it does NOT do
     * No other azuread resources or functions, no GetSchema, no Parameterize. Outside an
       import, a bare GUID id is accepted as well as the path form.
-    * No CustomizeDiff rules (conditionalAccessPolicyCustomizeDiff's "ineffective session_controls" and
-      everyTime checks; graph_render refuses the latter at ``up``), no ValidatePolicyAuthenticationStrengthPolicyID,
-      no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
+    * No ValidatePolicyAuthenticationStrengthPolicyID, no schema defaults applied in Check, no state
+      upgraders, no ``__meta``/timeouts in state.
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
@@ -1153,6 +1154,45 @@ def diff_resource(
     return Diff(detailed, replaces)
 
 
+def customize_diff(kind: ResourceKind, olds: Mapping[str, Any], news: Mapping[str, Any]) -> str:
+    """conditionalAccessPolicyCustomizeDiff (conditional_access_policy_resource.go), run on every plan: the
+    error it returns, or "". Values are the plan's (``diff.Get``): the program's, an unset Optional+Computed
+    field its prior value, else its zero value."""
+    session = news.get("sessionControls")
+    if kind is not POLICY or not isinstance(session, Mapping):
+        return ""
+    prior = olds.get("sessionControls") if isinstance(olds.get("sessionControls"), Mapping) else {}
+
+    def planned(name: str, zero: Any) -> Any:
+        value = session.get(name)
+        if value is None and POLICY_FIELDS["sessionControls"].fields[name].computed:
+            value = prior.get(name) if isinstance(prior, Mapping) else None
+        return zero if value is None or is_unknown(value) else value
+
+    ineffective = (
+        not planned("applicationEnforcedRestrictionsEnabled", False)
+        and planned("cloudAppSecurityPolicy", "") == ""
+        and not planned("disableResilienceDefaults", False)
+        and planned("persistentBrowserMode", "") == ""
+        and planned("signInFrequency", 0) == 0
+        and planned("signInFrequencyAuthenticationType", "") == "primaryAndSecondaryAuthentication"
+        and planned("signInFrequencyInterval", "") == "timeBased"
+    )
+    if news.get("grantControls") is None and ineffective:
+        return (
+            "when specifying `session_controls` but not `grant_controls`, one of the properties in the "
+            "`session_controls` block must be set to an effective value in order for session controls to work"
+        )
+    if planned("signInFrequencyInterval", "") == "everyTime" and (
+        planned("signInFrequency", 0) != 0 or planned("signInFrequencyPeriod", "") != ""
+    ):
+        return (
+            "when `session_controls.sign_in_frequency_interval` is set to `everyTime`, `sign_in_frequency` and "
+            "`sign_in_frequency_period` are not valid"
+        )
+    return ""
+
+
 def planned_outputs(fields: Mapping[str, Prop], inputs: Any, prior: Any) -> dict[str, Any]:
     """The outputs a Terraform plan shows: inputs as given, computed values prior or unknown, unset values null."""
     given = inputs if isinstance(inputs, Mapping) else {}
@@ -1418,9 +1458,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def Diff(self, request: provider_pb2.DiffRequest, context: grpc.ServicerContext) -> provider_pb2.DiffResponse:
         with self._rpc(context, "diffing", request) as kind:
-            diff = diff_resource(
-                kind, reveal(from_struct(request.olds)), reveal(from_struct(request.news)), list(request.ignoreChanges)
-            )
+            olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
+            self._customize_diff(kind, olds, news)
+            diff = diff_resource(kind, olds, news, list(request.ignoreChanges))
             return provider_pb2.DiffResponse(
                 changes=provider_pb2.DiffResponse.DIFF_SOME if diff.detailed else provider_pb2.DiffResponse.DIFF_NONE,
                 diffs=diff.diffs,
@@ -1436,6 +1476,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         (the object is orphaned in Graph); a Read that fails after it leaves a partial resource with the id."""
         with self._rpc(context, "creating", request) as kind:
             inputs = reveal(from_struct(request.properties))
+            self._customize_diff(kind, {}, inputs)  # the bridge's Create plans first
             if request.preview:
                 return provider_pb2.CreateResponse(
                     id="", properties=to_struct({"id": UNKNOWN, **planned_outputs(kind.fields, inputs, None)})
@@ -1487,6 +1528,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         its display name and state."""
         with self._rpc(context, "updating", request) as kind:
             olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
+            self._customize_diff(kind, olds, news)  # the bridge's Update plans first
             if request.preview:
                 planned = {"id": olds.get("id") or request.id, **planned_outputs(kind.fields, news, olds)}
                 return provider_pb2.UpdateResponse(properties=to_struct(planned))
@@ -1584,6 +1626,12 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 _Status(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
             )
         raise AssertionError("unreachable: context.abort raises")
+
+    @staticmethod
+    def _customize_diff(kind: ResourceKind, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """A CustomizeDiff error fails the plan (pulumi-terraform-bridge Diff: "diffing <urn>: <error>")."""
+        if problem := customize_diff(kind, olds, news):
+            raise StandInError(grpc.StatusCode.UNKNOWN, problem)
 
     @staticmethod
     def _require_known(inputs: Mapping[str, Any], operation: str) -> None:
