@@ -74,7 +74,8 @@ onboard-clients: $(VENV)/.runtime
 ##         (Policy.Read.All; exit 3 on a broken invariant, 4 when a client policy still lacks the MSP exclusion)
 verify: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening verify --stack $(STACK) $(if $(JSON),--json $(JSON)) \
-	  $(if $(STACK_FILE),--stack-file "$(STACK_FILE)")
+	  $(if $(STACK_FILE),--stack-file "$(STACK_FILE)") $(if $(SINCE),--since $(SINCE)) \
+	  $(if $(DEPLOYER),--deployer $(DEPLOYER)) $(if $(AGENT),--optimization-agent $(AGENT))
 
 ## demo: the whole article end to end on loopback Graph and CIPP-API emulators (no Azure); `pulumi up` through the
 ##       real CLI when `make engine` built one (or one is on PATH), in process otherwise (NO_ENGINE=1 forces that)

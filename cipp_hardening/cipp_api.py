@@ -2,34 +2,28 @@
 
 CIPP keeps one row per API client (docs/cipp-api.md §3) and changes it only through
 `POST /api/ExecApiClient` `AddUpdate`, which replaces Role, IPRange, Enabled and MCPAllowed together
-(§2.2 step 4). So a range change is always read → merge → write: these functions find the client in a
-`List` body, build the complete AddUpdate body that keeps everything but the ranges, judge CIPP's
-answer, and pick out the clients that accept requests from anywhere. The provider and the program
-call them; nothing here does I/O.
+(§2.2 step 4). So a range change is always read → merge → write: these functions find the client among
+List's rows, build the complete AddUpdate body that keeps everything but the ranges, and pick out the
+clients that accept requests from anywhere. The provider and the program call them; nothing here does
+I/O, and the shapes of CIPP's answers (`{"Results": ...}` or a bare array) are read by
+service_clients.cipp_client, which hands these functions plain rows.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from cipp_hardening.cidr import RangeError, cipp_range, dedupe
-from cipp_hardening.config import GUID
 
 ANY = "Any"  # what List shows for a client without ranges (§3): requests from every IP are allowed
 # What we record for a client whose stored IPRange is "[]": Get-CippApiClient leaves its list empty and
 # Test-CIPPAccess then matches no address, so every request is refused (docs/part-c.md). Never a valid range.
 DENY_ALL = "None"
-MCP_SETUP_FAILED = "Client saved, but MCP app configuration failed"  # AddUpdate's warning after the row was saved
 
 Client = dict[str, Any]
-
-
-class CippResponseError(ValueError):
-    """CIPP answered with a body this project cannot read as the documented shape."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +42,6 @@ class ClientSummary:
 
 
 # -- reading List -----------------------------------------------------------------------------------
-def parse_list_body(text: str) -> list[Client]:
-    """The clients in the body of `GET /api/ExecApiClient?Action=List`.
-
-    §2.1: an empty table gives an *empty* body, not `{"Results": []}`. §10.1 (pre-#472 bug): a stored
-    "[]" adds a bare "Any" string to Results, so only objects count as clients.
-    """
-    if not text.strip():
-        return []
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        raise CippResponseError(f"List did not return JSON: {text[:120]!r}") from None
-    results = payload.get("Results") if isinstance(payload, dict) else None
-    if not isinstance(results, list):
-        raise CippResponseError(f"List returned {_shape(payload)}, expected {{'Results': [...]}}")
-    return [item for item in results if isinstance(item, dict) and item.get("ClientId")]
-
-
 def find_client(clients: Iterable[Mapping[str, Any]], client_id: str) -> Client | None:
     """The client whose ClientId (the app id, a GUID) is `client_id`, compared case-insensitively."""
     wanted = client_id.lower()
@@ -232,50 +208,6 @@ def _kept_flag(value: Any) -> bool | str:
     return bool(value)
 
 
-def add_update_problems(payload: Any) -> list[str]:
-    """Why an HTTP 200 AddUpdate answer is a failure; [] when it succeeded.
-
-    §2.2 step 7: success is a bare array, failure is `{"Results": [...]}`. Inside either, an entry with
-    state error failed; a range warning means CIPP dropped an entry and saved the rest (§2.2 step 6),
-    which for an allow-list is as bad as failing. The MCP warning is not a dropped entry: it comes after
-    the row was saved (`mcp_warnings`), and the caller confirms what was stored through List.
-    """
-    if isinstance(payload, dict) and "Results" in payload:
-        texts = _result_texts(payload["Results"]) or ["no result entries (nothing was saved)"]
-        return [f"CIPP reported a failure: {text}" for text in texts]
-    if not isinstance(payload, list):
-        return [f"unexpected AddUpdate answer: {_shape(payload)}"]
-    return [
-        f"CIPP reported {entry['state']}: {entry.get('resultText', '')}"
-        for entry in payload
-        if isinstance(entry, dict) and _state(entry) in ("error", "warning") and not _is_mcp_warning(entry)
-    ]
-
-
-def mcp_warnings(payload: Any) -> list[str]:
-    """AddUpdate's "Client saved, but MCP app configuration failed" texts (§2.2 step 5): saved, then warned."""
-    entries = payload if isinstance(payload, list) else []
-    return [str(entry.get("resultText", "")) for entry in entries if isinstance(entry, dict) and _is_mcp_warning(entry)]
-
-
-def _state(entry: Mapping[str, Any]) -> str:
-    return str(entry.get("state", "")).lower()
-
-
-def _is_mcp_warning(entry: Mapping[str, Any]) -> bool:
-    return _state(entry) == "warning" and str(entry.get("resultText", "")).startswith(MCP_SETUP_FAILED)
-
-
-def _result_texts(results: Any) -> list[str]:
-    entries = results if isinstance(results, list) else [results]
-    return [str(e.get("resultText", e)) if isinstance(e, dict) else str(e) for e in entries if e not in (None, "")]
-
-
-def _shape(payload: Any) -> str:
-    text = json.dumps(payload)[:120] if not isinstance(payload, str) else repr(payload[:120])
-    return f"{type(payload).__name__} {text}"
-
-
 # -- who is open to the world -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class AppServiceAuth:
@@ -290,21 +222,6 @@ class AppServiceAuth:
 
     def allows(self, client_id: str) -> bool:
         return self.enabled and client_id.lower() in self.client_ids
-
-
-def parse_azure_configuration(payload: Any) -> AppServiceAuth:
-    """The `Results` of GetAzureConfiguration; CippResponseError with CIPP's own text when it could not read."""
-    results = payload.get("Results") if isinstance(payload, dict) else None
-    if not isinstance(results, dict):
-        raise CippResponseError(f"GetAzureConfiguration returned {_shape(payload)}, expected {{'Results': {{...}}}}")
-    enabled = results.get("Enabled")
-    if not isinstance(enabled, bool):  # on failure CIPP puts its error text in Enabled (§2.1)
-        error = results.get("Error")
-        detail = error.get("Message") if isinstance(error, dict) else error
-        raise CippResponseError(f"{enabled}" + (f" ({detail})" if detail else ""))
-    ids = results.get("ClientIDs")  # null when no client is allowed (authsettingsV2 validation is empty)
-    entries = ids if isinstance(ids, list) else [ids] if ids else []
-    return AppServiceAuth(frozenset(str(entry).lower() for entry in entries), enabled)
 
 
 class ClientList(list[Client]):
@@ -495,8 +412,6 @@ INPUT_KEYS = (
     "allowAnyOnDelete",
     "mcpAllowed",  # optional: only where CIPP's List omits MCPAllowed (_mcp_flag)
 )
-FLAG_KEYS = ("allowSelfUpdate", "restoreOnDelete", "allowAnyOnDelete", "mcpAllowed")
-REQUIRED_KEYS = INPUT_KEYS[:5]
 
 
 def is_self_update(props: Mapping[str, Any]) -> bool:
@@ -511,45 +426,3 @@ def self_update_refusal(props: Mapping[str, Any]) -> str | None:
             "this stack out of CIPP. Set allowSelfUpdate: true on this client to allow it"
         )
     return None
-
-
-def validate_inputs(news: Mapping[str, Any], unknown: object = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Canonical inputs and (property, reason) failures; values equal to `unknown` (preview) are left alone."""
-    failures = [(key, "is required") for key in REQUIRED_KEYS if news.get(key) is None]
-    known = {k: v for k, v in news.items() if v is not None and (unknown is None or v != unknown)}
-    failures.extend(_input_failures(known))
-    inputs = {**news, **_canonical(known, {key for key, _ in failures})}
-    if "clientId" in known and "managerClientId" in known and (refusal := self_update_refusal(inputs)):
-        failures.append(("allowSelfUpdate", refusal))
-    return inputs, failures
-
-
-def _canonical(known: Mapping[str, Any], failed: set[str]) -> dict[str, Any]:
-    canonical: dict[str, Any] = {}
-    if "url" in known and "url" not in failed:
-        canonical["url"] = known["url"].rstrip("/")
-    for key in ("tenantId", "managerClientId", "clientId"):
-        if key in known and key not in failed:
-            canonical[key] = known[key].lower()
-    if "allowedRanges" in known and "allowedRanges" not in failed:
-        canonical["allowedRanges"] = canonical_ranges(known["allowedRanges"])[0]
-    return canonical
-
-
-def _input_failures(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-    failures: list[tuple[str, str]] = []
-    if "url" in inputs and not (isinstance(inputs["url"], str) and inputs["url"].startswith("https://")):
-        failures.append(("url", f"must be the https:// URL of CIPP's Function App, got {inputs['url']!r}"))
-    for key in ("tenantId", "managerClientId", "clientId"):
-        if key in inputs and not (isinstance(inputs[key], str) and GUID.match(inputs[key])):
-            failures.append((key, f"must be a GUID, got {inputs[key]!r}"))
-    if "allowedRanges" in inputs:
-        ranges = inputs["allowedRanges"]
-        if not isinstance(ranges, list):
-            failures.append(("allowedRanges", f"must be a list of IP ranges, got {type(ranges).__name__}"))
-        else:
-            failures.extend(("allowedRanges", problem) for problem in canonical_ranges(ranges)[1])
-    for key in FLAG_KEYS:
-        if not isinstance(inputs.get(key, False), bool):
-            failures.append((key, f"must be true or false, got {inputs.get(key)!r}"))
-    return failures

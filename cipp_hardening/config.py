@@ -280,7 +280,17 @@ _CLIENT_KEYS = {
     "assumptions",
     "offlineSnapshot",
 }
-_FOREIGN_ALLOWED = {"azuread:tenantId", "azuread:clientId", "azuread:useOidc", "azuread:useCli", "azuread:environment"}
+# pulumi-azuread's own provider config (its sign-in at Configure); our code reads only azuread:tenantId.
+_FOREIGN_ALLOWED = {
+    "azuread:tenantId",
+    "azuread:clientId",
+    "azuread:clientSecret",
+    "azuread:useOidc",
+    "azuread:useCli",
+    "azuread:environment",
+}
+# Provider config that holds a secret: never validated or shown, like SECRET_KEYS.
+FOREIGN_SECRET_KEYS = frozenset({"azuread:clientSecret"})
 
 
 @dataclass
@@ -412,7 +422,7 @@ def raw_from_flat_config(flat: Mapping[str, Any], secret_keys: Iterable[str] = S
         if namespace == PROJECT:
             raw[key] = "[secret]" if key in secrets else _decode_json_text(value)
         elif namespace == "azuread":
-            raw[full_key] = value
+            raw[full_key] = "[secret]" if full_key in FOREIGN_SECRET_KEYS else value
     return raw
 
 

@@ -4,7 +4,8 @@ CIPP (10.0 and later) keeps, per role, a row of IP ranges in its `AccessIPRanges
 signed-in user's address against the ranges of all the user's roles on every request (docs/custom-roles.md).
 The only way to change them is `ExecCustomRole` `AddUpdate`, which also *replaces* the role's permissions,
 tenant lists, blocked endpoints and Entra group from the same body: so a range change is read, merge,
-write, and the read must be one this module understands completely. Nothing here does I/O.
+write, and the read must be one this module understands completely. Nothing here does I/O; the shapes of
+ExecCustomRole's answers are read by service_clients.cipp_client, which hands these functions plain roles.
 
 Upstream (KelvinTegelaar/CIPP-API): `Invoke-ExecCustomRole.ps1` (AddUpdate, and the default action that
 lists the roles in the shape AddUpdate takes), `Get-CIPPRoleIPRanges.ps1`, `Test-CIPPAccess.ps1`.
@@ -21,7 +22,6 @@ from typing import Any, Literal
 SUPERADMIN = "superadmin"
 # Config/cipp-roles.json: AddUpdate writes no CustomRoles row for these, only their IP ranges and group.
 BUILT_IN_ROLES = ("readonly", "editor", "admin", "superadmin")
-NO_CUSTOM_ROLES = "No custom roles found"  # the default action's placeholder row when the table is empty
 
 # Invoke-ExecCustomRole.ps1, AddUpdate: `$IP -match $regexPattern`, no trim; an entry that does not match
 # is dropped without a word, and a body left with no range *removes* the role's ranges (opens it).
@@ -40,10 +40,6 @@ KNOWN_FIELDS = frozenset({*WRITTEN_FIELDS, ENTRA_GROUP, RANGES, *ENTITY_FIELDS})
 Role = dict[str, Any]
 
 
-class CustomRoleResponseError(ValueError):
-    """CIPP answered with a body this project cannot read as the documented shape."""
-
-
 class UnknownRoleShape(ValueError):
     """The role as read holds something AddUpdate might not keep: writing it back could lose it, so no write."""
 
@@ -51,19 +47,6 @@ class UnknownRoleShape(ValueError):
 def accepted_by_cipp(entry: str) -> bool:
     """Whether ExecCustomRole keeps this range (its regex, untrimmed)."""
     return bool(EXEC_CUSTOM_ROLE_RANGE.match(entry)) and entry == entry.strip()
-
-
-# -- reading the default action (`GET /api/ExecCustomRole`) ------------------------------------------
-def parse_roles_body(text: str) -> list[Role]:
-    """The roles in the default action's answer; [] when CIPP has no custom role (built-ins then unlisted)."""
-    try:
-        payload = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError:
-        raise CustomRoleResponseError(f"ExecCustomRole did not return JSON: {text[:120]!r}") from None
-    items = payload if isinstance(payload, list) else [payload]
-    if not all(isinstance(item, dict) and isinstance(item.get("RowKey"), str) for item in items):
-        raise CustomRoleResponseError(f"ExecCustomRole returned {json.dumps(payload)[:120]}, expected a list of roles")
-    return [dict(item) for item in items if item["RowKey"] != NO_CUSTOM_ROLES]
 
 
 def find_role(roles: Iterable[Mapping[str, Any]], name: str) -> Role | None:
@@ -160,16 +143,6 @@ def unconfirmed_fields(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> li
     if canonical(entra_group(stored)) != canonical(sent.get(ENTRA_GROUP)):
         found.append(f"{ENTRA_GROUP} {canonical(entra_group(stored))} (sent {canonical(sent.get(ENTRA_GROUP))})")
     return found
-
-
-def add_update_problems(payload: Any, name: str) -> list[str]:
-    """Why an HTTP 200 AddUpdate answer is a failure: success is `{"Results": [texts]}`, failure a string."""
-    results = payload.get("Results") if isinstance(payload, dict) else None
-    if isinstance(results, list):
-        return []
-    if isinstance(results, str):
-        return [f"CIPP reported a failure: {results}"]
-    return [f"unexpected AddUpdate answer for role {name}: {json.dumps(payload)[:120]}"]
 
 
 # -- what delete does ---------------------------------------------------------------------------------

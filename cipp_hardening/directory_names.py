@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from cipp_hardening import run_mode
 from cipp_hardening.config import (
     PROJECT,
     ClientStack,
@@ -108,7 +109,9 @@ def snapshot_from_env() -> DirectorySnapshot | None:
 
 
 def answer_invoke(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
-    """What the offline mocks return for pulumi-azuread's getUser/getGroup: from the directory snapshot."""
+    """What the offline mocks return for pulumi-azuread's getUser/getGroup: from the directory snapshot, with
+    the provider's ids (`id` the path `/users/{id}` or `/groups/{id}`, `objectId` the GUID), and the
+    provider's refusal of a group name with an apostrophe (``with_advice``)."""
     name = args.get("userPrincipalName") if token == GET_USER else args.get("displayName")
     snapshot = snapshot_from_env()
     if snapshot is None:
@@ -118,9 +121,14 @@ def answer_invoke(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
         )
     if token == GET_USER:
         object_id = snapshot.user(str(name))
-        return {"objectId": object_id, "id": object_id, "userPrincipalName": name}
+        return {"objectId": object_id, "id": f"/users/{object_id}", "userPrincipalName": name}
+    if "'" in str(name):
+        # As the provider fails (with_advice says why): the offline plan must not pass where preview cannot.
+        raise DirectoryLookupError(
+            f"{_GROUP_LISTING_REFUSED} (displayName eq '{name}'): Graph refuses a filter whose quote is not doubled"
+        )
     object_id = snapshot.group(str(name))
-    return {"objectId": object_id, "id": object_id, "displayName": name}
+    return {"objectId": object_id, "id": f"/groups/{object_id}", "displayName": name}
 
 
 # --- Graph (the tools, and the client tenant in the program) ----------------------------------------
@@ -230,28 +238,45 @@ def program_resolve(config: StackConfig, client_secret: str | None = None) -> St
     except ConfigError as error:
         stack = pulumi.get_stack()
         stop_on_config_error(ConfigError([Problem(p.key, p.message.replace("<stack>", stack)) for p in error.problems]))
-    source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and _offline() else "live lookup"
+    source = "directory snapshot" if os.environ.get(DIRECTORY_SNAPSHOT_ENV) and run_mode.is_offline() else "live lookup"
     pulumi.export("resolvedNames", Resolution.of(config.names, ids, source).rows)
     return resolved
 
 
-def _offline() -> bool:
-    from cipp_hardening.stack_config import under_mocks
-
-    return under_mocks()
-
-
 def _azuread_lookup(name: DirectoryName) -> str:
+    """The object id through pulumi-azuread's lookup: `object_id`, the bare GUID. (The lookups' `id` is
+    upstream's path, `/users/{id}` or `/groups/{id}` (d.SetId in terraform-provider-azuread's
+    userDataSourceRead and groupDataSourceRead), which no Conditional Access policy takes.)"""
     import pulumi_azuread as azuread
 
     try:
         if name.kind == "user":
             return str(azuread.get_user(user_principal_name=name.name).object_id).lower()
         return str(azuread.get_group(display_name=name.name).object_id).lower()
-    except DirectoryLookupError:
-        raise
+    except DirectoryLookupError as error:
+        raise DirectoryLookupError(with_advice(name, str(error))) from None
     except Exception as error:  # an invoke failure: the provider's message says unknown / ambiguous / denied
-        raise DirectoryLookupError(invoke_failure_reason(str(error)) or repr(error)) from None
+        raise DirectoryLookupError(with_advice(name, invoke_failure_reason(str(error)) or repr(error))) from None
+
+
+# What terraform-provider-azuread's groupDataSourceRead says when Graph refuses its group listing.
+_GROUP_LISTING_REFUSED = "Retrieving groups for filter"
+
+
+def with_advice(name: DirectoryName, reason: str) -> str:
+    """The lookup's reason, and what to do when the name itself is why it cannot work.
+
+    pulumi-azuread's getGroup builds its Graph filter as `displayName eq '<name>'` without doubling the
+    name's quotes (terraform-provider-azuread v3.9, group_data_source.go, groupDataSourceRead), so Graph
+    refuses the filter of any group name with an apostrophe and no retry can help: the group must be
+    given by its object id (docs/configuration.md, Names as well as ids)."""
+    if name.kind == "group" and "'" in name.name and _GROUP_LISTING_REFUSED in reason:
+        return (
+            f"the group {name.name!r} cannot be looked up by name: its apostrophe breaks the Graph filter "
+            f"pulumi-azuread's getGroup sends (the provider does not escape it), so give the group's object id "
+            f"instead (Entra admin center > Groups > {name.name} > Object ID). The provider said: {reason}"
+        )
+    return reason
 
 
 # One reason of the bridge's go-multierror list ("\t* [attribute] summary: detail"), path prefix aside.
@@ -273,7 +298,7 @@ def invoke_failure_reason(message: str) -> str:
 
 def _client_lookup(config: ClientStack, client_secret: str | None) -> Callable[[DirectoryName], str]:
     def lookup(name: DirectoryName) -> str:
-        if _offline():
+        if run_mode.is_offline():
             snapshot = snapshot_from_env()
             if snapshot is None:
                 return answer_invoke(GET_USER, {"userPrincipalName": name.name})["objectId"]  # raises: says how

@@ -14,24 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi.runtime.settings
-from pulumi.runtime.mocks import MockMonitor
 
-from cipp_hardening.cipp_api import parse_list_body
+from cipp_hardening import run_mode
+from cipp_hardening.cipp_api import AppServiceAuth, ClientList
 from cipp_hardening.config import CippApi, ClientStack
 from cipp_hardening.exclusion import as_graph_returns
 from cipp_hardening.policy_files import load_policy_file, load_policy_folder
 from service_clients import credentials
-from service_clients.cipp_client import CippClient, CippError
+from service_clients.cipp_client import CippClient, CippError, parse_list_body
 from service_clients.graph_client import GraphClient, GraphError
 
 SNAPSHOT_ENV = "CIPP_HARDENING_POLICY_SNAPSHOT"
 POLICIES = "identity/conditionalAccess/policies"
-
-
-def _offline_run() -> bool:
-    """The recording mock runtime (`make plan`, unit tests): no engine, and no network either."""
-    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
 
 
 def snapshot_path() -> Path | None:
@@ -53,7 +47,7 @@ def client_tenant_graph(stack: ClientStack, client_secret: str | None = None) ->
 
 def client_policies(stack: ClientStack, client_secret: str | None = None) -> list[dict[str, Any]]:
     snapshot = snapshot_path()
-    if snapshot is not None and _offline_run():
+    if snapshot is not None and run_mode.is_offline():
         pulumi.log.warn(f"offline plan: policies read from the snapshot {snapshot}, not the live tenant")
         exported = load_policy_folder(snapshot) if snapshot.is_dir() else load_policy_file(snapshot)
         return [as_graph_returns(policy) for policy in exported]
@@ -65,7 +59,7 @@ def client_policies(stack: ClientStack, client_secret: str | None = None) -> lis
         with client_tenant_graph(stack, client_secret) as graph:
             return graph.list_all(POLICIES)
     except (GraphError, credentials.CredentialError, requests.RequestException) as error:
-        hint = _snapshot_hint(pulumi.get_stack()) if _offline_run() else ""
+        hint = _snapshot_hint(pulumi.get_stack()) if run_mode.is_offline() else ""
         raise pulumi.RunError(
             f"clientTenant: could not list the Conditional Access policies of tenant {stack.client_tenant.tenant_id} "
             f"at {stack.graph_url}: {error}{hint}"
@@ -99,10 +93,10 @@ def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[di
     and fails the run when it cannot.
     """
     snapshot = cipp_snapshot_path()
-    if _offline_run() and snapshot is not None:
+    if run_mode.is_offline() and snapshot is not None:
         pulumi.log.warn(f"offline plan: CIPP-API clients read from the snapshot {snapshot}, not from CIPP")
         return parse_list_body(snapshot.read_text(encoding="utf-8"))
-    if _offline_run():
+    if run_mode.is_offline():
         pulumi.log.warn(
             "offline plan: CIPP-API clients not read (no CIPP snapshot), so the unrestricted-clients check is "
             f"skipped; pass --cipp-clients FILE or set {CIPP_SNAPSHOT_ENV}. `pulumi preview`/`up` always check"
@@ -123,9 +117,20 @@ def cipp_api_clients(cipp: CippApi, client_secret: str | None = None) -> list[di
 
     try:
         with CippClient(cipp.url, token, manager_client_id=cipp.manager_client_id) as client:
-            return client.inventory()  # List plus App Service's allowed clients (GetAzureConfiguration)
+            return _with_app_service(client)
     except (CippError, credentials.CredentialError) as error:
         raise pulumi.RunError(f"cippApi: could not list the CIPP-API clients at {cipp.url}: {error}") from None
+
+
+def _with_app_service(client: CippClient) -> ClientList:
+    """List, plus App Service's allowed clients (GetAzureConfiguration); a failure to read the latter is recorded,
+    not raised."""
+    clients = client.list_clients()
+    try:
+        configuration = client.azure_configuration()
+    except CippError as error:
+        return ClientList(clients, app_service_error=str(error))
+    return ClientList(clients, AppServiceAuth(configuration.client_ids, configuration.enabled))
 
 
 # -- CIPP roles (docs/custom-roles.md): the role list, for superadmin and the roles that must exist ------
@@ -139,7 +144,7 @@ def cipp_custom_roles(
 
     Offline runs do not read it (None, with a warning); a real preview or up fails when it cannot.
     """
-    if _offline_run():
+    if run_mode.is_offline():
         pulumi.log.warn(
             "offline plan: CIPP's roles not read, so who holds superadmin (held by Part A alone) is not shown; "
             "`pulumi preview`/`up` read them"

@@ -7,11 +7,12 @@ against state: it shows what the program declares (docs/pulumi.md §1.5).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import runpy
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pulumi
 import pulumi.runtime.settings
 from pulumi.runtime.mocks import MockMonitor
 
+from cipp_hardening import run_mode
 from cipp_hardening.arm_render import resource_path
 from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
 
@@ -127,17 +129,21 @@ class _Mocks(pulumi.runtime.Mocks):
                 )
             )
             object_id = placeholder_guid(f"servicePrincipal::{app_id.lower()}")
-            return {"objectId": object_id, "id": object_id, "clientId": app_id}, []
+            return {"objectId": object_id, "id": f"/servicePrincipals/{object_id}", "clientId": app_id}, []
         found = load_service_principals(snapshot).get(app_id.lower())
         if found is None:
-            # The provider's own wording (terraform-provider-azuread service_principal_data_source.go).
-            return {}, [("clientId", f"No service principal found for application ID: {app_id!r} (in {snapshot})")]
+            # The provider's own reason (terraform-provider-azuread v3.9 servicePrincipalDataSourceRead: summary
+            # and detail, which name nothing), then which application and which snapshot.
+            reason = (
+                f"No service principal found: no service principal found (application ID {app_id!r}, in {snapshot})"
+            )
+            return {}, [("clientId", reason)]
         self.logs.append(
             ("warning", f"offline plan: the service principal of {app_id} read from the snapshot {snapshot}")
         )
         return {
             "objectId": found["id"],
-            "id": found["id"],
+            "id": f"/servicePrincipals/{found['id']}",  # the provider's id (servicePrincipalDataSourceRead)
             "clientId": found["appId"],
             "displayName": found.get("displayName"),
             "applicationTenantId": found.get("appOwnerOrganizationId"),
@@ -188,6 +194,14 @@ def stack_file_config(stack_file: Path, project: str, overrides: Mapping[str, An
     return config
 
 
+@contextlib.contextmanager
+def running_offline() -> Iterator[None]:
+    """The program runs offline inside this block (cipp_hardening/run_mode.py): `run_program` enters it, and so
+    do the runs under mocks this module does not make itself (the demo's, the benchmarks', the tests')."""
+    with run_mode.marked_offline():
+        yield
+
+
 def run_program(
     program: Path | Callable[[], object],
     config: Mapping[str, str],
@@ -225,7 +239,8 @@ def run_program(
         return pulumi.Output.all(*resolved) if resolved else None
 
     try:
-        pulumi.runtime.test(body)()
+        with running_offline():
+            pulumi.runtime.test(body)()
     except Exception as exc:
         raise OfflineRunError(run, exc) from exc
     exports = getattr(pulumi.runtime.settings.get_root_resource(), "outputs", None) or {}

@@ -172,7 +172,7 @@ def _check_policies(path: Path, where: str, tenant: str) -> str:
 
 
 def _check_cipp_clients(path: Path, where: str, manager: str) -> str:
-    from cipp_hardening.cipp_api import parse_list_body
+    from service_clients.cipp_client import parse_list_body
 
     try:
         clients = parse_list_body(path.read_text(encoding="utf-8"))

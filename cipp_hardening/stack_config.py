@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 import pulumi
 import pulumi.runtime.config
 
+from cipp_hardening import run_mode
 from cipp_hardening.config import (
     PROJECT,
     ConfigError,
@@ -44,19 +45,12 @@ def stop_on_config_error(error: ConfigError) -> NoReturn:
     A RunError would be logged a second time by the exec shim, which then exits 1, and the CLI adds
     "an unhandled error occurred"; exit code 32 makes the language host bail quietly instead. Under the
     offline mocks there is no host: each problem is logged and the RunError carries the report."""
-    if under_mocks():
+    if run_mode.is_offline():
         for problem in error.problems:
             pulumi.log.error(str(problem))
         raise pulumi.RunError(str(error))
     pulumi.log.error(str(error))
     raise SystemExit(SHOWN_TO_USER_EXIT_CODE)
-
-
-def under_mocks() -> bool:
-    import pulumi.runtime.settings
-    from pulumi.runtime.mocks import MockMonitor
-
-    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
 
 
 def load_stack_config() -> StackConfig:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pulumi
 
-from cipp_hardening import adoption, inventory
+from cipp_hardening import adoption, run_mode
 from cipp_hardening.config import MspStack
 from service_clients import credentials
 from service_clients.graph_client import GraphClient, GraphError
@@ -92,7 +92,7 @@ def list_tenant(config: MspStack) -> adoption.Tenant:
 def check_tenant(config: MspStack) -> adoption.Decision:
     """The decision for this run; raises pulumi.RunError (nothing registered yet) when a create would
     duplicate an existing object, or the adopt key cannot be honoured."""
-    if inventory._offline_run():  # looked up at each call: tests switch it
+    if run_mode.is_offline():
         pulumi.log.warn(OFFLINE_LINE)
         return adoption.Decision()
     import requests  # a live read only

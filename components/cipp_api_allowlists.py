@@ -23,8 +23,9 @@ from cipp_hardening.cipp_api import (
     widening_message,
 )
 from cipp_hardening.config import CippApi
-from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges
-from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard
+from dynamic_providers.cipp_api_client_ranges import CippApiClientRanges, CippApiClientRangesArgs
+from dynamic_providers.cipp_api_destroy_guard import CippApiDestroyGuard, CippApiDestroyGuardArgs
+from dynamic_providers.props import to_props
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,22 @@ class CippApiAllowlists(pulumi.ComponentResource):
         self._name = name
         cipp = args.cipp_api
         self._inputs = {
-            client.client_id: {
-                "url": cipp.url,
-                "tenantId": cipp.tenant_id,
-                "managerClientId": cipp.manager_client_id,
-                "clientId": client.client_id,
-                "allowedRanges": list(client.allowed_ranges),
-                "allowSelfUpdate": client.allow_self_update,
-                "restoreOnDelete": client.restore_on_delete,
-                "allowAnyOnDelete": client.allow_any_on_delete,
-                **({"mcpAllowed": client.mcp_allowed} if client.mcp_allowed is not None else {}),
-            }
+            client.client_id: CippApiClientRangesArgs(
+                url=cipp.url,
+                tenant_id=cipp.tenant_id,
+                manager_client_id=cipp.manager_client_id,
+                client_id=client.client_id,
+                allowed_ranges=client.allowed_ranges,
+                allow_self_update=client.allow_self_update,
+                restore_on_delete=client.restore_on_delete,
+                allow_any_on_delete=client.allow_any_on_delete,
+                mcp_allowed=client.mcp_allowed,
+            )
             for client in cipp.clients
         }
         self.ranges = {
-            client_id: CippApiClientRanges(f"{name}-{client_id}", props, opts=pulumi.ResourceOptions(parent=self))
-            for client_id, props in self._inputs.items()
+            client_id: CippApiClientRanges(f"{name}-{client_id}", args, opts=pulumi.ResourceOptions(parent=self))
+            for client_id, args in self._inputs.items()
         }
         self.managed_client_ids = sorted(self.ranges)
         self.register_outputs(
@@ -98,12 +99,14 @@ class CippApiAllowlists(pulumi.ComponentResource):
         `roles` are the CIPP roles of cippApi.customRoles (components.cipp_custom_roles.guard_entries).
         """
         clients = [
-            {**{key: props[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[client_id].adoptedRanges}
-            for client_id, props in self._inputs.items()
+            {**{key: to_props(args)[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[client_id].adoptedRanges}
+            for client_id, args in self._inputs.items()
         ]
         depends_on = [self, *everything_else]
         return CippApiDestroyGuard(
-            f"{self._name}-destroy-guard", clients, pulumi.ResourceOptions(depends_on=depends_on), roles=roles
+            f"{self._name}-destroy-guard",
+            CippApiDestroyGuardArgs(tuple(clients), tuple(dict(role) for role in roles) or None),
+            pulumi.ResourceOptions(depends_on=depends_on),
         )
 
 

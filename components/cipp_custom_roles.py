@@ -16,7 +16,8 @@ import pulumi
 
 from cipp_hardening.config import CippApi
 from cipp_hardening.custom_roles import GUARD_KEYS, find_role, part_a_only, part_a_only_message
-from dynamic_providers.cipp_custom_roles import CippCustomRoleRanges
+from dynamic_providers.cipp_custom_roles import CippCustomRoleRanges, CippCustomRoleRangesArgs
+from dynamic_providers.props import to_props
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,21 @@ class CippCustomRoles(pulumi.ComponentResource):
         super().__init__("cipp:hardening:CippCustomRoles", name, None, opts)
         cipp = args.cipp_api
         self._inputs = {
-            role.name: {
-                "url": cipp.url,
-                "tenantId": cipp.tenant_id,
-                "managerClientId": cipp.manager_client_id,
-                "clientId": cipp.custom_roles_client_id,
-                "name": role.name,
-                "allowedRanges": list(role.allowed_ranges),
-                "restoreOnDelete": role.restore_on_delete,
-                "allowOpenOnDelete": role.allow_open_on_delete,
-            }
+            role.name: CippCustomRoleRangesArgs(
+                url=cipp.url,
+                tenant_id=cipp.tenant_id,
+                manager_client_id=cipp.manager_client_id,
+                client_id=cipp.custom_roles_client_id,
+                name=role.name,
+                allowed_ranges=role.allowed_ranges,
+                restore_on_delete=role.restore_on_delete,
+                allow_open_on_delete=role.allow_open_on_delete,
+            )
             for role in cipp.custom_roles
         }
         self.ranges = {
-            role: CippCustomRoleRanges(f"{name}-{role}", props, opts=pulumi.ResourceOptions(parent=self))
-            for role, props in self._inputs.items()
+            role: CippCustomRoleRanges(f"{name}-{role}", args, opts=pulumi.ResourceOptions(parent=self))
+            for role, args in self._inputs.items()
         }
         self.managed_roles = sorted(self.ranges)
         self.register_outputs({"managedRoles": self.managed_roles, "partAOnly": self.part_a_only})
@@ -59,8 +60,8 @@ class CippCustomRoles(pulumi.ComponentResource):
     def guard_entries(self) -> list[dict[str, Any]]:
         """What the destroy guard needs to refuse up front what a role's delete would (docs/part-c.md "Destroy")."""
         return [
-            {**{key: props[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[role].adoptedRanges}
-            for role, props in self._inputs.items()
+            {**{key: to_props(args)[key] for key in GUARD_KEYS}, "adoptedRanges": self.ranges[role].adoptedRanges}
+            for role, args in self._inputs.items()
         ]
 
 

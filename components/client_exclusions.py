@@ -18,7 +18,7 @@ from cipp_hardening.exclusion import (
     select_policies,
     understood_users,
 )
-from dynamic_providers.ca_exclusion import CaExclusion, ExclusionJournal
+from dynamic_providers.ca_exclusion import CaExclusion, CaExclusionArgs, ExclusionJournal, ExclusionJournalArgs
 
 
 class PolicyNotUnderstood(pulumi.RunError):
@@ -51,25 +51,25 @@ class ClientTenantExclusions(pulumi.ComponentResource):
         # Recorded by the engine before any CaExclusion may write: a killed run's writes stay recognisable.
         self.journal = ExclusionJournal(
             f"{name}-journal",
-            {"tenantId": tenant.tenant_id, "intents": intents},
+            ExclusionJournalArgs(tenant.tenant_id, intents),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.exclusions = {
             str(policy["id"]): CaExclusion(
                 f"{name}-{policy['id']}",
-                {
-                    "tenantId": tenant.tenant_id,
-                    "graphUrl": args.stack.graph_url,
-                    "policyId": str(policy["id"]),
-                    "displayName": str(policy.get("displayName", "")),
-                    "accessMode": tenant.access_mode,
-                    "mspTenantId": tenant.msp_tenant_id,
-                    "serviceAccountUserId": tenant.service_account_user_id,
-                    "onConflict": tenant.on_conflict,
+                CaExclusionArgs(
+                    tenant_id=tenant.tenant_id,
+                    graph_url=args.stack.graph_url,
+                    policy_id=str(policy["id"]),
+                    display_name=str(policy.get("displayName", "")),
+                    access_mode=tenant.access_mode,
+                    msp_tenant_id=tenant.msp_tenant_id,
+                    service_account_user_id=tenant.service_account_user_id,
+                    on_conflict=tenant.on_conflict,
                     # The listing this run made: the provider writes (and reads) only where it says `write`.
-                    "listed": listing_verdict(merges[str(policy["id"])]),
-                    "intended": self.journal.entries.apply(_journaled(str(policy["id"]), intents)),
-                },
+                    listed=listing_verdict(merges[str(policy["id"])]),
+                    intended=self.journal.entries.apply(_journaled(str(policy["id"]), intents)),
+                ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for policy in selected

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pulumi
 from pulumi.dynamic import (
@@ -51,6 +51,7 @@ from cipp_hardening.exclusion import (
     remove_addition,
     understood_users,
 )
+from dynamic_providers import props as typed
 from service_clients import credentials
 from service_clients.graph_client import GraphClient, GraphError, pacer_for
 
@@ -70,6 +71,49 @@ class ExclusionError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class CaExclusionArgs:
+    """The props of one CaExclusion (dynamic_providers/props.py): components/client_exclusions.py builds them from
+    validated config (a Direct-mode tenant always names its service account) and this run's listing; the provider
+    reads them back from state."""
+
+    tenant_id: str  # the client tenant
+    graph_url: str
+    policy_id: str
+    access_mode: Literal["gdap", "direct"]
+    msp_tenant_id: str
+    display_name: str = ""
+    service_account_user_id: str | None = None  # Direct mode: the CIPP service account in the client tenant
+    on_conflict: Literal["report", "widen"] = "report"
+    listed: dict[str, Any] | None = None  # this run's listing verdict (exclusion.listing_verdict)
+    # The journal's entry for this policy: an output of the ExclusionJournal when declared, a dict in state.
+    intended: pulumi.Input[dict[str, Any]] | None = None
+
+    PROPS: ClassVar[dict[str, str]] = {  # field → prop name in state
+        "tenant_id": "tenantId",
+        "graph_url": "graphUrl",
+        "policy_id": "policyId",
+        "access_mode": "accessMode",
+        "msp_tenant_id": "mspTenantId",
+        "display_name": "displayName",
+        "service_account_user_id": "serviceAccountUserId",
+        "on_conflict": "onConflict",
+        "listed": "listed",
+        "intended": "intended",
+    }
+
+
+@dataclass(frozen=True)
+class ExclusionJournalArgs:
+    """The props of the stack's ExclusionJournal: the client tenant, and this run's intent for each policy in scope
+    ({policy id: Addition.to_json()})."""
+
+    tenant_id: str
+    intents: dict[str, Any]
+
+    PROPS: ClassVar[dict[str, str]] = {"tenant_id": "tenantId", "intents": "intents"}
+
+
+@dataclass(frozen=True)
 class Seen:
     """One read of the policy: its users object (checked) and Graph's modifiedDateTime."""
 
@@ -77,8 +121,17 @@ class Seen:
     modified: datetime | None
 
 
+def _args(props: dict[str, Any]) -> CaExclusionArgs:
+    """The props as the engine hands them (from state, too), typed; a prop that does not fit is named."""
+    try:
+        return typed.decode(CaExclusionArgs, props)
+    except ValueError as error:
+        raise ExclusionError(f"{_policy_label(props)}: the resource's props do not fit: {error}") from None
+
+
 def _client(props: dict[str, Any]) -> GraphClient:
-    tenant, graph_url = props["tenantId"], props["graphUrl"]
+    args = _args(props)
+    tenant, graph_url = args.tenant_id, args.graph_url
     client_id = credentials.secret(CLIENT_ID_KEY)
 
     def token() -> str:
@@ -89,7 +142,7 @@ def _client(props: dict[str, Any]) -> GraphClient:
 
 
 def _policy_label(props: dict[str, Any]) -> str:
-    return f"policy {props.get('displayName') or '?'!r} ({props['policyId']}) in tenant {props['tenantId']}"
+    return f"policy {props.get('displayName') or '?'!r} ({props.get('policyId')}) in tenant {props.get('tenantId')}"
 
 
 def _merge(users: dict[str, Any] | None, props: dict[str, Any]) -> Merge:
@@ -363,14 +416,9 @@ class CaExclusionProvider(ResourceProvider):
         credentials.remember_secret(CLIENT_ID_KEY, req.config.get(CLIENT_ID_KEY))
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = [CheckFailure(key, f"{key} is required") for key in IDENTITY_INPUTS[:4] if not news.get(key)]
-        if news.get("accessMode") not in ("gdap", "direct"):
-            failures.append(CheckFailure("accessMode", "must be gdap or direct"))
-        if news.get("accessMode") == "direct" and not news.get("serviceAccountUserId"):
-            failures.append(CheckFailure("serviceAccountUserId", "is required in direct tenant mode"))
-        if news.get("onConflict", "report") not in ("report", "widen"):
-            failures.append(CheckFailure("onConflict", "must be report or widen"))
-        return CheckResult(news, failures)
+        # The program's inputs are CaExclusionArgs built from validated config: only their shape is checked here.
+        failures = typed.problems(CaExclusionArgs, news)
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in ALL_INPUTS if olds.get(k) != news.get(k)]
@@ -429,9 +477,9 @@ class CaExclusion(Resource, module="cipp", name="CaExclusion"):
     added: pulumi.Output[dict[str, Any]]
     detail: pulumi.Output[str]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CaExclusionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         outputs = {"status": None, "added": None, "detail": None, "settled": None, "writtenAt": None}
-        super().__init__(CaExclusionProvider(), name, {**props, **outputs}, opts)
+        super().__init__(CaExclusionProvider(), name, {**typed.to_props(args), **outputs}, opts)
 
 
 class ExclusionJournalProvider(ResourceProvider):
@@ -443,8 +491,8 @@ class ExclusionJournalProvider(ResourceProvider):
     (docs/part-d.md "A killed run")."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = [CheckFailure(key, f"{key} is required") for key in ("tenantId",) if not news.get(key)]
-        return CheckResult(news, failures)
+        failures = typed.problems(ExclusionJournalArgs, news)
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = ["tenantId"] if olds.get("tenantId") != news.get("tenantId") else []
@@ -474,5 +522,5 @@ class ExclusionJournal(Resource, module="cipp", name="ExclusionJournal"):
 
     entries: pulumi.Output[dict[str, Any]]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(ExclusionJournalProvider(), name, {**props, "entries": None}, opts)
+    def __init__(self, name: str, args: ExclusionJournalArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(ExclusionJournalProvider(), name, {**typed.to_props(args), "entries": None}, opts)

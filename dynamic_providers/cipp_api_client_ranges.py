@@ -18,7 +18,8 @@ cippApiManagerSecret) or CIPP_API_MANAGER_SECRET, and the token is fetched per c
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -32,7 +33,6 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.runtime.rpc import UNKNOWN
 
 from cipp_hardening.cipp_api import (
     INPUT_KEYS,
@@ -46,8 +46,8 @@ from cipp_hardening.cipp_api import (
     ranges_of,
     self_update_refusal,
     unconfirmed_fields,
-    validate_inputs,
 )
+from dynamic_providers import props as typed
 from service_clients import credentials
 from service_clients.cipp_client import CippAccessDenied, CippClient, CippError
 
@@ -63,8 +63,46 @@ class CippApiClientRangesError(RuntimeError):
     """A readable failure naming the CIPP-API client."""
 
 
+@dataclass(frozen=True)
+class CippApiClientRangesArgs:
+    """The props of one CippApiClientRanges (dynamic_providers/props.py): components/cipp_api_allowlists.py builds
+    them from validated config (ranges in CIPP's spelling, ids lower case, allowSelfUpdate already required for
+    the manager itself); the provider reads them back from state."""
+
+    url: str  # CIPP's Function App
+    tenant_id: str  # the tenant of the manager client's app registration
+    manager_client_id: str  # the client that calls ExecApiClient
+    client_id: str  # the client whose ranges this resource holds
+    allowed_ranges: tuple[str, ...]  # CIPP's spelling; () is Any
+    allow_self_update: bool = False
+    restore_on_delete: bool = False
+    allow_any_on_delete: bool = False
+    mcp_allowed: bool | None = None  # stated MCPAllowed, only where CIPP's List omits it
+
+    PROPS: ClassVar[dict[str, str]] = {  # field → prop name in state (cipp_api.INPUT_KEYS)
+        "url": "url",
+        "tenant_id": "tenantId",
+        "manager_client_id": "managerClientId",
+        "client_id": "clientId",
+        "allowed_ranges": "allowedRanges",
+        "allow_self_update": "allowSelfUpdate",
+        "restore_on_delete": "restoreOnDelete",
+        "allow_any_on_delete": "allowAnyOnDelete",
+        "mcp_allowed": "mcpAllowed",
+    }
+
+
+def _args(props: dict[str, Any]) -> CippApiClientRangesArgs:
+    """The props as the engine hands them (from state, too), typed; a prop that does not fit is named."""
+    try:
+        return typed.decode(CippApiClientRangesArgs, props)
+    except ValueError as error:
+        raise CippApiClientRangesError(f"{_label(props)}: the resource's props do not fit: {error}") from None
+
+
 def _client(props: dict[str, Any]) -> CippClient:
-    manager, tenant = props["managerClientId"], props["tenantId"]
+    args = _args(props)
+    manager, tenant = args.manager_client_id, args.tenant_id
 
     def token() -> str:
         secret = credentials.secret(SECRET_KEY, SECRET_ENV)
@@ -75,7 +113,7 @@ def _client(props: dict[str, Any]) -> CippClient:
             )
         return credentials.access_token(tenant, f"api://{manager}/.default", client_id=manager, client_secret=secret)
 
-    return CippClient(props["url"], token, manager_client_id=manager)
+    return CippClient(args.url, token, manager_client_id=manager)
 
 
 def _label(props: dict[str, Any]) -> str:
@@ -143,7 +181,7 @@ def _write_ranges(cipp: CippClient, props: dict[str, Any], ranges: list[str]) ->
 
 def _apply(props: dict[str, Any], adopted: list[str] | None) -> dict[str, Any]:
     """Read, write only when the ranges differ, confirm. Returns the full outputs."""
-    wanted = list(props["allowedRanges"])
+    wanted = list(_args(props).allowed_ranges)
     with _client(props) as cipp:
         try:
             client = _require_client(cipp, props)
@@ -185,9 +223,10 @@ class CippApiClientRangesProvider(ResourceProvider):
         credentials.remember_secret(SECRET_KEY, req.config.get(SECRET_KEY))
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        # State inputs can come from elsewhere (import, hand edits): canonicalise like the config does.
-        inputs, failures = validate_inputs(news, unknown=UNKNOWN)
-        return CheckResult(inputs, [CheckFailure(key, reason) for key, reason in failures])
+        # The program's inputs are CippApiClientRangesArgs built from validated config: only their shape is checked
+        # here. A write still refuses the manager's own ranges without allowSelfUpdate (_write_ranges).
+        failures = typed.problems(CippApiClientRangesArgs, news)
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [key for key in INPUT_KEYS if olds.get(key) != news.get(key)]
@@ -246,6 +285,6 @@ class CippApiClientRanges(Resource, module="cipp", name="CippApiClientRanges"):
     adoptedRanges: pulumi.Output[list[str]]
     currentRanges: pulumi.Output[list[str]]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CippApiClientRangesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         outputs: dict[str, Any] = dict.fromkeys(OUTPUT_KEYS)
-        super().__init__(CippApiClientRangesProvider(), name, {**props, **outputs}, opts)
+        super().__init__(CippApiClientRangesProvider(), name, {**typed.to_props(args), **outputs}, opts)

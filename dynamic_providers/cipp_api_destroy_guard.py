@@ -18,7 +18,8 @@ It calls nothing: no CIPP, no Graph. The provider is pickled into state by modul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -34,12 +35,24 @@ from pulumi.dynamic import (
 
 from cipp_hardening.cipp_api import predicted_delete_refusal
 from cipp_hardening.custom_roles import predicted_delete_refusal as predicted_role_refusal
+from dynamic_providers import props as typed
 
 GUARD_ID = "cipp-api-destroy-guard"
 
 
 class CippApiDestroyGuardError(RuntimeError):
     """Destroy would stop halfway: names every client that refuses and how to let it go."""
+
+
+@dataclass(frozen=True)
+class CippApiDestroyGuardArgs:
+    """The props of the guard (dynamic_providers/props.py): per managed client and per CIPP role, what its own delete
+    reads from state (components/cipp_api_allowlists.py, components/cipp_custom_roles.py build the entries)."""
+
+    clients: tuple[dict[str, Any], ...]
+    roles: tuple[dict[str, Any], ...] | None = None  # only when cippApi.customRoles lists some (older states lack it)
+
+    PROPS: ClassVar[dict[str, str]] = {"clients": "clients", "roles": "roles"}
 
 
 def refusals(clients: Sequence[Mapping[str, Any]], roles: Sequence[Mapping[str, Any]] = ()) -> list[str]:
@@ -53,12 +66,8 @@ class CippApiDestroyGuardProvider(ResourceProvider):
     """Create/update record the clients; delete refuses when any recorded client's delete would."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        clients = news.get("clients")
-        if not isinstance(clients, list):
-            return CheckResult(news, [CheckFailure("clients", "must be a list of the managed clients")])
-        if not isinstance(news.get("roles", []), list):
-            return CheckResult(news, [CheckFailure("roles", "must be a list of the managed CIPP roles")])
-        return CheckResult(news, [])
+        failures = typed.problems(CippApiDestroyGuardArgs, news)
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = any(olds.get(key) != news.get(key) for key in RECORDED_KEYS)
@@ -96,12 +105,5 @@ class CippApiDestroyGuard(Resource, module="cipp", name="CippApiDestroyGuard"):
 
     clients: pulumi.Output[list[dict[str, Any]]]
 
-    def __init__(
-        self,
-        name: str,
-        clients: Sequence[Any],
-        opts: pulumi.ResourceOptions | None = None,
-        roles: Sequence[Any] = (),
-    ) -> None:
-        props: dict[str, Any] = {"clients": list(clients), **({"roles": list(roles)} if roles else {})}
-        super().__init__(CippApiDestroyGuardProvider(), name, props, opts)
+    def __init__(self, name: str, args: CippApiDestroyGuardArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(CippApiDestroyGuardProvider(), name, typed.to_props(args), opts)

@@ -17,7 +17,8 @@ name (docs/pulumi.md §2.2); keep both names.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
@@ -32,12 +33,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from cipp_hardening.cidr import RangeError, cipp_range
 from cipp_hardening.custom_roles import (
-    SUPERADMIN,
     Role,
     UnknownRoleShape,
-    accepted_by_cipp,
     add_update_body,
     delete_plan,
     entra_group,
@@ -46,6 +44,7 @@ from cipp_hardening.custom_roles import (
     ranges_of,
     unconfirmed_fields,
 )
+from dynamic_providers import props as typed
 from service_clients import credentials
 from service_clients.cipp_client import CippAccessDenied, CippClient, CippError
 
@@ -66,14 +65,47 @@ INPUT_KEYS = (
     "restoreOnDelete",
     "allowOpenOnDelete",
 )
-REQUIRED_KEYS = INPUT_KEYS[:6]
-FLAG_KEYS = ("restoreOnDelete", "allowOpenOnDelete")
 OUTPUT_KEYS = ("adoptedRanges", "currentRanges", "builtIn", "entraGroupId")
 IDENTITY_KEYS = ("url", "name")  # another CIPP instance or another role is another object
 
 
 class CippCustomRoleRangesError(RuntimeError):
     """A readable failure naming the CIPP role."""
+
+
+@dataclass(frozen=True)
+class CippCustomRoleRangesArgs:
+    """The props of one CippCustomRoleRanges (dynamic_providers/props.py): components/cipp_custom_roles.py builds
+    them from validated config (the name lower case and never superadmin, the ranges in a spelling ExecCustomRole
+    keeps); the provider reads them back from state."""
+
+    url: str  # CIPP's Function App
+    tenant_id: str  # the tenant of the calling client's app registration
+    manager_client_id: str
+    client_id: str  # the client that calls ExecCustomRole: cippApi.rolesClientId, or the manager
+    name: str  # the role, as CIPP stores it (lower case)
+    allowed_ranges: tuple[str, ...]
+    restore_on_delete: bool = True
+    allow_open_on_delete: bool = False
+
+    PROPS: ClassVar[dict[str, str]] = {  # field → prop name in state (INPUT_KEYS)
+        "url": "url",
+        "tenant_id": "tenantId",
+        "manager_client_id": "managerClientId",
+        "client_id": "clientId",
+        "name": "name",
+        "allowed_ranges": "allowedRanges",
+        "restore_on_delete": "restoreOnDelete",
+        "allow_open_on_delete": "allowOpenOnDelete",
+    }
+
+
+def _args(props: dict[str, Any]) -> CippCustomRoleRangesArgs:
+    """The props as the engine hands them (from state, too), typed; a prop that does not fit is named."""
+    try:
+        return typed.decode(CippCustomRoleRangesArgs, props)
+    except ValueError as error:
+        raise CippCustomRoleRangesError(f"{_label(props)}: the resource's props do not fit: {error}") from None
 
 
 def _label(props: dict[str, Any]) -> str:
@@ -87,7 +119,8 @@ def _secret_source(props: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _client(props: dict[str, Any]) -> CippClient:
-    client_id, tenant = props["clientId"], props["tenantId"]
+    args = _args(props)
+    client_id, tenant = args.client_id, args.tenant_id
     key, env, config_key = _secret_source(props)
 
     def token() -> str:
@@ -101,7 +134,7 @@ def _client(props: dict[str, Any]) -> CippClient:
             tenant, f"api://{client_id}/.default", client_id=client_id, client_secret=secret
         )
 
-    return CippClient(props["url"], token, manager_client_id=client_id)
+    return CippClient(args.url, token, manager_client_id=client_id)
 
 
 def _found(roles: list[Role], props: dict[str, Any]) -> Role:
@@ -149,7 +182,7 @@ def _write_ranges(cipp: CippClient, props: dict[str, Any], ranges: list[str]) ->
 
 
 def _apply(props: dict[str, Any], adopted: list[str] | None) -> dict[str, Any]:
-    wanted = list(props["allowedRanges"])
+    wanted = list(_args(props).allowed_ranges)
     with _client(props) as cipp:
         try:
             role = _found(cipp.list_roles(), props)
@@ -174,35 +207,6 @@ def _outputs(props: dict[str, Any], role: Role, adopted: list[str]) -> dict[str,
     }
 
 
-def validate_inputs(news: dict[str, Any], unknown: object = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Canonical inputs and (property, reason) failures; values equal to `unknown` (preview) are left alone."""
-    failures = [(key, "is required") for key in REQUIRED_KEYS if news.get(key) is None]
-    known = {k: v for k, v in news.items() if v is not None and (unknown is None or v != unknown)}
-    inputs = dict(news)
-    if isinstance(known.get("name"), str):
-        inputs["name"] = known["name"].lower()
-        if inputs["name"] == SUPERADMIN:
-            failures.append(("name", "superadmin is never restricted by CIPP (docs/custom-roles.md)"))
-    if "allowedRanges" in known:
-        ranges = known["allowedRanges"]
-        if not isinstance(ranges, list) or not ranges:
-            failures.append(("allowedRanges", "must list at least one IP range"))
-        else:
-            canonical = []
-            for index, entry in enumerate(ranges):
-                try:
-                    canonical.append(cipp_range(entry))
-                except RangeError as exc:
-                    failures.append(("allowedRanges", f"allowedRanges[{index}]: {exc}"))
-            if not all(accepted_by_cipp(entry) for entry in canonical):
-                failures.append(("allowedRanges", "a range is not in a spelling ExecCustomRole keeps"))
-            inputs["allowedRanges"] = canonical
-    for key in FLAG_KEYS:
-        if not isinstance(known.get(key, False), bool):
-            failures.append((key, f"must be true or false, got {known.get(key)!r}"))
-    return inputs, failures
-
-
 class CippCustomRoleRangesProvider(ResourceProvider):
     """Create/update set the role's ranges, read reports drift, delete restores or leaves (never opens)."""
 
@@ -211,10 +215,9 @@ class CippCustomRoleRangesProvider(ResourceProvider):
         credentials.remember_secret(ROLES_SECRET_KEY, req.config.get(ROLES_SECRET_KEY))
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from pulumi.runtime.rpc import UNKNOWN
-
-        inputs, failures = validate_inputs(news, unknown=UNKNOWN)
-        return CheckResult(inputs, [CheckFailure(key, reason) for key, reason in failures])
+        # The program's inputs are CippCustomRoleRangesArgs built from validated config: only their shape is checked.
+        failures = typed.problems(CippCustomRoleRangesArgs, news)
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [key for key in INPUT_KEYS if olds.get(key) != news.get(key)]
@@ -279,6 +282,6 @@ class CippCustomRoleRanges(Resource, module="cipp", name="CippCustomRoleRanges")
     builtIn: pulumi.Output[bool]
     entraGroupId: pulumi.Output[str | None]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CippCustomRoleRangesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         outputs: dict[str, Any] = dict.fromkeys(OUTPUT_KEYS)
-        super().__init__(CippCustomRoleRangesProvider(), name, {**props, **outputs}, opts)
+        super().__init__(CippCustomRoleRangesProvider(), name, {**typed.to_props(args), **outputs}, opts)

@@ -7,9 +7,15 @@ It serves, on one ``https://127.0.0.1:PORT`` origin:
 * ``/v1.0/identity/conditionalAccess/{policies,namedLocations,deletedItems/...}`` with Graph's
   validation, PATCH merge semantics, canonical GET shapes, paging and error envelope;
 * ``/v1.0/auditLogs/signIns`` with ``$filter`` on ``createdDateTime`` and paging;
+* ``/v1.0/auditLogs/directoryAudits`` with ``$filter`` and paging: every policy write over HTTP leaves the entry
+  Entra's audit log holds for it, initiated by the caller of the token (``GraphEmulator._audit_policy_write``;
+  docs/graph-ca.md §6.8, §8);
 * ``/v1.0/servicePrincipals`` (read-only: ``?$filter=appId eq '…'``, ``/{id}``, ``(appId='…')``), and
   workload-identity policies (``conditions.clientApplications``) checked as Graph does, with the 1150
-  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md).
+  refusal in a tenant without Workload Identities Premium (``set_licences``; docs/workload-identity.md);
+* the read-only directory (``/v1.0/users``, ``/v1.0/groups``: emulators/graph_directory.py), and those
+  directory and service-principal GETs under ``/beta`` too, where pulumi-azuread's lookups read
+  (everything else on beta is refused, §1.3). ``$filter`` is lexed as OData does (``parse_filter``).
 
 Tests steer it from Python: tenants and state (``load_policies``, ``put_policy``...), throttling
 (docs/graph-ca.md §1.5), fault injection, replication lag and a request log. Section numbers in comments
@@ -70,7 +76,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -846,12 +852,93 @@ FILTER_CLAUSE = re.compile(
     r"|startswith\(\s*(?P<sw_field>[A-Za-z][\w/]*)\s*,\s*'(?P<sw_value>(?:[^']|'')*)'\s*\)"
     r"|isof\(\s*'(?P<isof>[\w.]+)'\s*\))\s*$"
 )
+# The clauses parse_clause serves, as token kinds: w(ord), s(tring literal), or the punctuation itself.
+_CLAUSE_SHAPES = (("w", "w", "s"), ("w", "w", "w"), ("w", "(", "w", ",", "s", ")"), ("w", "(", "s", ")"))
+
+
+@dataclass(frozen=True)
+class FilterToken:
+    kind: str  # "w", "s" or one of "(),"
+    text: str
+    start: int
+    end: int  # the lexer's position after the token: what Graph's syntax errors report
+    terminated: bool = True
+
+
+def filter_tokens(text: str) -> list[FilterToken]:
+    """OData's lexing of a $filter: a string literal runs to the next single quote (two quotes are one
+    quote inside it), so an undoubled quote in a name ends the literal early."""
+    tokens: list[FilterToken] = []
+    index, length = 0, len(text)
+    while index < length:
+        char = text[index]
+        if char.isspace():
+            index += 1
+        elif char == "'":
+            close = index + 1
+            while (close := text.find("'", close)) >= 0 and text[close + 1 : close + 2] == "'":
+                close += 2
+            if close < 0:
+                tokens.append(FilterToken("s", text[index:], index, length, terminated=False))
+                return tokens
+            tokens.append(FilterToken("s", text[index : close + 1], index, close + 1))
+            index = close + 1
+        elif char in "(),":
+            tokens.append(FilterToken(char, char, index, index + 1))
+            index += 1
+        else:
+            end = index
+            while end < length and not text[end].isspace() and text[end] not in "(),'":
+                end += 1
+            tokens.append(FilterToken("w", text[index:end], index, end))
+            index = end
+    return tokens
+
+
+def filter_syntax_error(message: str) -> GraphError:
+    """Graph's answer to a $filter its OData parser cannot read: 400 BadRequest "Invalid filter clause: "
+    and the parser's message. Observed for names whose quote was not doubled: "Invalid filter clause: Syntax
+    error at position 32 in 'DisplayName eq 'Fraser's Group''." (GET /groups; Microsoft365DSC/Microsoft365DSC
+    issue 4358), "... ')' or ',' expected at position 23 in 'contains(subject, 'who's the best?')'."
+    (O365/python-o365 issue 1133), "... Syntax error at position 17 in 'jobtitle ge '!' , accountenabled eq
+    true'." (GET /users; microsoftgraph/microsoft-graph-devx-api issue 2091). The rule: Microsoft Learn, "Use
+    query parameters", Escaping single quotes. The position is the end of the first token the grammar cannot
+    take (as in the last two; Graph's directory answers are not always consistent about it, so nothing here
+    may depend on the number)."""
+    return bad_request(f"Invalid filter clause: {message}", reason="malformed $filter")
 
 
 def parse_filter(text: str) -> Callable[[JSONObject], bool]:
-    """A small OData $filter subset: clauses joined by `and` (eq/ne/ge/gt/le/lt, startswith, isof)."""
-    predicates = [parse_clause(part) for part in re.split(r"\s+and\s+", text.strip())]
+    """A small OData $filter subset: clauses joined by `and` (eq/ne/ge/gt/le/lt, startswith, isof).
+
+    Lexed as OData does (``filter_tokens``): `and` inside a string literal is text, and an undoubled quote
+    ends a literal early, which makes the rest a syntax error (``filter_syntax_error``)."""
+    clauses: list[list[FilterToken]] = [[]]
+    depth = 0
+    for token in filter_tokens(text):
+        depth += {"(": 1, ")": -1}.get(token.kind, 0)
+        if token.kind == "w" and token.text.lower() == "and" and depth == 0 and clauses[-1]:
+            clauses.append([])
+        else:
+            clauses[-1].append(token)
+    predicates = []
+    for clause in clauses:
+        _check_clause_syntax(text, clause)
+        predicates.append(parse_clause(text[clause[0].start : clause[-1].end] if clause else ""))
     return lambda record: all(predicate(record) for predicate in predicates)
+
+
+def _check_clause_syntax(text: str, clause: list[FilterToken]) -> None:
+    kinds = tuple(token.kind for token in clause)
+    for shape in _CLAUSE_SHAPES:
+        if kinds[: len(shape)] != shape:
+            continue
+        if any(not token.terminated for token in clause[: len(shape)]):
+            break
+        if len(kinds) > len(shape):
+            raise filter_syntax_error(f"Syntax error at position {clause[len(shape)].end} in '{text}'.")
+    if clause and not clause[-1].terminated:
+        raise filter_syntax_error(f"There is an unterminated string literal at position {len(text)} in '{text}'.")
 
 
 def parse_clause(text: str) -> Callable[[JSONObject], bool]:
@@ -976,6 +1063,7 @@ class TenantState:
     policies: EntitySet = field(default_factory=EntitySet)
     named_locations: EntitySet = field(default_factory=EntitySet)
     sign_ins: list[JSONObject] = field(default_factory=list)
+    directory_audits: list[JSONObject] = field(default_factory=list)  # auditLogs/directoryAudits, oldest first
     service_principals: dict[str, JSONObject] = field(default_factory=dict)  # object id → servicePrincipal
     workload_identities_premium: bool = False  # the licence workload-identity policies need (1150 without)
     directory: DirectoryState = field(default_factory=DirectoryState)  # users, groups (emulators/graph_directory.py)
@@ -993,6 +1081,9 @@ class EmulatorSettings:
     enforce_roles: bool = False  # 403 when the token lacks the application permissions of §1.2
     default_page_size: int | None = None  # CA lists come back in one page unless $top is given
     sign_in_page_size: int = 1000
+    # directoryAudits: Graph documents $top and $skiptoken paging but no default page size; a small one here makes
+    # every reader follow @odata.nextLink.
+    audit_page_size: int = 50
     directory_page_size: int = 100  # transitiveMemberOf and members: Graph's default page (at most 999)
     max_policies: int = MAX_POLICIES
     max_named_locations: int = MAX_NAMED_LOCATIONS
@@ -1165,6 +1256,7 @@ class GraphEmulator:
         self._log: list[RequestRecord] = []
         self._rng = random.Random(seed)
         self._page_key = secrets.token_bytes(16)
+        self._request_local = threading.local()  # the token claims of the request this thread serves
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -1353,12 +1445,40 @@ class GraphEmulator:
             if not is_named_location(item)
         ]
 
-    def put_policy(self, tenant_id: str, policy: JSONObject, *, lenient: bool = True) -> str:
-        return self._import(tenant_id, POLICIES, policy, lenient=lenient, origin="put_policy")
+    def put_policy(
+        self, tenant_id: str, policy: JSONObject, *, lenient: bool = True, initiated_by: JSONObject | None = None
+    ) -> str:
+        """Store a policy (replacing one with the same id). `initiated_by` (an auditActivityInitiator: {"user": …}
+        or {"app": …}) makes it a write someone made, a portal edit say: the audit log gets its entry."""
+        with self._lock:
+            known = policy.get("id") and self._tenant(tenant_id).policies.find(str(policy["id"]))
+            before = canonical(POLICIES, self._tenant(tenant_id).policies.items[known]) if known else None
+            policy_id = self._import(tenant_id, POLICIES, policy, lenient=lenient, origin="put_policy")
+            if initiated_by is not None:
+                after = canonical(POLICIES, self._tenant(tenant_id).policies.items[policy_id])
+                entry = policy_audit_entry("Update" if before else "Add", before, after, initiated_by)
+                self._tenant(tenant_id).directory_audits.append(entry)
+        return policy_id
 
-    def delete_policy(self, tenant_id: str, policy_id: str) -> None:
-        """What deleting the policy in the portal does: it leaves the tenant for the deleted items."""
-        self._delete(tenant_id, POLICIES, policy_id)
+    def delete_policy(self, tenant_id: str, policy_id: str, *, initiated_by: JSONObject | None = None) -> None:
+        """What deleting the policy in the portal does: it leaves the tenant for the deleted items (and, with
+        `initiated_by`, the audit log records who deleted it)."""
+        with self._lock:
+            before = self.get_policy(tenant_id, policy_id) if initiated_by is not None else None
+            self._delete(tenant_id, POLICIES, policy_id)
+            if initiated_by is not None:
+                self._tenant(tenant_id).directory_audits.append(
+                    policy_audit_entry("Delete", before, None, initiated_by)
+                )
+
+    def add_directory_audits(self, tenant_id: str, records: Iterable[JSONObject]) -> None:
+        """Audit entries as a test writes them (directoryAudit resources), after those already there."""
+        with self._lock:
+            self._tenant(tenant_id).directory_audits.extend(copy.deepcopy(list(records)))
+
+    def directory_audits(self, tenant_id: str) -> list[JSONObject]:
+        with self._lock:
+            return copy.deepcopy(self._tenant(tenant_id).directory_audits)
 
     def add_named_location(self, tenant_id: str, location: JSONObject, *, lenient: bool = True) -> str:
         return self._import(tenant_id, NAMED_LOCATIONS, location, lenient=lenient, origin="add_named_location")
@@ -1392,10 +1512,12 @@ class GraphEmulator:
         with self._lock:
             return self._tenant(tenant_id).directory.add_user(user)
 
-    def add_group(self, tenant_id: str, group: JSONObject, members: Iterable[str] = ()) -> str:
-        """A group (id required) with its direct members (user or group ids)."""
+    def add_group(
+        self, tenant_id: str, group: JSONObject, members: Iterable[str] = (), owners: Iterable[str] = ()
+    ) -> str:
+        """A group (id required) with its direct members and its owners (user or group ids)."""
         with self._lock:
-            return self._tenant(tenant_id).directory.add_group(group, members)
+            return self._tenant(tenant_id).directory.add_group(group, members, owners)
 
     def add_directory_role(self, tenant_id: str, role: JSONObject, members: Iterable[str] = ()) -> str:
         """An activated directory role (id, roleTemplateId, displayName) and its members."""
@@ -1597,6 +1719,11 @@ class GraphEmulator:
         lowered = [segment.lower() for segment in segments]
         if lowered[:1] == ["v1.0"]:
             return self._graph(request, segments[1:])
+        if lowered[:1] == ["beta"] and request.method == "GET" and lowered[1:2] in BETA_READS:
+            # pulumi-azuread's data sources read groups (and a service principal's samlMetadataUrl) through
+            # beta (terraform-provider-azuread v3.9 groupDataSourceRead, servicePrincipalDataSourceRead):
+            # read-only directory routes are served there, with v1.0's shapes.
+            return self._graph(request, segments[1:])
         if lowered[:1] == ["beta"]:
             # §1.3: the project writes through v1.0 only; beta writes irrevocably mutate policies.
             raise bad_request("This emulator serves Microsoft Graph v1.0 only.", reason="beta endpoint called")
@@ -1654,7 +1781,11 @@ class GraphEmulator:
         if lowered[:2] == ["identity", "conditionalaccess"]:
             self._authorize(claims, request.method, "ca")
             self._throttle(tenant)
-            return self._conditional_access(request, tenant, segments[2:], lowered[2:])
+            with self._caller(claims):
+                return self._conditional_access(request, tenant, segments[2:], lowered[2:])
+        if lowered[:2] == ["auditlogs", "directoryaudits"]:
+            self._authorize(claims, request.method, "audits")
+            return self._directory_audits(request, tenant, segments[2:])
         if lowered[:2] == ["auditlogs", "signins"]:
             self._authorize(claims, request.method, "signins")
             return self._sign_ins(request, tenant, segments[2:])
@@ -1690,6 +1821,8 @@ class GraphEmulator:
         roles = set(claims.get("roles") or [])
         if area == "signins":
             needed = [{"AuditLog.Read.All"}]
+        elif area == "audits":  # List directoryAudits (Microsoft Learn): AuditLog.Read.All and Directory.Read.All
+            needed = [{"AuditLog.Read.All", "Directory.Read.All"}]
         elif area == "applications":
             needed = [{"Application.Read.All"}, {"Directory.Read.All"}]
         elif area == "whatif":  # conditionalaccessroot-evaluate: least privileged first (docs/graph-ca.md §5)
@@ -1782,6 +1915,8 @@ class GraphEmulator:
                 stamps["templateId"] = None
             self._store(tenant, entity, entity_id, {**stamps, **stored}, created=True)
             result = canonical(entity, self._entity_set(tenant, entity).items[entity_id])
+            if entity is POLICIES:
+                self._audit_policy_write(tenant, "Add", None, result)
         location = f"{self.url}/v1.0/identity/conditionalAccess/{entity.segment}/{entity_id}"
         context = self._context(f"identity/conditionalAccess/{entity.segment}/$entity")
         return Response(201, {"@odata.context": context, **result}, {"Location": location})
@@ -1801,6 +1936,8 @@ class GraphEmulator:
             else:
                 merged = self._check_location_write(tenant, body, current)
             self._store(tenant, entity, key, {**merged, "modifiedDateTime": graph_timestamp()}, created=False)
+            if entity is POLICIES:
+                self._audit_policy_write(tenant, "Update", canonical(entity, current), canonical(entity, merged))
         return Response(204)
 
     def _delete(self, tenant: str, entity: _Entity, entity_id: str) -> Response:
@@ -1814,7 +1951,60 @@ class GraphEmulator:
             removed = entities.items.pop(key)
             entities.deleted[key] = {**removed, "deletedDateTime": graph_timestamp()}
             entities.record_version(key, self.clock(), None, self.settings.read_lag_ms / 1000)
+            if entity is POLICIES:
+                self._audit_policy_write(tenant, "Delete", canonical(entity, removed), None)
         return Response(204)
+
+    @contextlib.contextmanager
+    def _caller(self, claims: JSONObject) -> Iterator[None]:
+        """Who the Conditional Access writes of this request are made by, for their audit entries."""
+        self._request_local.claims = claims
+        try:
+            yield
+        finally:
+            self._request_local.claims = None
+
+    def _audit_policy_write(
+        self, tenant: str, operation: str, before: JSONObject | None, after: JSONObject | None
+    ) -> None:
+        """The audit entry Entra writes for a policy written over HTTP, initiated by the token's app; a write
+        through the Python-side state API (a test's setup) leaves none unless it names an initiator."""
+        claims = getattr(self._request_local, "claims", None)
+        if claims is None:
+            return
+        app_id = str(claims.get("appid") or claims.get("azp") or "")
+        principal = next(
+            (sp for sp in self._tenant(tenant).service_principals.values() if sp["appId"].lower() == app_id.lower()),
+            None,
+        )
+        initiator = {
+            "app": {
+                "appId": app_id,
+                "displayName": principal["displayName"] if principal else None,
+                "servicePrincipalId": principal["id"] if principal else None,
+                "servicePrincipalName": None,
+            },
+            "user": None,
+        }
+        self._tenant(tenant).directory_audits.append(policy_audit_entry(operation, before, after, initiator))
+
+    def _directory_audits(self, request: Request, tenant: str, segments: list[str]) -> Response:
+        """GET auditLogs/directoryAudits[/{id}] (List/Get directoryAudits, Microsoft Learn): $filter, $top,
+        $orderby and $skiptoken; newest first unless $orderby says otherwise (an order Graph does not promise)."""
+        if request.method != "GET":
+            raise method_not_allowed()
+        with self._lock:
+            records = copy.deepcopy(self._tenant(tenant).directory_audits)
+        if segments:
+            match = next((record for record in records if record["id"] == segments[0]), None)
+            if match is None:
+                raise GraphError(404, "Request_ResourceNotFound", f"Resource '{segments[0]}' does not exist.")
+            return Response(200, {"@odata.context": self._context("auditLogs/directoryAudits/$entity"), **match})
+        if "$orderby" not in request.query:
+            records.reverse()
+        return self._page(
+            request, "auditLogs/directoryAudits", records, None, default_top=self.settings.audit_page_size
+        )
 
     def _check_location_deletable(self, tenant: str, location: JSONObject) -> None:
         if location.get("isTrusted"):
@@ -1924,9 +2114,10 @@ class GraphEmulator:
         root: str | None,
         *,
         default_top: int | None = None,
+        filtered: bool = False,
     ) -> Response:
         page = self._page_request(request, root, default_top)
-        if page.filter_text:
+        if page.filter_text and not filtered:
             predicate = parse_filter(page.filter_text)
             items = [item for item in items if predicate(item)]
         if page.orderby:
@@ -2049,16 +2240,20 @@ class GraphEmulator:
         roles = set(claims.get("roles") or []) if self.settings.enforce_roles else None
         query = request.query
         select = [n.strip() for n in query["$select"].split(",") if n.strip()] if "$select" in query else None
+        collection = len(lowered) == 1
+        keep = parse_filter(query["$filter"]) if collection and "$filter" in query else None
         try:
             with self._lock:
-                result = graph_directory.handle(self._tenant(tenant).directory, request.method, lowered, roles, select)
+                directory = self._tenant(tenant).directory
+                result = graph_directory.handle(directory, request.method, lowered, roles, select, keep)
         except DirectoryRequestError as error:
             raise GraphError(error.status, error.code, error.message, reason=error.reason) from None
         if result.entity is not None:
             return Response(200, {"@odata.context": self._context(result.context), **result.entity})
         if "$top" not in query:
             request = dataclasses.replace(request, query={**query, "$top": str(self.settings.directory_page_size)})
-        return self._page(request, result.context, result.items or [], None)
+        # A collection was filtered above, on every stored property; the pager keeps $filter for its nextLink.
+        return self._page(request, result.context, result.items or [], None, filtered=keep is not None)
 
     # -- sign-in logs --------------------------------------------------------------------------------
     def _sign_ins(self, request: Request, tenant: str, segments: list[str]) -> Response:
@@ -2078,6 +2273,8 @@ class GraphEmulator:
 
 
 QUERY_OPTIONS = {"$top", "$skip", "$skiptoken", "$filter", "$select", "$count", "$orderby"}
+# The beta routes served (GET only): the directory reads of pulumi-azuread's data sources.
+BETA_READS = (["users"], ["groups"], ["serviceprincipals"])
 
 
 def choose_id(entities: EntitySet, wanted: Any, *, replace: bool) -> tuple[str, bool]:
@@ -2207,6 +2404,57 @@ def parse_form(raw: bytes) -> dict[str, str]:
 
 def path_segments(path: str) -> list[str]:
     return [unquote(segment) for segment in path.split("/") if segment]
+
+
+# Conditional Access in "Microsoft Entra audit log categories and activities" (Microsoft Learn,
+# identity/monitoring-health/reference-audit-activities): service "Conditional Access", category "Policy".
+POLICY_ACTIVITIES = {
+    "Add": "Add Conditional Access policy",
+    "Update": "Update Conditional Access policy",
+    "Delete": "Delete Conditional Access policy",
+}
+
+
+def policy_audit_entry(
+    operation: str,
+    before: JSONObject | None,
+    after: JSONObject | None,
+    initiated_by: JSONObject,
+    when: datetime | None = None,
+) -> JSONObject:
+    """A directoryAudit resource (Microsoft Learn, directoryAudit resource type) for one policy write. The
+    policy's old and new JSON travel in one modified property named "ConditionalAccessPolicy", as the
+    troubleshooting page (identity/conditional-access/troubleshoot-policy-changes-audit-log) shows them."""
+    policy = after or before or {}
+    return {
+        "id": str(uuid.uuid4()),
+        "category": "Policy",
+        "correlationId": str(uuid.uuid4()),
+        "result": "success",
+        "resultReason": "",
+        "activityDisplayName": POLICY_ACTIVITIES[operation],
+        "activityDateTime": graph_timestamp(when),
+        "loggedByService": "Conditional Access",
+        "operationType": operation,
+        "initiatedBy": {"app": None, "user": None, **copy.deepcopy(initiated_by)},
+        "targetResources": [
+            {
+                "id": policy.get("id"),
+                "displayName": policy.get("displayName"),
+                "type": "Policy",
+                "userPrincipalName": None,
+                "groupType": None,
+                "modifiedProperties": [
+                    {
+                        "displayName": "ConditionalAccessPolicy",
+                        "oldValue": json.dumps(before) if before is not None else None,
+                        "newValue": json.dumps(after) if after is not None else None,
+                    }
+                ],
+            }
+        ],
+        "additionalDetails": [],
+    }
 
 
 def sign_in_record(raw: JSONObject) -> JSONObject:

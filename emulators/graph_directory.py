@@ -2,12 +2,22 @@
 
 Serves, for `emulators/graph.py` (which routes `/v1.0/users/...` and `/v1.0/groups/...` here):
 
-* ``GET /v1.0/users/{id}``: the default property set without ``$select`` (accountEnabled and
-  onPremisesSyncEnabled are *not* in it, as in Graph: a client must ``$select`` them);
+* ``GET /v1.0/users/{id | userPrincipalName}``: the default property set without ``$select`` (accountEnabled
+  and onPremisesSyncEnabled are *not* in it, as in Graph: a client must ``$select`` them); ``$select`` takes
+  the user properties terraform-provider-azuread v3.9 asks for (user_data_source.go, userDataSourceRead);
+* ``GET /v1.0/users?$filter=...`` and ``GET /v1.0/groups?$filter=...``: the collections, paged and filtered by
+  the emulator's OData subset (emulators/graph.py, parse_filter: `eq` on userPrincipalName, mail,
+  mailNickname, employeeId, displayName..., what the provider's data sources send), where a quote that is not
+  doubled is Graph's 400 "Invalid filter clause: Syntax error ...";
+* ``GET /v1.0/users/{id}/manager``: 404 ``Request_ResourceNotFound`` unless the user was stored with a
+  ``manager`` id (userDataSourceRead reads it and takes 404 as "no manager");
 * ``GET /v1.0/users/{id}/transitiveMemberOf``: groups (nested ones included) and directory roles, paged
   (default 100, at most 999 per page);
-* ``GET /v1.0/groups/{id}`` (isAssignableToRole in the default set) and ``GET /v1.0/groups/{id}/members``
-  (direct members, paged like transitiveMemberOf);
+* ``GET /v1.0/groups/{id}`` (isAssignableToRole in the default set), ``GET /v1.0/groups/{id}/members``
+  (direct members, paged like transitiveMemberOf) and ``GET /v1.0/groups/{id}/owners`` (likewise; what
+  groupDataSourceRead lists after finding a group);
+* the same reads under ``/beta`` (emulators/graph.py serves users, groups and servicePrincipals GETs there,
+  since groupDataSourceRead goes through beta);
 * ``GET /v1.0/users/{id}/authentication/methods`` (Microsoft Learn "List methods", authentication-list-methods:
   application permission UserAuthenticationMethod.Read.All or .ReadWrite.All): the user's
   ``authenticationMethods`` as a test stored them, else the password method every user has (its well-known
@@ -26,7 +36,7 @@ roleTemplateId needs RoleManagement.Read.Directory or Directory.Read.All.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +55,41 @@ USER_DEFAULT_PROPERTIES = (
     "userPrincipalName",
     "id",
 )
-USER_PROPERTIES = frozenset(
-    {*USER_DEFAULT_PROPERTIES, "accountEnabled", "onPremisesSyncEnabled", "userType", "createdDateTime"}
+# What userDataSourceRead $selects (terraform-provider-azuread v3.9, user_data_source.go), on top of the defaults.
+USER_SELECTED_BY_AZUREAD = (
+    "accountEnabled",
+    "ageGroup",
+    "city",
+    "companyName",
+    "consentProvidedForMinor",
+    "country",
+    "creationType",
+    "department",
+    "employeeHireDate",
+    "employeeId",
+    "employeeOrgData",
+    "employeeType",
+    "externalUserState",
+    "faxNumber",
+    "imAddresses",
+    "mailNickname",
+    "onPremisesDistinguishedName",
+    "onPremisesDomainName",
+    "onPremisesImmutableId",
+    "onPremisesSamAccountName",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+    "onPremisesUserPrincipalName",
+    "otherMails",
+    "postalCode",
+    "proxyAddresses",
+    "showInAddressList",
+    "state",
+    "streetAddress",
+    "usageLocation",
+    "userType",
 )
+USER_PROPERTIES = frozenset({*USER_DEFAULT_PROPERTIES, *USER_SELECTED_BY_AZUREAD, "createdDateTime"})
 GROUP_PROPERTIES = frozenset(
     {
         "id",
@@ -107,6 +149,7 @@ class DirectoryState:
     groups: dict[str, JSONObject] = field(default_factory=dict)
     roles: dict[str, JSONObject] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)  # group or role id → member ids
+    owners: dict[str, list[str]] = field(default_factory=dict)  # group id → owner ids
 
     def add_user(self, user: JSONObject) -> str:
         user_id = str(user["id"]).lower()
@@ -114,11 +157,12 @@ class DirectoryState:
         self.users[user_id] = stored
         return user_id
 
-    def add_group(self, group: JSONObject, members: Iterable[str] = ()) -> str:
+    def add_group(self, group: JSONObject, members: Iterable[str] = (), owners: Iterable[str] = ()) -> str:
         group_id = str(group["id"]).lower()
         defaults = {"securityEnabled": True, "mailEnabled": False, "groupTypes": [], "isAssignableToRole": None}
         self.groups[group_id] = {**defaults, **copy.deepcopy(group), "id": group_id}
         self.members[group_id] = [m.lower() for m in members]
+        self.owners[group_id] = [o.lower() for o in owners]
         return group_id
 
     def add_role(self, role: JSONObject, members: Iterable[str] = ()) -> str:
@@ -157,21 +201,29 @@ class DirectoryResult:
 
 
 def handle(
-    state: DirectoryState, method: str, lowered: list[str], roles: set[str] | None, select: list[str] | None
+    state: DirectoryState,
+    method: str,
+    lowered: list[str],
+    roles: set[str] | None,
+    select: list[str] | None,
+    keep: Callable[[JSONObject], bool] | None = None,
 ) -> DirectoryResult:
     """A directory GET (`lowered`: the path after /v1.0, lower-cased); raises DirectoryRequestError.
 
-    `roles`: the token's application permissions, None when the emulator does not enforce them."""
+    `roles`: the token's application permissions, None when the emulator does not enforce them. `keep`: the
+    collection's $filter, applied to the stored objects (every property, not only the default set)."""
     if method != "GET":
         raise DirectoryRequestError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request.")
     kind, rest = lowered[0], lowered[1:]
     methods = kind == "users" and rest[1:] == ["authentication", "methods"]
     _require(roles, METHOD_READERS if methods else USER_READERS if kind == "users" else GROUP_READERS)
     table = state.users if kind == "users" else state.groups
-    if not rest and kind == "groups":
-        # GET /groups: the collection, which the caller pages and filters (`displayName eq '...'`).
-        check_select(kind, select)  # the pager applies $filter, then $select, to the default property set
-        return DirectoryResult("groups", items=[shape(kind, item, None) for item in table.values()])
+    if not rest:
+        # GET /groups, GET /users: the collection, which the caller pages and filters (`displayName eq '...'`,
+        # `userPrincipalName eq '...'`).
+        check_select(kind, select)
+        found = [item for item in table.values() if keep is None or keep(item)]
+        return DirectoryResult(kind, items=[shape(kind, item, select) for item in found])
     if rest and kind == "users" and rest[0] not in table:
         # A user's key is its id or its userPrincipalName (GET /users/{id | userPrincipalName}).
         rest = [_id_of_upn(state, rest[0]), *rest[1:]]
@@ -189,6 +241,14 @@ def handle(
         return DirectoryResult(f"users('{object_id}')/authentication/methods", items=copy.deepcopy(methods_now))
     if rest[1:] == ["members"] and kind == "groups":
         return DirectoryResult("directoryObjects", items=_visible(state, state.members.get(object_id, []), roles))
+    if rest[1:] == ["owners"] and kind == "groups":
+        return DirectoryResult("directoryObjects", items=_visible(state, state.owners.get(object_id, []), roles))
+    if rest[1:] == ["manager"] and kind == "users":
+        manager = str(table[object_id].get("manager") or "").lower()
+        manager_object = state.typed(manager) if manager else None
+        if manager_object is None:
+            raise not_found("manager")
+        return DirectoryResult("directoryObjects/$entity", entity=manager_object)
     raise DirectoryRequestError(400, "BadRequest", f"Resource not found for the segment '{rest[1]}'.")
 
 

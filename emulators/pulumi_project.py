@@ -30,6 +30,7 @@ PROJECT_ENTRIES = (
     "__main__.py",
     "components",
     "dynamic_providers",
+    "service_clients",
     "cipp_hardening",
     "policy",
     "examples",

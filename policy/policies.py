@@ -60,7 +60,8 @@ from cipp_hardening.rollout import (
     parse_time,
     prior_policies,
 )
-from cipp_hardening.scenarios import run_matrix, user_scenarios
+from cipp_hardening.scenario_files import user_scenarios
+from cipp_hardening.scenarios import run_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMED_LOCATION = "azuread:index/namedLocation:NamedLocation"

@@ -2,7 +2,9 @@
 
 CIPP answers logical errors with HTTP 200 and a body (docs/cipp-api.md §2, §9), so every answer is read:
 `List` is `{"Results": [...]}` or an empty body when there are no clients, `AddUpdate` succeeds with a
-bare array and fails with `{"Results": [...]}` (the rules live in cipp_hardening.cipp_api). Framework
+bare array and fails with `{"Results": [...]}`. Those shapes are read here, and only here (`parse_list_body`,
+`add_update_problems`, `parse_azure_configuration`, `parse_roles_body`): the rules in cipp_hardening.cipp_api
+and cipp_hardening.custom_roles get plain rows and never see an envelope. Framework
 refusals are text/plain: 401 from App Service authentication (EasyAuth), 403 from CIPP's access check
 (the *calling* client's IP allow-list, role, custom-role limits, or the instance itself; each has its own
 text, `explain_denial`), 404 for an unknown endpoint.
@@ -13,25 +15,13 @@ backoff and jitter, 4xx never. A client is created per provider call and closed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
-
-from cipp_hardening.cipp_api import (
-    AppServiceAuth,
-    CippResponseError,
-    Client,
-    ClientList,
-    add_update_problems,
-    mcp_warnings,
-    parse_azure_configuration,
-    parse_list_body,
-)
-from cipp_hardening.custom_roles import CustomRoleResponseError, parse_roles_body
-from cipp_hardening.custom_roles import add_update_problems as role_add_update_problems
 
 if TYPE_CHECKING:
     import requests
@@ -40,6 +30,123 @@ ENDPOINT = "api/ExecApiClient"
 LIST_TENANTS_ENDPOINT = "api/ListTenants"
 CUSTOM_ROLE_ENDPOINT = "api/ExecCustomRole"  # CIPP.SuperAdmin.ReadWrite (docs/custom-roles.md)
 TIMEOUT = (10.0, 120.0)  # AddUpdate makes several Graph calls on CIPP's side and can take seconds (§13)
+
+
+# -- the shapes of CIPP's answers (docs/cipp-api.md §2, §9; docs/custom-roles.md) ------------------------
+MCP_SETUP_FAILED = "Client saved, but MCP app configuration failed"  # AddUpdate's warning after the row was saved
+NO_CUSTOM_ROLES = "No custom roles found"  # ExecCustomRole's placeholder row when the table is empty
+
+
+class CippResponseError(ValueError):
+    """CIPP answered with a body this project cannot read as the documented shape."""
+
+
+@dataclass(frozen=True)
+class AzureConfiguration:
+    """GetAzureConfiguration's answer (§6): the applications App Service lets through, and whether it is on."""
+
+    client_ids: frozenset[str]  # lower-cased
+    enabled: bool
+
+
+def parse_list_body(text: str) -> list[dict[str, Any]]:
+    """The clients in the body of `GET /api/ExecApiClient?Action=List`.
+
+    §2.1: an empty table gives an *empty* body, not `{"Results": []}`. §10.1 (pre-#472 bug): a stored
+    "[]" adds a bare "Any" string to Results, so only objects count as clients.
+    """
+    if not text.strip():
+        return []
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        raise CippResponseError(f"List did not return JSON: {text[:120]!r}") from None
+    results = payload.get("Results") if isinstance(payload, dict) else None
+    if not isinstance(results, list):
+        raise CippResponseError(f"List returned {_shape(payload)}, expected {{'Results': [...]}}")
+    return [item for item in results if isinstance(item, dict) and item.get("ClientId")]
+
+
+def add_update_problems(payload: Any) -> list[str]:
+    """Why an HTTP 200 AddUpdate answer is a failure; [] when it succeeded.
+
+    §2.2 step 7: success is a bare array, failure is `{"Results": [...]}`. Inside either, an entry with
+    state error failed; a range warning means CIPP dropped an entry and saved the rest (§2.2 step 6),
+    which for an allow-list is as bad as failing. The MCP warning is not a dropped entry: it comes after
+    the row was saved (`mcp_warnings`), and the caller confirms what was stored through List.
+    """
+    if isinstance(payload, dict) and "Results" in payload:
+        texts = _result_texts(payload["Results"]) or ["no result entries (nothing was saved)"]
+        return [f"CIPP reported a failure: {text}" for text in texts]
+    if not isinstance(payload, list):
+        return [f"unexpected AddUpdate answer: {_shape(payload)}"]
+    return [
+        f"CIPP reported {entry['state']}: {entry.get('resultText', '')}"
+        for entry in payload
+        if isinstance(entry, dict) and _state(entry) in ("error", "warning") and not _is_mcp_warning(entry)
+    ]
+
+
+def mcp_warnings(payload: Any) -> list[str]:
+    """AddUpdate's "Client saved, but MCP app configuration failed" texts (§2.2 step 5): saved, then warned."""
+    entries = payload if isinstance(payload, list) else []
+    return [str(entry.get("resultText", "")) for entry in entries if isinstance(entry, dict) and _is_mcp_warning(entry)]
+
+
+def _state(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("state", "")).lower()
+
+
+def _is_mcp_warning(entry: Mapping[str, Any]) -> bool:
+    return _state(entry) == "warning" and str(entry.get("resultText", "")).startswith(MCP_SETUP_FAILED)
+
+
+def _result_texts(results: Any) -> list[str]:
+    entries = results if isinstance(results, list) else [results]
+    return [str(e.get("resultText", e)) if isinstance(e, dict) else str(e) for e in entries if e not in (None, "")]
+
+
+def _shape(payload: Any) -> str:
+    text = json.dumps(payload)[:120] if not isinstance(payload, str) else repr(payload[:120])
+    return f"{type(payload).__name__} {text}"
+
+
+def parse_azure_configuration(payload: Any) -> AzureConfiguration:
+    """The `Results` of GetAzureConfiguration; CippResponseError with CIPP's own text when it could not read."""
+    results = payload.get("Results") if isinstance(payload, dict) else None
+    if not isinstance(results, dict):
+        raise CippResponseError(f"GetAzureConfiguration returned {_shape(payload)}, expected {{'Results': {{...}}}}")
+    enabled = results.get("Enabled")
+    if not isinstance(enabled, bool):  # on failure CIPP puts its error text in Enabled (§2.1)
+        error = results.get("Error")
+        detail = error.get("Message") if isinstance(error, dict) else error
+        raise CippResponseError(f"{enabled}" + (f" ({detail})" if detail else ""))
+    ids = results.get("ClientIDs")  # null when no client is allowed (authsettingsV2 validation is empty)
+    entries = ids if isinstance(ids, list) else [ids] if ids else []
+    return AzureConfiguration(frozenset(str(entry).lower() for entry in entries), enabled)
+
+
+def parse_roles_body(text: str) -> list[dict[str, Any]]:
+    """The roles in ExecCustomRole's default answer; [] when CIPP has no custom role (built-ins then unlisted)."""
+    try:
+        payload = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError:
+        raise CippResponseError(f"ExecCustomRole did not return JSON: {text[:120]!r}") from None
+    items = payload if isinstance(payload, list) else [payload]
+    if not all(isinstance(item, dict) and isinstance(item.get("RowKey"), str) for item in items):
+        raise CippResponseError(f"ExecCustomRole returned {json.dumps(payload)[:120]}, expected a list of roles")
+    return [dict(item) for item in items if item["RowKey"] != NO_CUSTOM_ROLES]
+
+
+def role_add_update_problems(payload: Any, name: str) -> list[str]:
+    """Why an HTTP 200 ExecCustomRole AddUpdate answer is a failure: success is `{"Results": [texts]}`, failure
+    a string."""
+    results = payload.get("Results") if isinstance(payload, dict) else None
+    if isinstance(results, list):
+        return []
+    if isinstance(results, str):
+        return [f"CIPP reported a failure: {results}"]
+    return [f"unexpected AddUpdate answer for role {name}: {json.dumps(payload)[:120]}"]
 
 
 @dataclass(frozen=True)
@@ -206,18 +313,18 @@ class CippClient:
             raise error(action, response.status_code, text, _hint(response.status_code, self.manager_client_id, text))
         return response
 
-    def list_clients(self) -> list[Client]:
+    def list_clients(self) -> list[dict[str, Any]]:
         """Every API client (`GET ?Action=List`); [] when CIPP has none."""
         return self._clients_of(self.request("List", "GET"))
 
-    def _clients_of(self, response: requests.Response) -> list[Client]:
+    def _clients_of(self, response: requests.Response) -> list[dict[str, Any]]:
         try:
             return parse_list_body(response.text)
         except CippResponseError as exc:
             raise CippError(f"CIPP-API List at {self.base_url}: {exc}") from None
 
     def list_then_add_update(
-        self, body_for: Callable[[list[Client]], dict[str, Any]]
+        self, body_for: Callable[[list[dict[str, Any]]], dict[str, Any]]
     ) -> tuple[dict[str, Any], AddUpdateResult]:
         """List, then AddUpdate at once with the body `body_for` builds from that List; (body, result).
 
@@ -229,27 +336,19 @@ class CippClient:
         return self._retrying()(self._list_then_add_update, body_for)
 
     def _list_then_add_update(
-        self, body_for: Callable[[list[Client]], dict[str, Any]]
+        self, body_for: Callable[[list[dict[str, Any]]], dict[str, Any]]
     ) -> tuple[dict[str, Any], AddUpdateResult]:
         authorization = f"Bearer {self._token()}"
         body = body_for(self._clients_of(self._send("List", "GET", None, authorization)))
         return body, self._add_update_result(body, self._send("AddUpdate", "POST", body, authorization))
 
-    def azure_configuration(self) -> AppServiceAuth:
+    def azure_configuration(self) -> AzureConfiguration:
         """App Service's allowed applications now (`GET ?Action=GetAzureConfiguration`, read-only, §6)."""
         response = self.request("GetAzureConfiguration", "GET")
         try:
             return parse_azure_configuration(response.json())
         except (ValueError, CippResponseError) as exc:
             raise CippError(f"CIPP-API GetAzureConfiguration at {self.base_url}: {exc}") from None
-
-    def inventory(self) -> ClientList:
-        """List, plus App Service's allowed list; a failure to read the latter is recorded, not raised."""
-        clients = self.list_clients()
-        try:
-            return ClientList(clients, self.azure_configuration())
-        except CippError as error:
-            return ClientList(clients, app_service_error=str(error))
 
     def add_update(self, body: dict[str, Any]) -> AddUpdateResult:
         """POST an AddUpdate body; raise CippError unless CIPP saved it. The MCP warning comes back, not raised."""
@@ -274,7 +373,7 @@ class CippClient:
         response = self._send("List", "GET", None, authorization, CUSTOM_ROLE_ENDPOINT)
         try:
             return parse_roles_body(response.text)
-        except CustomRoleResponseError as exc:
+        except CippResponseError as exc:
             raise CippError(f"CIPP-API ExecCustomRole at {self.base_url}: {exc}") from None
 
     def list_then_add_update_role(

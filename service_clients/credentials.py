@@ -60,7 +60,15 @@ _secrets_lock = threading.Lock()
 
 
 class CredentialError(RuntimeError):
-    """No usable credential, or the token request failed; the message never contains a secret."""
+    """No usable credential, or the token request failed; the message never contains a secret.
+
+    ``token_status``/``token_response``: when the token endpoint answered with an error, its HTTP status and
+    body (an Entra error document: codes and descriptions, never a secret), for callers that report it as
+    another client would (tools/standin/azuread_standin.py, as the real azuread provider words it)."""
+
+    def __init__(self, message: str, *, token_status: int | None = None, token_response: str = "") -> None:
+        super().__init__(message)
+        self.token_status, self.token_response = token_status, token_response
 
 
 def remember_secret(name: str, value: str | None) -> None:
@@ -272,6 +280,33 @@ def access_token(
     except Exception as exc:  # azure-identity raises several types; callers need one readable error
         failed = f"{chosen.name}: tried, failed: {type(exc).__name__}: {_first_line(exc)}"
         raise CredentialError(_failure(tenant_id, scope, (*chosen.report, failed), host)) from None
+
+
+def client_secret_sign_in(
+    tenant_id: str, scope: str, client_id: str, client_secret: str, *, authority: str | None = None
+) -> str:
+    """A token by the OAuth 2.0 client-credentials grant with a secret: one form POST to the tenant's v2.0
+    token endpoint (Microsoft Learn, "Microsoft identity platform and the OAuth 2.0 client credentials
+    flow"), as a client without azure-identity sends it. Raises CredentialError carrying the endpoint's
+    status and body when it refuses (the body is Entra's error document, never the secret)."""
+    import requests
+
+    host = (authority or authority_host()).rstrip("/")
+    if not host.startswith(("https://", "http://")):
+        host = f"https://{host}"
+    url = f"{host}/{tenant_id}/oauth2/v2.0/token"
+    form = {"client_id": client_id, "client_secret": client_secret, "grant_type": "client_credentials", "scope": scope}
+    try:
+        response = requests.post(url, data=form, headers={"Accept": "application/json"}, timeout=30)
+    except requests.RequestException as exc:
+        raise CredentialError(f"could not reach the token endpoint {url}: {type(exc).__name__}") from None
+    if not 200 <= response.status_code <= 299:
+        raise CredentialError(
+            f"the token endpoint {url} refused client {client_id}: HTTP {response.status_code}",
+            token_status=response.status_code,
+            token_response=response.text,
+        )
+    return str(response.json()["access_token"])
 
 
 def _failure(tenant_id: str, scope: str, report: tuple[str, ...], host: str) -> str:

@@ -9,6 +9,7 @@ X-Forwarded-For (`egress_from`), which CIPP checks against the *manager's* own a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import uuid
@@ -24,7 +25,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from tenacity import wait_none
 
 from cipp_hardening.adoption import Decision
-from cipp_hardening.cipp_api import DENY_ALL, add_update_body
+from cipp_hardening.cipp_api import DENY_ALL, add_update_body, canonical_ranges
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV
 from cipp_hardening.offline import OfflineRun, OfflineRunError, run_program
 from dynamic_providers.cipp_api_client_ranges import (
@@ -34,6 +35,10 @@ from dynamic_providers.cipp_api_client_ranges import (
     CippApiClientRangesError,
     CippApiClientRangesProvider,
 )
+from dynamic_providers.cipp_api_client_ranges import (
+    CippApiClientRangesArgs as Args,
+)
+from dynamic_providers.props import to_props
 from emulators.cipp import API_CLIENT_DENIED, CippEmulator, HttpRequest, HttpResponse, RequestRecord
 from emulators.clients import CallerFactory, CippCaller
 from emulators.provider_host import MiniEngine, ProviderError, ProviderHost, collect_dynamic_resources
@@ -68,20 +73,23 @@ class Cipp:
     rmm: CippCaller  # the client whose ranges the tests manage
     provider: CippApiClientRangesProvider
 
-    def props(self, client: CippCaller | None = None, ranges: list[str] | None = None, **flags: Any) -> dict[str, Any]:
-        """Resource inputs after the provider's check (canonical), as the engine hands them to create."""
-        news = {
-            "url": self.emulator.url,
-            "tenantId": self.emulator.tenant_id,
-            "managerClientId": self.manager.client_id,
-            "clientId": (client or self.rmm).client_id,
-            "allowedRanges": [OFFICE, "2001:db8::/48"] if ranges is None else ranges,
-            "allowSelfUpdate": flags.pop("allowSelfUpdate", False),
-            "restoreOnDelete": flags.pop("restoreOnDelete", False),
-            "allowAnyOnDelete": flags.pop("allowAnyOnDelete", False),
-        }
-        checked = self.provider.check({}, news)
-        return {**checked.inputs, **flags}
+    def args(self, client: CippCaller | None = None, ranges: list[str] | None = None, **flags: bool) -> Args:
+        """The resource's args as components/cipp_api_allowlists.py builds them from validated config."""
+        return Args(
+            url=self.emulator.url,
+            tenant_id=self.emulator.tenant_id,
+            manager_client_id=self.manager.client_id,
+            client_id=(client or self.rmm).client_id,
+            allowed_ranges=tuple(canonical_ranges([OFFICE, "2001:db8::/48"] if ranges is None else ranges)[0]),
+            allow_self_update=flags.pop("allowSelfUpdate", False),
+            restore_on_delete=flags.pop("restoreOnDelete", False),
+            allow_any_on_delete=flags.pop("allowAnyOnDelete", False),
+            mcp_allowed=flags.pop("mcpAllowed", None),
+        )
+
+    def props(self, client: CippCaller | None = None, ranges: list[str] | None = None, **flags: bool) -> dict[str, Any]:
+        """Resource inputs as the engine hands them to create: the args' props."""
+        return to_props(self.args(client, ranges, **flags))
 
     def add_updates(self) -> list[RequestRecord]:
         return [r for r in self.emulator.request_log if r.method == "POST" and '"AddUpdate"' in r.body]
@@ -225,13 +233,25 @@ def test_read_reports_a_client_deleted_in_cipp_as_gone(cipp: Cipp) -> None:
     assert (gone.id, gone.outs) == (None, {})
 
 
-def test_check_canonicalises_and_refuses_what_cipp_would_drop(cipp: Cipp) -> None:
-    news = {**cipp.props(), "allowedRanges": ["2001:db8::/48", "203.0.113.0/24", "2001:DB8::/48"]}
-    assert cipp.provider.check({}, news).inputs["allowedRanges"] == [IPV6, OFFICE]
-    failures = cipp.provider.check({}, {**news, "allowedRanges": ["0.0.0.0/0", "203.0.113.7/24"]}).failures
-    assert [f.property for f in failures] == ["allowedRanges", "allowedRanges"]
-    assert "/0" in failures[0].reason
-    assert "host bits" in failures[1].reason
+def test_check_takes_the_args_as_config_built_them_and_names_a_prop_of_the_wrong_shape(cipp: Cipp) -> None:
+    news = cipp.props()
+    checked = cipp.provider.check({}, news)
+    assert (checked.inputs, checked.failures) == (news, [])
+    wrong = {**news, "allowedRanges": OFFICE, "restoreOnDelete": "yes", "clientId": None}
+    failures = cipp.provider.check({}, wrong).failures
+    assert [(f.property, f.reason.split(",")[0]) for f in failures] == [
+        ("clientId", "is required"),
+        ("allowedRanges", "must be a list of strings"),
+        ("restoreOnDelete", "must be true or false"),
+    ]
+
+
+def test_state_whose_props_do_not_fit_is_refused_naming_the_prop(cipp: Cipp) -> None:
+    state = {**outs_of(cipp.provider.create(cipp.props())), "allowedRanges": "203.0.113.0/24"}
+    writes = len(cipp.add_updates())
+    with pytest.raises(CippApiClientRangesError, match=r"allowedRanges must be a list of strings"):
+        cipp.provider.update(cipp.rmm.client_id, state, state)
+    assert len(cipp.add_updates()) == writes
 
 
 # -- delete -----------------------------------------------------------------------------------------
@@ -390,11 +410,9 @@ def test_a_field_changed_right_after_the_write_is_named(cipp: Cipp, monkeypatch:
 # -- the manager client -----------------------------------------------------------------------------
 def test_the_manager_client_is_refused_without_allow_self_update(cipp: Cipp) -> None:
     news = cipp.props(cipp.manager, ranges=[OFFICE, "198.51.100.0/24"], allowSelfUpdate=True)
-    news["allowSelfUpdate"] = False
-    [failure] = cipp.provider.check({}, news).failures
-    assert failure.property == "allowSelfUpdate"
+    news["allowSelfUpdate"] = False  # config refuses it (tests/test_cipp_api_program.py); state could still hold it
     with pytest.raises(CippApiClientRangesError, match="Set allowSelfUpdate: true"):
-        cipp.provider.create(news)  # state inputs can skip check: the provider refuses too
+        cipp.provider.create(news)
     assert cipp.add_updates() == []
 
 
@@ -676,8 +694,8 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
     missing = str(uuid.uuid4())
 
     def program() -> None:
-        CippApiClientRanges("missing", {**cipp.props(), "clientId": missing})
-        CippApiClientRanges("rmm", cipp.props())
+        CippApiClientRanges("missing", dataclasses.replace(cipp.args(), client_id=missing))
+        CippApiClientRanges("rmm", cipp.args())
 
     config = stack_config(cipp, [])
     declared = collect_dynamic_resources(program, config=config, secret_keys=[SECRET_KEY])
@@ -699,7 +717,7 @@ def test_errors_reach_the_engine_readably(cipp: Cipp, monkeypatch: pytest.Monkey
 def list_cipp_live(monkeypatch: pytest.MonkeyPatch) -> None:
     """The program lists CIPP as under `up`; no MSP tenant is there to check for duplicates (docs/adopt.md,
     covered by tests/test_adoption.py)."""
-    monkeypatch.setattr("cipp_hardening.inventory._offline_run", lambda: False)
+    monkeypatch.setattr("cipp_hardening.run_mode.is_offline", lambda: False)
     monkeypatch.setattr("cipp_hardening.tenant_check.check_tenant", lambda _config: Decision())
 
 

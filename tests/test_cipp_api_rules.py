@@ -1,4 +1,5 @@
-"""Part C pure rules (cipp_hardening.cipp_api): List bodies, the AddUpdate body, CIPP's answers, open clients."""
+"""Part C pure rules (cipp_hardening.cipp_api): the AddUpdate body, open clients; and CIPP's answer shapes, which
+service_clients.cipp_client reads (List bodies, AddUpdate answers, GetAzureConfiguration)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,26 @@ import pytest
 from cipp_hardening.cipp_api import (
     DENY_ALL,
     AppServiceAuth,
-    CippResponseError,
     add_update_body,
-    add_update_problems,
     canonical_ranges,
     delete_plan,
     denying_clients,
     find_client,
     is_enabled,
-    mcp_warnings,
-    parse_azure_configuration,
-    parse_list_body,
     pending_saves,
     ranges_of,
     unrestricted_clients,
     unrestricted_message,
-    validate_inputs,
 )
 from emulators.cipp import VALID_RANGE_ENTRY, ip_in_range
+from service_clients.cipp_client import (
+    AzureConfiguration,
+    CippResponseError,
+    add_update_problems,
+    mcp_warnings,
+    parse_azure_configuration,
+    parse_list_body,
+)
 
 MANAGER = "00000000-0000-0000-0000-0000000e0001"
 RMM = "00000000-0000-0000-0000-0000000e0002"
@@ -216,44 +219,6 @@ def test_canonical_spelling_passes_cipps_regex_and_matches_like_cipp(entry: str,
     assert not ip_in_range(outside, canonical)
 
 
-# -- resource inputs (the provider's check) ---------------------------------------------------------
-def test_validate_inputs_canonicalises() -> None:
-    checked, failures = validate_inputs(
-        inputs(url="https://cipp.example.net/", clientId=RMM.upper(), allowedRanges=["2001:db8::/48", "2001:db8::/48"])
-    )
-    assert failures == []
-    assert checked["url"] == "https://cipp.example.net"
-    assert checked["clientId"] == RMM
-    assert checked["allowedRanges"] == ["2001:0db8:0000:0000:0000:0000:0000:0000/48"]
-
-
-@pytest.mark.parametrize(
-    ("changes", "key", "fragment"),
-    [
-        ({"url": "http://cipp.example.net"}, "url", "https://"),
-        ({"clientId": "rmm"}, "clientId", "GUID"),
-        ({"allowedRanges": ["203.0.113.7/24"]}, "allowedRanges", "host bits"),
-        ({"allowedRanges": "203.0.113.0/24"}, "allowedRanges", "list"),
-        ({"restoreOnDelete": "yes"}, "restoreOnDelete", "true or false"),
-        ({"clientId": MANAGER}, "allowSelfUpdate", "manager client itself"),
-        ({"tenantId": None}, "tenantId", "required"),
-    ],
-)
-def test_validate_inputs_failures(changes: dict[str, Any], key: str, fragment: str) -> None:
-    _, failures = validate_inputs(inputs(**changes))
-    assert any(k == key and fragment in reason for k, reason in failures), failures
-
-
-def test_the_manager_may_manage_itself_when_allowed() -> None:
-    assert validate_inputs(inputs(clientId=MANAGER, allowSelfUpdate=True))[1] == []
-
-
-def test_unknown_values_are_left_for_later() -> None:
-    checked, failures = validate_inputs(inputs(allowedRanges=UNKNOWN, clientId=UNKNOWN), unknown=UNKNOWN)
-    assert failures == []
-    assert checked["allowedRanges"] == UNKNOWN
-
-
 # -- open clients -----------------------------------------------------------------------------------
 def test_unrestricted_clients_are_enabled_any_and_unmanaged() -> None:
     clients = [
@@ -342,9 +307,9 @@ def test_open_is_judged_by_app_services_allowed_list_when_known() -> None:
 
 def test_get_azure_configuration_bodies() -> None:
     saved = {"Results": {"ApiUrl": "https://x", "TenantID": "t", "ClientIDs": [PSA.upper()], "Enabled": True}}
-    assert parse_azure_configuration(saved) == AppServiceAuth(frozenset({PSA}), True)
+    assert parse_azure_configuration(saved) == AzureConfiguration(frozenset({PSA}), True)
     none = {"Results": {"ApiUrl": "https://x", "TenantID": "", "ClientIDs": None, "Enabled": False}}
-    assert parse_azure_configuration(none) == AppServiceAuth(frozenset(), False)
+    assert parse_azure_configuration(none) == AzureConfiguration(frozenset(), False)
     failed = {"Results": {"Enabled": "Could not get API clients, ensure ...", "Error": {"Message": "403 ARM"}}}
     with pytest.raises(CippResponseError, match=r"Could not get API clients.*403 ARM"):
         parse_azure_configuration(failed)

@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 from pulumi.dynamic import Config, ConfigureRequest, CreateResult, ReadResult, UpdateResult
 
+from cipp_hardening.cidr import cipp_range
 from cipp_hardening.custom_roles import UnknownRoleShape, add_update_body
 from dynamic_providers.cipp_custom_roles import (
     MANAGER_SECRET_KEY,
     ROLES_SECRET_ENV,
+    CippCustomRoleRangesArgs,
     CippCustomRoleRangesError,
     CippCustomRoleRangesProvider,
 )
+from dynamic_providers.props import to_props
 from emulators.cipp import CippEmulator, RequestRecord
 from emulators.clients import CallerFactory, CippCaller, technician_request
 from emulators.tls import TestTLS as Tls
@@ -52,20 +55,19 @@ class Roles:
     superadmin: CippCaller
     provider: CippCustomRoleRangesProvider
 
-    def props(self, ranges: list[str] | None = None, **flags: Any) -> dict[str, Any]:
-        news = {
-            "url": self.emulator.url,
-            "tenantId": self.emulator.tenant_id,
-            "managerClientId": self.superadmin.client_id,
-            "clientId": self.superadmin.client_id,
-            "name": "Techs",
-            "allowedRanges": [OFFICE] if ranges is None else ranges,
-            "restoreOnDelete": flags.pop("restoreOnDelete", True),
-            "allowOpenOnDelete": flags.pop("allowOpenOnDelete", False),
-        }
-        checked = self.provider.check({}, news)
-        assert checked.failures == [], checked.failures
-        return {**checked.inputs, **flags}
+    def props(self, ranges: list[str] | None = None, **flags: bool) -> dict[str, Any]:
+        """The props of the role's args as components/cipp_custom_roles.py builds them from validated config."""
+        args = CippCustomRoleRangesArgs(
+            url=self.emulator.url,
+            tenant_id=self.emulator.tenant_id,
+            manager_client_id=self.superadmin.client_id,
+            client_id=self.superadmin.client_id,
+            name="techs",
+            allowed_ranges=tuple(cipp_range(entry) for entry in ([OFFICE] if ranges is None else ranges)),
+            restore_on_delete=flags.pop("restoreOnDelete", True),
+            allow_open_on_delete=flags.pop("allowOpenOnDelete", False),
+        )
+        return to_props(args)
 
     def writes(self) -> list[RequestRecord]:
         return [r for r in self.emulator.request_log if r.method == "POST" and "ExecCustomRole" in r.path]
@@ -205,8 +207,18 @@ def test_a_client_without_superadmin_is_told_what_it_needs(roles: Roles, cipp_ca
             provider.create({**roles.props(), "clientId": admin.client_id})
 
 
-def test_check_refuses_superadmin_and_ranges_cipp_would_drop(roles: Roles) -> None:
-    news = {**roles.props(), "name": "SuperAdmin", "allowedRanges": ["2001:db8::/32", "0.0.0.0/0"]}
-    failures = roles.provider.check({}, news).failures
-    assert {f.property for f in failures} == {"name", "allowedRanges"}
-    assert roles.provider.check({}, news).inputs["allowedRanges"] == ["2001:0db8:0000:0000:0000:0000:0000:0000/32"]
+def test_check_takes_the_args_as_config_built_them_and_names_a_prop_of_the_wrong_shape(roles: Roles) -> None:
+    """Superadmin and ranges CIPP would drop are config's to refuse (tests/test_custom_roles_config.py)."""
+    news = roles.props()
+    checked = roles.provider.check({}, news)
+    assert (checked.inputs, checked.failures) == (news, [])
+    failures = roles.provider.check({}, {**news, "name": "", "allowOpenOnDelete": 1}).failures
+    assert [f.property for f in failures] == ["name", "allowOpenOnDelete"]
+
+
+def test_state_from_before_restore_on_delete_restores(roles: Roles) -> None:
+    """A prop absent from state takes the args' default: restoreOnDelete is true for roles."""
+    before = roles.emulator.custom_role_tables("techs")
+    outs = outs_of(roles.provider.create(roles.props()))
+    roles.provider.delete("techs", {k: v for k, v in outs.items() if k != "restoreOnDelete"})
+    assert roles.emulator.custom_role_tables("techs") == before

@@ -16,7 +16,7 @@ import pytest
 from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import MspStack
 from cipp_hardening.drift import body_differences, location_problems, policy_drift
-from cipp_hardening.scenarios import config_from_stack_file
+from cipp_hardening.scenario_files import config_from_stack_file
 from tests.helpers import ROOT
 
 

@@ -164,3 +164,59 @@ def test_authentication_methods_need_their_own_permission_and_default_to_the_pas
     assert password["@odata.type"] == "#microsoft.graph.passwordAuthenticationMethod"
     [key] = methods.get("/v1.0/users/bg@msp.example/authentication/methods").json()["value"]
     assert key == fido2
+
+
+def values(response: requests.Response) -> list[dict[str, object]]:
+    assert response.status_code == 200, response.text
+    page: list[dict[str, object]] = response.json()["value"]
+    return page
+
+
+def test_users_and_groups_by_filter_with_odatas_quote_rules_on_v1_and_beta(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    """What pulumi-azuread's lookups send (terraform-provider-azuread v3.9 userDataSourceRead, groupDataSourceRead)."""
+    seed(graph_emulator, graph_app.tenant)
+    oneil, sales = "00000000-0000-0000-0000-0000000000a2", "00000000-0000-0000-0000-0000000000b3"
+    graph_emulator.add_user(graph_app.tenant, {"id": oneil, "userPrincipalName": "o'neil@msp.example"})
+    graph_emulator.add_group(graph_app.tenant, {"id": sales, "displayName": "Sales and CIPP"}, [oneil], owners=[ALICE])
+
+    by_upn = {"$filter": "userPrincipalName eq 'O''Neil@msp.example'"}  # a quote doubled: one quote in the text
+    assert [u["id"] for u in values(graph_client.get("/v1.0/users", params=by_upn))] == [oneil]
+    by_mail_nickname = {"$filter": "mailNickname eq 'nobody'"}  # outside the default set, still filterable
+    assert values(graph_client.get("/v1.0/users", params=by_mail_nickname)) == []
+    by_name = {"$filter": "displayName eq 'Sales and CIPP'"}  # `and` inside a literal is text
+    assert [g["id"] for g in values(graph_client.get("/beta/groups", params=by_name))] == [sales]
+    assert [m["id"] for m in values(graph_client.get(f"/beta/groups/{sales}/members"))] == [oneil]
+    assert [o["id"] for o in values(graph_client.get(f"/beta/groups/{sales}/owners"))] == [ALICE]
+    manager = error_of(graph_client.get(f"/v1.0/users/{oneil}/manager"), 404)
+    assert (manager["code"], manager["message"]) == ("Request_ResourceNotFound", f"Resource 'manager' {NOT_FOUND}")
+    selected = graph_client.get(f"/v1.0/users/{oneil}", params={"$select": "id,ageGroup,employeeOrgData,userType"})
+    assert selected.status_code == 200, "the properties the provider $selects are known"
+
+    # A quote that is not doubled ends the literal: the rest is Graph's syntax error (emulators/graph.py cites it).
+    unescaped = {"$filter": "displayName eq 'O'Brien'"}
+    error = error_of(graph_client.get("/beta/groups", params=unescaped), 400)
+    assert (error["code"], error["message"]) == (
+        "BadRequest",
+        "Invalid filter clause: Syntax error at position 23 in 'displayName eq 'O'Brien''.",
+    )
+    unterminated = error_of(graph_client.get("/v1.0/users", params={"$filter": "userPrincipalName eq 'x"}), 400)
+    assert unterminated["message"] == (
+        "Invalid filter clause: There is an unterminated string literal at position 23 in 'userPrincipalName eq 'x'."
+    )
+    assert graph_client.post("/beta/groups", json={"displayName": "x"}).status_code == 400, "beta stays read-only"
+
+
+def test_a_filtered_listing_keeps_its_filter_across_pages(
+    graph_client: GraphClient, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    for index in range(3):
+        graph_emulator.add_group(graph_app.tenant, {"id": str(uuid.UUID(int=index + 1)), "displayName": "Twin"})
+    graph_emulator.add_group(graph_app.tenant, {"id": str(uuid.UUID(int=9)), "displayName": "Other"})
+    seen, url, params = [], "/v1.0/groups", {"$filter": "displayName eq 'twin'", "$top": "1"}
+    while url:
+        page = graph_client.get(url, params=params).json()
+        seen += [g["id"] for g in page["value"]]
+        url, params = page.get("@odata.nextLink", ""), {}
+    assert seen == [str(uuid.UUID(int=i)) for i in (1, 2, 3)]

@@ -238,3 +238,65 @@ def test_a_failed_azuread_lookup_keeps_the_reason_and_the_name(monkeypatch: pyte
     assert [(p.key, p.message) for p in raised.value.problems] == [
         ("serviceAccount.userId", 'User with UPN "gone@msp.example" was not found')
     ]
+
+
+def test_the_offline_lookups_answer_the_providers_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cipp_hardening.directory_names import GET_GROUP, GET_USER, answer_invoke
+
+    monkeypatch.setenv(DIRECTORY_SNAPSHOT_ENV, str(directory_file(tmp_path)))
+    # terraform-provider-azuread v3.9's data sources set the id to the path (d.SetId(stable.NewUserID(id).ID()),
+    # likewise for groups); object_id is the GUID, which is what the program puts into a policy.
+    user = answer_invoke(GET_USER, {"userPrincipalName": BREAK_GLASS_UPN})
+    assert (user["id"], user["objectId"]) == (f"/users/{BREAK_GLASS_ID}", BREAK_GLASS_ID)
+    group = answer_invoke(GET_GROUP, {"displayName": TECHNICIANS})
+    assert (group["id"], group["objectId"]) == (f"/groups/{TECH_GROUP_ID}", TECH_GROUP_ID)
+
+
+# What the bridge sends when Graph refuses the filter pulumi-azuread's getGroup builds for a name with an
+# apostrophe (tools/standin/azuread_standin.py, get_group; tests/engine/test_standin_provider.py pins it).
+APOSTROPHE_GROUP = "O'Brien's techs"
+REFUSED_FILTER = (
+    "invoke of azuread:index/getGroup:getGroup failed: invoking azuread:index/getGroup:getGroup: 1 error occurred:\n"
+    f"\t* Retrieving groups for filter (displayName eq '{APOSTROPHE_GROUP}'): unexpected status 400 (400 Bad Request) "
+    "with error: BadRequest: Invalid filter clause: Syntax error at position 23 in "
+    f"'displayName eq '{APOSTROPHE_GROUP}''.\n\n"
+)
+
+
+def test_a_group_name_with_an_apostrophe_is_an_error_naming_the_key_and_asking_for_the_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pulumi_azuread
+
+    from cipp_hardening.config import ConfigError
+    from cipp_hardening.directory_names import _azuread_lookup, resolve_with
+
+    def get_group(**_: Any) -> Any:
+        raise Exception(REFUSED_FILTER)
+
+    monkeypatch.setattr(pulumi_azuread, "get_group", get_group)
+    raw = msp_raw()
+    raw["technicianAccess"]["includeGroupIds"] = [APOSTROPHE_GROUP]
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    with pytest.raises(ConfigError) as raised:
+        resolve_with(config, _azuread_lookup)
+    [(key, message)] = [(p.key, p.message) for p in raised.value.problems]
+    assert key == "technicianAccess.includeGroupIds[0]"
+    assert message.startswith(f"the group {APOSTROPHE_GROUP!r} cannot be looked up by name: its apostrophe breaks")
+    assert "give the group's object id instead" in message
+    assert message.endswith(
+        f"Invalid filter clause: Syntax error at position 23 in 'displayName eq '{APOSTROPHE_GROUP}''."
+    ), "the provider's reason is kept"
+
+
+def test_an_offline_plan_refuses_a_group_name_with_an_apostrophe_as_the_provider_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups = [{"id": TECH_GROUP_ID, "displayName": APOSTROPHE_GROUP}]
+    stack_file = named_stack(tmp_path, includeGroupIds=[APOSTROPHE_GROUP])
+    args = ["--stack-file", str(stack_file), "--directory", str(directory_file(tmp_path, groups))]
+    assert plan.main(args) == 2, "the snapshot holds the group, but `pulumi preview` could not look it up"
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"technicianAccess.includeGroupIds[0]: the group {APOSTROPHE_GROUP!r} cannot be looked up by name" in out
+    assert "give the group's object id instead" in out

@@ -16,7 +16,7 @@ from cipp_hardening import offline_inputs
 from cipp_hardening.commands import plan, snapshot
 from cipp_hardening.inventory import CIPP_SNAPSHOT_ENV, SNAPSHOT_ENV
 from cipp_hardening.offline_inputs import choose, placeholder_keys
-from cipp_hardening.scenarios import config_from_stack_file
+from cipp_hardening.scenario_files import config_from_stack_file
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
 from service_clients import credentials

@@ -155,6 +155,7 @@ def test_engine_config_is_decoded_and_secrets_masked() -> None:
         "cipp-hardening:technicianAccess": json.dumps({"state": "reportOnly"}),
         "cipp-hardening:cippApiManagerSecret": "s3cr3t",
         "azuread:tenantId": "t",
+        "azuread:clientSecret": "provider-s3cr3t",
         "aws:region": "x",
     }
     raw = raw_from_flat_config(flat, {"cippApiManagerSecret"})
@@ -163,7 +164,9 @@ def test_engine_config_is_decoded_and_secrets_masked() -> None:
         "technicianAccess": {"state": "reportOnly"},
         "cippApiManagerSecret": "[secret]",
         "azuread:tenantId": "t",
+        "azuread:clientSecret": "[secret]",  # pulumi-azuread's own secret: accepted, never shown
     }
+    assert isinstance(parse_stack_config({**msp_raw(), "azuread:clientSecret": "[secret]"}), MspStack)
 
 
 STACK = """\

@@ -16,22 +16,19 @@ from cipp_hardening.directory_facts import DirectoryView, Membership, membership
 from cipp_hardening.evaluator import SignIn
 from cipp_hardening.exclusion import msp_is_excluded
 from cipp_hardening.policy_files import load_policy_folder
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, load_scenarios_file, user_scenarios
 from cipp_hardening.scenarios import (
     EXIT_BROKEN,
     EXIT_CANNOT_PROVE,
     Expectation,
     MatrixResult,
     Scenario,
-    ScenarioFileError,
     Status,
     address_inside,
     address_outside,
-    config_from_stack_file,
     derive_scenarios,
-    load_scenarios_file,
     policies_after_apply,
     run_matrix,
-    user_scenarios,
 )
 from tests.helpers import BREAK_GLASS_1, BREAK_GLASS_2, MSP_TENANT, ROOT, SERVICE_ACCOUNT, TECH_GROUP, msp_raw
 

@@ -23,7 +23,8 @@ from cipp_hardening.commands.verify import (
     main,
 )
 from cipp_hardening.offline import OfflineRun, OfflineRunError
-from cipp_hardening.scenarios import Status, config_from_stack_file, policies_after_apply
+from cipp_hardening.scenario_files import config_from_stack_file
+from cipp_hardening.scenarios import Status, policies_after_apply
 from emulators.clients import graph_client_env
 from emulators.graph import GraphEmulator
 from service_clients import credentials

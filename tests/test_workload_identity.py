@@ -202,7 +202,7 @@ def test_a_missing_service_principal_names_the_client_and_the_key(snapshot: Path
         run_main(with_section())
     message = str(failed.value)
     assert f"{SECTION}: no service principal for CIPP-API client {RMM} (cippApi.clients[1].clientId)" in message
-    assert "No service principal found for application ID" in message
+    assert f"No service principal found: no service principal found (application ID '{RMM}'" in message
 
 
 def test_a_service_principal_of_another_tenants_app_is_refused(snapshot: Path) -> None:

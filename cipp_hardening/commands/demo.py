@@ -63,7 +63,8 @@ from cipp_hardening.commands.verify import (
 )
 from cipp_hardening.config import PROJECT, MspStack, StackConfig, parse_stack_config
 from cipp_hardening.inventory import SERVICE_PRINCIPAL_SNAPSHOT_ENV
-from cipp_hardening.scenarios import user_scenarios
+from cipp_hardening.offline import running_offline
+from cipp_hardening.scenario_files import user_scenarios
 from cipp_hardening.workload_identity import licence_error
 from cipp_hardening.yamlfile import read_yaml
 from dynamic_providers.cipp_api_client_ranges import SECRET_KEY as CIPP_SECRET_KEY
@@ -378,7 +379,9 @@ def _replace_ids(text: str, ids: Mapping[str, str]) -> str:
 def apply_dynamic_resources(stack: DemoStack, env: Mapping[str, str | None]) -> dict[str, int]:
     """The program's dynamic resources, declared under mocks and applied through the real provider host."""
     runtime = {**runtime_config(without_workload_identity(stack.raw)), **stack.secrets}
-    with environment(env), _quiet_program_logs():
+    # Declared as `make plan` runs the program: offline, so no state to export and no tenant check (the emulators
+    # are the live side only for the provider host that applies them).
+    with environment(env), _quiet_program_logs(), running_offline():
         declared = collect_dynamic_resources(
             ROOT / "__main__.py", config=runtime, stack=stack.name, secret_keys=list(stack.secrets)
         )

@@ -25,7 +25,6 @@ from rich.tree import Tree
 
 from cipp_hardening import report_output
 from cipp_hardening.arm_render import render_arm
-from cipp_hardening.commands.verify import print_matrix
 from cipp_hardening.config import PROJECT, ConfigError, MspStack, StackConfig
 from cipp_hardening.directory_names import describe, resolve_names
 from cipp_hardening.graph_render import render, with_object_id
@@ -33,14 +32,9 @@ from cipp_hardening.inventory import snapshot_path
 from cipp_hardening.offline import OfflineRun, OfflineRunError, redact_secrets, run_program, stack_file_config
 from cipp_hardening.offline_inputs import OfflineInputError, OfflineInputs, choose, placeholder_notice
 from cipp_hardening.policy_files import load_named_location_folder, load_policy_file, load_policy_folder
-from cipp_hardening.scenarios import (
-    MatrixResult,
-    ScenarioFileError,
-    config_from_stack_file,
-    policies_after_apply,
-    run_matrix,
-    user_scenarios,
-)
+from cipp_hardening.report_output import print_matrix
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, user_scenarios
+from cipp_hardening.scenarios import MatrixResult, policies_after_apply, run_matrix
 from cipp_hardening.yamlfile import YamlFileError, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

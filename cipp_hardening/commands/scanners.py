@@ -24,7 +24,7 @@ from cipp_hardening.offline import OfflineRunError
 from cipp_hardening.offline_inputs import OfflineInputError
 from cipp_hardening.policy_files import PolicyFileError, load_policy_file, load_policy_folder
 from cipp_hardening.scanners import client_findings, client_report, maester_config, msp_scubagear
-from cipp_hardening.scenarios import config_from_stack_file
+from cipp_hardening.scenario_files import config_from_stack_file
 from cipp_hardening.yamlfile import YamlFileError
 
 EXIT_CODES = """exit codes:

@@ -33,7 +33,7 @@ from cipp_hardening.commands.verify import NAMED_LOCATIONS, POLICIES, tenant_of,
 from cipp_hardening.config import ClientStack, ConfigError, DirectoryName, StackConfig
 from cipp_hardening.directory_names import graph_lookup, resolve_with
 from cipp_hardening.offline_inputs import MANIFEST, SNAPSHOTS_DIR
-from cipp_hardening.scenarios import config_from_stack_file
+from cipp_hardening.scenario_files import config_from_stack_file
 from cipp_hardening.yamlfile import YamlFileError
 from service_clients import credentials
 from service_clients.graph_client import GraphClient, GraphError

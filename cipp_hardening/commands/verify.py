@@ -5,7 +5,9 @@ objects the stack names (cipp_hardening/directory_facts.py: Policy.Read.All, Use
 GroupMember.Read.All), evaluates the stack's scenario matrix against them with the memberships the
 directory reports, compares the trusted location, Part A and Part B with the plan's bodies
 (cipp_hardening/drift.py) and prints it all, the verdict last. For a client stack it also lists every
-policy in scope that still lacks the MSP exclusion. Exit codes (docs/assurance.md): 0 all good; 3 broken
+policy in scope that still lacks the MSP exclusion, and every Conditional Access policy someone other than the
+deploying identity changed since the last deployment, where the audit log says so (cipp_hardening/audit_log.py;
+reported, never a failure). Exit codes (docs/assurance.md): 0 all good; 3 broken
 (a definite matrix failure, a named account missing or disabled, Part A / Part B / the location missing
 or drifted); 5 cannot prove (a guard row undecided, no assumptions.cannotProveOverride); 4 the rest holds
 but some client policy in scope lacks the exclusion; 2 configuration, scenario file, credential or Graph
@@ -19,11 +21,13 @@ used with the secret in CIPP_HARDENING_GRAPH_CLIENT_SECRET (Pulumi secrets canno
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +35,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cipp_hardening import report_output
+from cipp_hardening import audit_log, report_output, stack_history
+from cipp_hardening.audit_log import AuditResult
+from cipp_hardening.commands.plan import build_plan
 from cipp_hardening.config import ClientStack, ConfigError, MspStack, StackConfig
 from cipp_hardening.directory_facts import DirectoryReport, read_directory
 from cipp_hardening.directory_names import resolve_with_graph
 from cipp_hardening.drift import location_problems, policy_drift
 from cipp_hardening.evaluator import PolicySet
 from cipp_hardening.exclusion import cipp_is_excluded, select_policies
+from cipp_hardening.offline import OfflineRunError
 from cipp_hardening.report_output import make_console, print_findings, print_matrix
+from cipp_hardening.scenario_files import ScenarioFileError, config_from_stack_file, user_scenarios
 from cipp_hardening.scenarios import (
     EXIT_BROKEN,
     EXIT_CANNOT_PROVE,
     MatrixResult,
     Scenario,
-    ScenarioFileError,
     authentication_flow_scenarios,
-    config_from_stack_file,
     derive_scenarios,
     run_matrix,
-    user_scenarios,
 )
 from cipp_hardening.whatif import EVALUATE, WhatIfResult
 from cipp_hardening.whatif import check as what_if_check
@@ -65,7 +70,7 @@ GRAPH_SECRET_ENV = "CIPP_HARDENING_GRAPH_CLIENT_SECRET"  # noqa: S105 - an envir
 
 EXIT_ERROR = 2
 EXIT_MISSING_EXCLUSIONS = 4
-__all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS", "print_matrix"]
+__all__ = ["EXIT_BROKEN", "EXIT_CANNOT_PROVE", "EXIT_MISSING_EXCLUSIONS"]
 # Directory reads are not Conditional Access reads: they do not share its 1 request/s/tenant limit.
 DIRECTORY_INTERVAL_S = 0.1
 
@@ -94,6 +99,7 @@ class VerifyReport:
     drift_unchecked: str = ""  # MSP stacks: why Part A / Part B could not be compared with the plan
     warnings: tuple[str, ...] = ()  # the stack config's (an accepted cannotProveOverride among them)
     what_if: WhatIfResult | None = None  # Microsoft's What If against our evaluator (cipp_hardening/whatif.py)
+    audit: AuditResult | None = None  # policy changes by others since the last deployment (cipp_hardening/audit_log.py)
 
     @property
     def broken(self) -> list[str]:
@@ -147,6 +153,7 @@ class VerifyReport:
             "driftUnchecked": self.drift_unchecked or None,
             "warnings": list(self.warnings),
             "whatIf": self.what_if.to_json() if self.what_if is not None else None,
+            "auditLog": self.audit.to_json() if self.audit is not None else None,
             "exitCode": self.exit_code,
         }
 
@@ -273,10 +280,12 @@ def verify(
     directory: DirectoryReport | None = None,
     planned: PlannedBodies | str | None = None,
     what_if: WhatIfResult | None = None,
+    audit: AuditResult | None = None,
 ) -> VerifyReport:
     """The matrix over the live policies (with the directory's memberships when read), what the tenant
     lacks for this stack and, for an MSP stack, how it differs from the plan's bodies (`planned`; a string says
-    why there are none, and the report then cannot pass)."""
+    why there are none, and the report then cannot pass). `audit`: what the audit log says, its agent-created
+    policies labelled in the matrix."""
     matrix = run_matrix(
         config,
         live.policies,
@@ -286,6 +295,8 @@ def verify(
         service_principals=live.service_principals,
         directory=directory.view if directory is not None else None,
     )
+    if audit is not None and audit.agent_policies:
+        matrix = dataclasses.replace(matrix, rows=tuple(audit_log.label_agent_rows(matrix.rows, audit.agent_policies)))
     if isinstance(config, ClientStack):
         missing = missing_exclusions(config, live.policies)
         return VerifyReport(
@@ -296,6 +307,7 @@ def verify(
             directory=directory,
             warnings=config.warnings,
             what_if=what_if,
+            audit=audit,
         )
     drift = location_problems(config, live.named_locations)
     unchecked = planned if isinstance(planned, str) else "" if planned is not None else "no plan was given"
@@ -320,6 +332,7 @@ def verify(
         drift_unchecked=unchecked,
         warnings=config.warnings,
         what_if=what_if,
+        audit=audit,
     )
 
 
@@ -333,8 +346,6 @@ class PlannedBodies:
 
 def planned_bodies(stack: str, stack_file: Path) -> PlannedBodies:
     """Raises OfflineRunError when the program fails offline."""
-    from cipp_hardening.commands.plan import build_plan  # plan imports this module for its output
-
     document = build_plan(stack, stack_file)
     return PlannedBodies(document.graph_objects("policy"), document.graph_objects("namedLocation"))
 
@@ -347,7 +358,39 @@ def read_stack_directory(config: StackConfig) -> DirectoryReport:
         return read_directory(graph, config, GraphError)
 
 
-def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyReport:
+@dataclass(frozen=True)
+class AuditOptions:
+    """What `verify` asks of the audit log (docs/assurance.md "Changes by others")."""
+
+    since: datetime | None = None  # the last deployment; None: the stack's history (cipp_hardening/stack_history.py)
+    deployers: tuple[str, ...] = ()  # ids of the deploying identity; none: the identity verify signs in as
+    agents: tuple[str, ...] = ()  # ids the Conditional Access optimization agent writes under
+
+
+def _audit_refused(error: Exception) -> str | None:
+    """Any answer of Graph's to the audit-log read is said, never an error of verify: the log is evidence, not an
+    invariant (docs/assurance.md "Changes by others")."""
+    if not isinstance(error, GraphError):
+        return None
+    hint = " (AuditLog.Read.All and Directory.Read.All, optional: docs/assurance.md)" if error.status == 403 else ""
+    return f"Graph GET {audit_log.DIRECTORY_AUDITS} → HTTP {error.status} {error.code}: {error.graph_message}{hint}"
+
+
+def read_audit(config: StackConfig, stack: str, stack_file: Path, options: AuditOptions) -> AuditResult:
+    """The Conditional Access entries of the audit log since the last deployment (GETs only)."""
+    since = options.since or stack_history.last_deployment(stack, stack_file)
+    token = token_source(config)
+    given = audit_log.Identity.of(options.deployers)
+    deployer = given if options.deployers else audit_log.token_identity(token())
+    agents = audit_log.Identity.of(options.agents)
+    tenant = tenant_of(config)
+    with GraphClient(config.graph_url, tenant, token, pacer=TenantPacer(DIRECTORY_INTERVAL_S)) as graph:
+        return audit_log.read(graph, since, deployer, agents, _audit_refused, datetime.now(UTC))
+
+
+def verify_stack(
+    stack: str, stack_file: Path, root: Path = ROOT, audit_options: AuditOptions | None = None
+) -> VerifyReport:
     """Config, user scenarios and the live tenant → the report. Raises ConfigError, ScenarioFileError,
     OSError, GraphError, CredentialError, requests.RequestException."""
     config = config_from_stack_file(stack_file)
@@ -358,15 +401,14 @@ def verify_stack(stack: str, stack_file: Path, root: Path = ROOT) -> VerifyRepor
     directory = read_stack_directory(config)
     planned: PlannedBodies | str | None = None
     if isinstance(config, MspStack):
-        from cipp_hardening.offline import OfflineRunError
-
         try:
             planned = planned_bodies(stack, stack_file)
         except OfflineRunError as error:
             planned = f"the offline plan of the stack failed ({error}); `make plan STACK={stack}` shows why"
     ask = what_if_asker(config.graph_url, tenant_of(config), token_source(config))
     what_if = compare_with_what_if(config, live, extra, ask, directory)
-    return verify(stack, config, live, extra, directory=directory, planned=planned, what_if=what_if)
+    audit = read_audit(config, stack, stack_file, audit_options or AuditOptions())
+    return verify(stack, config, live, extra, directory=directory, planned=planned, what_if=what_if, audit=audit)
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -402,6 +444,8 @@ def print_report(report: VerifyReport, console: Console) -> None:
         )
     if report.what_if is not None:
         print_what_if(report.what_if, console)
+    if report.audit is not None:
+        print_audit(report.audit, console)
     if report.missing_exclusions:
         heading = "client policies in scope still without the MSP exclusion"
         lines = [f"{row['displayName']} ({row['id']}, {row['state']})" for row in report.missing_exclusions]
@@ -422,6 +466,21 @@ def print_what_if(what_if: WhatIfResult, console: Console) -> None:
         console.print(f"[yellow]![/] {escape(what_if.unavailable)} (only our evaluator was used)", soft_wrap=True)
     elif what_if.asked:
         console.print(f"Microsoft's What If asked about {what_if.asked} scenario row(s)", soft_wrap=True)
+
+
+def print_audit(audit: AuditResult, console: Console) -> None:
+    agent = [f"'{name}' ({policy_id}) is {audit_log.AGENT_LABEL}" for policy_id, name in audit.agent_policies.items()]
+    print_findings(console, "policies of the Conditional Access optimization agent", agent, "yellow")
+    if audit.cannot_tell:
+        console.print(f"[yellow]![/] {escape(audit.cannot_tell)}", soft_wrap=True)
+        return
+    heading = f"policies changed since the last deployment ({audit.since}) by others than {audit.deployer}"
+    print_findings(console, heading, [c.message for c in audit.changes], "yellow")
+    if not audit.changes:
+        console.print(
+            f"no policy changed since the last deployment ({audit.since}) by others than {escape(audit.deployer)}",
+            soft_wrap=True,
+        )
 
 
 def print_verdict(report: VerifyReport, console: Console) -> None:
@@ -452,12 +511,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default prod)")
     parser.add_argument("--stack-file", type=Path, help="read this stack file instead of Pulumi.<stack>.yaml")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    parser.add_argument(
+        "--since",
+        type=_moment,
+        help="the last deployment (ISO 8601, e.g. 2026-05-01T09:00:00Z); default: the start of the stack's last "
+        "`pulumi up` in `pulumi stack history`",
+    )
+    parser.add_argument(
+        "--deployer",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="an application id or object id the stack is deployed with (repeatable); default: the identity "
+        "verify signs in as",
+    )
+    parser.add_argument(
+        "--optimization-agent",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="the application id or object id the Conditional Access optimization agent writes under (repeatable)",
+    )
     args = parser.parse_args(argv)
+    options = AuditOptions(args.since, tuple(args.deployer), tuple(args.optimization_agent))
     console = make_console()
     import requests  # here, not at the top: `make plan` imports this module and never sends a request
 
     try:
-        report = verify_stack(args.stack, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml")
+        report = verify_stack(args.stack, args.stack_file or ROOT / f"Pulumi.{args.stack}.yaml", audit_options=options)
     except (ConfigError, ScenarioFileError, YamlFileError, OSError) as error:
         return _error(console, "error:", error)
     except GraphError as error:
@@ -470,6 +551,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
     print_verdict(report, console)
     return report.exit_code
+
+
+def _moment(text: str) -> datetime:
+    moment = audit_log.parse_time(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"--since {text!r} is not an ISO 8601 date and time")
+    return moment
 
 
 _PERMISSIONS_HINT = (

@@ -151,6 +151,37 @@ def test_names_resolve_through_the_provider_and_the_pack_checks_the_ids(
     assert "nobody@msp.example" in output
 
 
+def test_a_group_name_with_an_apostrophe_fails_preview_naming_the_key_and_asking_for_the_id(
+    project: PulumiProject, world: DemoWorld
+) -> None:
+    # The group exists, but pulumi-azuread's getGroup sends its name unescaped in a Graph filter, which
+    # Graph refuses (terraform-provider-azuread groupDataSourceRead): only the object id can name it.
+    name = "O'Brien's techs"
+    world.graph.add_group(world.msp_tenant, {"id": "00000000-0000-0000-0000-00000000d001", "displayName": name})
+    project.config_set(STACK, "technicianAccess.includeGroupIds[0]", name, path=True)
+    with pytest.raises(PulumiFailed) as refused:
+        project.run("preview", "--stack", STACK)
+    output = " ".join((refused.value.result.stdout + refused.value.result.stderr).split())
+    assert f"technicianAccess.includeGroupIds[0]: the group {name!r} cannot be looked up by name" in output
+    assert "give the group's object id instead" in output
+    assert "Invalid filter clause" in output, "the provider's reason is kept"
+
+
+def test_a_wrong_client_secret_fails_preview_naming_the_sign_in(project: PulumiProject, world: DemoWorld) -> None:
+    # The real provider signs in at Configure (terraform-provider-azuread providerConfigure → buildClient):
+    # a refused secret stops `pulumi preview`, before any lookup or plan of the azuread resources.
+    wrong = "not-the-client-secret"
+    # pulumi-azuread's own config, which the program's own reads do not use (docs/configuration.md, Credentials)
+    project.config_set(STACK, "azuread:clientSecret", wrong, secret=True)
+    with pytest.raises(PulumiFailed) as refused:
+        project.run("preview", "--stack", STACK)
+    output = refused.value.result.stdout + refused.value.result.stderr
+    assert "building client: unable to obtain access token" in output, output
+    assert "AADSTS7000215: Invalid client secret provided." in output
+    assert wrong not in output
+    assert world.graph.policies(world.msp_tenant) == []
+
+
 def test_part_c_drift_marks_the_changed_field_and_up_repairs_it(project: PulumiProject, world: DemoWorld) -> None:
     project.run("up", "--yes", "--skip-preview", "--stack", STACK)
     row = world.cipp.client_row(RMM)

@@ -8,6 +8,7 @@ loopback Graph emulator, with the MSP stack's resources as the offline run rende
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import json
@@ -669,41 +670,117 @@ def invoke(plugin: StandIn, token: str, args: Mapping[str, Any]) -> dict[str, An
     return dict(from_struct(getattr(response, "return")))
 
 
-def test_the_lookup_functions_answer_from_the_directory(
-    plugin: StandIn, graph_emulator: GraphEmulator, graph_app: GraphApp
-) -> None:
+SP_TOKEN, USER_TOKEN, GROUP_TOKEN = (f"azuread:index/{f}:{f}" for f in ("getServicePrincipal", "getUser", "getGroup"))
+
+
+@pytest.fixture
+def directory_reader(plugin: StandIn, graph_emulator: GraphEmulator, graph_app: GraphApp) -> StandIn:
     readers = (*GRAPH_ROLES, "Application.Read.All", "User.Read.All", "Group.Read.All")
     graph_emulator.register_app(graph_app.client_id, graph_app.secret, graph_app.tenant, graph_roles=readers)
-    app_id, user_id, group_id = (str(uuid.uuid4()) for _ in range(3))
-    sp_id = graph_emulator.add_service_principal(graph_app.tenant, app_id, "RMM integration")
-    graph_emulator.add_user(graph_app.tenant, {"id": user_id, "userPrincipalName": "bg1@msp.example"})
-    graph_emulator.add_group(graph_app.tenant, {"id": group_id, "displayName": "CIPP Technicians"})
     plugin.configure(graph_app)
+    return plugin
 
-    sp = invoke(plugin, "azuread:index/getServicePrincipal:getServicePrincipal", {"clientId": app_id})
-    assert (sp["objectId"], sp["clientId"], sp["applicationTenantId"]) == (sp_id, app_id, graph_app.tenant)
-    user = invoke(plugin, "azuread:index/getUser:getUser", {"userPrincipalName": "bg1@msp.example"})
-    assert user["objectId"] == user_id
-    group = invoke(plugin, "azuread:index/getGroup:getGroup", {"displayName": "CIPP Technicians"})
-    assert group["objectId"] == group_id
 
-    # upstream's texts (terraform-provider-azuread v3.9.0 data sources) in the bridge's multi-line format
-    sp_token, user_token, group_token = (
-        f"azuread:index/{f}:{f}" for f in ("getServicePrincipal", "getUser", "getGroup")
+def graph_reads(graph_emulator: GraphEmulator) -> list[tuple[str, dict[str, str], int]]:
+    """(path, query, status) of every Graph GET the stand-in sent, in order (sign-in requests left out)."""
+    graph = ("/v1.0/", "/beta/")
+    return [(r.path, r.query, r.status) for r in graph_emulator.requests(method="GET") if r.path.startswith(graph)]
+
+
+def test_the_lookups_send_upstreams_requests_and_answer_upstreams_ids(
+    directory_reader: StandIn, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    app_id, user_id, group_id, owner_id = (str(uuid.uuid4()) for _ in range(4))
+    sp_id = graph_emulator.add_service_principal(graph_app.tenant, app_id, "RMM integration")
+    graph_emulator.add_user(graph_app.tenant, {"id": user_id, "userPrincipalName": "o'neil@msp.example"})
+    graph_emulator.add_user(graph_app.tenant, {"id": owner_id, "userPrincipalName": "owner@msp.example"})
+    graph_emulator.add_group(
+        graph_app.tenant, {"id": group_id, "displayName": "Sales and CIPP"}, members=[user_id], owners=[owner_id]
     )
-    missing = rpc_error(invoke, plugin, sp_token, {"clientId": "x"})
+    before = len(graph_reads(graph_emulator))
+
+    sp = invoke(directory_reader, SP_TOKEN, {"clientId": app_id})
+    assert (sp["id"], sp["objectId"], sp["clientId"]) == (f"/servicePrincipals/{sp_id}", sp_id, app_id)
+    assert sp["applicationTenantId"] == graph_app.tenant
+    user = invoke(directory_reader, USER_TOKEN, {"userPrincipalName": "O'Neil@msp.example"})
+    assert (user["id"], user["objectId"], user["managerId"]) == (f"/users/{user_id}", user_id, "")
+    group = invoke(directory_reader, GROUP_TOKEN, {"displayName": "Sales and CIPP"})
+    assert (group["id"], group["objectId"]) == (f"/groups/{group_id}", group_id)
+    assert (group["members"], group["owners"]) == ([user_id], [owner_id])
+
+    # terraform-provider-azuread v3.9.0's data sources: users by $filter (the quote doubled), then the user with
+    # its $select and its manager (404: none); groups through beta (the name as given), members, owners; the
+    # service principal by appId, then its samlMetadataUrl through beta.
+    assert graph_reads(graph_emulator)[before:] == [
+        ("/v1.0/servicePrincipals", {"$filter": f"appId eq '{app_id}'"}, 200),
+        (f"/beta/servicePrincipals/{sp_id}", {"$select": "samlMetadataUrl"}, 200),
+        ("/v1.0/users", {"$filter": "userPrincipalName eq 'O''Neil@msp.example'"}, 200),
+        (f"/v1.0/users/{user_id}", {"$select": standin.USER_SELECT}, 200),
+        (f"/v1.0/users/{user_id}/manager", {}, 404),
+        ("/beta/groups", {"$filter": "displayName eq 'Sales and CIPP'"}, 200),
+        (f"/beta/groups/{group_id}/members", {}, 200),
+        (f"/beta/groups/{group_id}/owners", {}, 200),
+    ]
+
+
+def test_failed_lookups_answer_upstreams_texts_in_the_bridges_format(
+    directory_reader: StandIn, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    graph_emulator.add_group(graph_app.tenant, {"id": str(uuid.uuid4()), "displayName": "O'Brien's team"})
+    missing = rpc_error(invoke, directory_reader, SP_TOKEN, {"clientId": "x"})
     assert missing.details() == (
-        f"invoking {sp_token}: 1 error occurred:\n\t* No service principal found: no service principal found\n\n"
+        f"invoking {SP_TOKEN}: 1 error occurred:\n\t* No service principal found: no service principal found\n\n"
     )
-    nobody = rpc_error(invoke, plugin, user_token, {"userPrincipalName": "x@msp.example"})
+    nobody = rpc_error(invoke, directory_reader, USER_TOKEN, {"userPrincipalName": "x@msp.example"})
     assert nobody.details() == (
-        f"invoking {user_token}: 1 error occurred:\n"
+        f"invoking {USER_TOKEN}: 1 error occurred:\n"
         '\t* [user_principal_name] User with UPN "x@msp.example" was not found\n\n'
     )
-    unknown = rpc_error(invoke, plugin, group_token, {"displayName": "Nobody's"})
+    unknown = rpc_error(invoke, directory_reader, GROUP_TOKEN, {"displayName": "Nobody"})
     assert unknown.details() == (
-        f"invoking {group_token}: 1 error occurred:\n"
-        "\t* [display_name] No group found matching specified filter (displayName eq 'Nobody's')\n\n"
+        f"invoking {GROUP_TOKEN}: 1 error occurred:\n"
+        "\t* [display_name] No group found matching specified filter (displayName eq 'Nobody')\n\n"
     )
-    other = rpc_error(invoke, plugin, "azuread:index/getDomains:getDomains", {})
+    # groupDataSourceRead puts the name into its filter unescaped: Graph refuses the filter, even though the
+    # group exists, and the provider reports Graph's error through go-azure-sdk's wording.
+    apostrophe = rpc_error(invoke, directory_reader, GROUP_TOKEN, {"displayName": "O'Brien's team"})
+    assert apostrophe.details() == (
+        f"invoking {GROUP_TOKEN}: 1 error occurred:\n"
+        "\t* Retrieving groups for filter (displayName eq 'O'Brien's team'): unexpected status 400 "
+        "(400 Bad Request) with error: BadRequest: Invalid filter clause: Syntax error at position 23 in "
+        "'displayName eq 'O'Brien's team''.\n\n"
+    )
+    (refused,) = graph_emulator.requests(method="GET", path_contains="/beta/groups", status=400)
+    assert refused.query == {"$filter": "displayName eq 'O'Brien's team'"}
+    other = rpc_error(invoke, directory_reader, "azuread:index/getDomains:getDomains", {})
     assert other.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configure signs in, as the real provider's does
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_configure_signs_in_and_a_wrong_secret_fails_with_upstreams_text(
+    standin_env: dict[str, str], graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    host = StandIn(standin_env)
+    try:
+        host.configure(graph_app)
+        (signed_in,) = graph_emulator.requests(method="POST", path_contains="/oauth2/v2.0/token")
+        assert signed_in.status == 200
+        wrong = dataclasses.replace(graph_app, secret="not-the-secret")
+        failure = rpc_error(host.configure, wrong)
+    finally:
+        host.close()
+    assert failure.code() == grpc.StatusCode.UNKNOWN
+    first, reason, *_ = failure.details().split("\n")
+    assert first == "1 error occurred:"
+    assert reason.startswith(
+        "\t* building client: unable to obtain access token: clientCredentialsToken: received HTTP status 401 "
+        "with response: {"
+    ), reason
+    assert "invalid_client" in reason
+    assert "AADSTS7000215: Invalid client secret provided." in reason
+    assert "not-the-secret" not in failure.details() + host.stderr
+    assert [r.status for r in graph_emulator.requests(path_contains="/v1.0/")] == [], "Configure never calls Graph"

@@ -14,8 +14,18 @@ What it does
     * Serves exactly ``azuread:index/namedLocation:NamedLocation`` and
       ``azuread:index/conditionalAccessPolicy:ConditionalAccessPolicy``, and the read-only functions
       the program calls (getServicePrincipal by clientId, getUser by userPrincipalName, getGroup by
-      displayName; ``LOOKUPS``). Any other token is an error that names it. A failed lookup answers
-      upstream's texts in the bridge's format (``DataSourceError``).
+      displayName; ``LOOKUPS``). Any other token is an error that names it. Each lookup sends the
+      requests of terraform-provider-azuread v3.9's data source (get_user, get_group and
+      get_service_principal cite the functions): users by ``$filter``, groups through beta with the
+      name's quotes *not* doubled (so Graph refuses a name with an apostrophe), then members and owners,
+      a user's manager, a service principal's samlMetadataUrl through beta. The ``id`` is upstream's
+      (``/users/{id}``, ``/groups/{id}``, ``/servicePrincipals/{id}``); ``objectId`` is the bare GUID.
+      A failed lookup answers upstream's texts in the bridge's format (``DataSourceError``), Graph's
+      errors worded as go-azure-sdk words them (``sdk_error``).
+    * Configure signs in, as upstream's providerConfigure does: a client secret is POSTed to the token
+      endpoint (service_clients.credentials.client_secret_sign_in), any other credential goes through
+      the credential chain; a refusal fails Configure with upstream's text (``configure_failure``), so a
+      wrong secret stops ``pulumi preview``.
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
     * Check validates the inputs against the 6.11.1 schema, which ``NAMED_LOCATION_FIELDS`` and
@@ -82,6 +92,8 @@ What it does NOT do
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
+    * Configure does not look up the token holder's object id when the token lacks an ``oid`` claim
+      (upstream's Client.build does), nor check ``metadata_host``/``environment``.
     * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
       ARM_CLIENT_SECRET, then whatever service_clients.credentials finds: AZURE_CLIENT_ID /
       AZURE_CLIENT_SECRET, workload identity or the Azure CLI). No certificates, no MSI, no
@@ -98,6 +110,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import http
 import ipaddress
 import json
 import logging
@@ -1262,6 +1275,64 @@ class ProviderConfig:
     client_secret: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """Whom the provider signs in as: the tenant, and a client secret or (both None) the credential chain."""
+
+    tenant: str
+    client_id: str | None
+    client_secret: str | None = field(repr=False)
+    scope: str
+
+    def token(self) -> str:
+        return credentials.access_token(
+            self.tenant, self.scope, client_id=self.client_id, client_secret=self.client_secret
+        )
+
+    def sign_in(self) -> None:
+        """What Configure does (``configure_failure``): a client secret is sent to the token endpoint as
+        go-azure-sdk's ClientSecretAuthorizer.Token sends it (sdk/auth/client_secret_authorizer.go: one form
+        POST, client_credentials grant); any other credential goes through service_clients.credentials."""
+        if self.client_id and self.client_secret:
+            credentials.client_secret_sign_in(self.tenant, self.scope, self.client_id, self.client_secret)
+        else:
+            self.token()
+
+
+def sign_in_of(config: ProviderConfig) -> SignIn:
+    """Provider config first, then ARM_* (as upstream's getTenantId/getClientId/getClientSecret read them),
+    then service_clients.credentials' chain (AZURE_*, workload identity, the Azure CLI)."""
+    tenant = config.tenant_id or os.environ.get("ARM_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")
+    if not tenant:
+        raise StandInError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "no tenant: set azuread:tenantId (provider config), ARM_TENANT_ID or AZURE_TENANT_ID",
+        )
+    client_id = config.client_id or os.environ.get("ARM_CLIENT_ID")
+    client_secret = config.client_secret or os.environ.get("ARM_CLIENT_SECRET")
+    if not (client_id and client_secret):
+        client_id = client_secret = None  # service_clients.credentials falls back to AZURE_* / workload identity / CLI
+    return SignIn(tenant, client_id, client_secret, os.environ.get(GRAPH_SCOPE_ENV) or DEFAULT_GRAPH_SCOPE)
+
+
+def configure_failure(exc: credentials.CredentialError) -> str:
+    """What the real provider's Configure answers when it cannot get a token, in the bridge's format.
+
+    terraform-provider-azuread v3.9.0 signs in at Configure: internal/provider/provider.go, providerConfigure
+    → buildClient → internal/clients/builder.go, ClientBuilder.Build ("building client: %+v") →
+    internal/clients/client.go, Client.build, which acquires a token upfront ("unable to obtain access token:
+    %v"). For a client secret the token request is go-azure-sdk's sdk/auth/client_credentials.go,
+    clientCredentialsToken: "clientCredentialsToken: received HTTP status %d with response: %s". The
+    diagnostic goes through pulumi-terraform-bridge pkg/tfshim/sdk-v2/diagnostics.go, errors() (go-multierror's
+    "1 error occurred:" list). Another credential (workload identity, the CLI) fails with
+    service_clients.credentials' own account of the chain after the same prefix."""
+    if exc.token_status is not None:
+        reason = f"clientCredentialsToken: received HTTP status {exc.token_status} with response: {exc.token_response}"
+    else:
+        reason = str(exc)
+    return DataSourceError(f"building client: unable to obtain access token: {reason}").bridged()
+
+
 class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
     """A gRPC status with rich details (what grpcio-status's ``rpc_status.to_status`` builds)."""
 
@@ -1309,62 +1380,230 @@ def _go_quote(value: str) -> str:
 
 
 def _odata_quote(value: str) -> str:
+    """go-azure-sdk's odata.EscapeSingleQuote (sdk/odata/query.go): each ' doubled."""
     return value.replace("'", "''")
 
 
-def get_service_principal(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_service_principal by client_id (service_principal_data_source.go,
-    servicePrincipalDataSourceRead): $filter on appId, the first whose appId matches; none is an error."""
-    client_id = str(args.get("clientId") or "")
-    found_filter = f"appId eq '{_odata_quote(client_id)}'"
+def sdk_error(exc: GraphError) -> str:
+    """The error go-azure-sdk's client returns for a Graph error answer (sdk/client/client.go, Execute:
+    "unexpected status %s with %s", the status as "400 (400 Bad Request)", then "error: " and the OData
+    error, sdk/odata/errors.go Error.String(): code and message joined by ": ")."""
     try:
-        found = graph.list_all("/servicePrincipals", {"$filter": found_filter})
-    except GraphError as exc:
-        raise DataSourceError(
-            f"Listing service principals for filter {_go_quote(found_filter)}", detail=str(exc)
-        ) from None
-    sp = next((sp for sp in found if str(sp.get("appId", "")).lower() == client_id.lower()), None)
+        phrase = http.HTTPStatus(exc.status).phrase
+    except ValueError:
+        phrase = ""
+    status = f"{exc.status} ({exc.status} {phrase})" if phrase else str(exc.status)
+    odata = ": ".join(part for part in (exc.code, exc.graph_message) if part)
+    return f"unexpected status {status} with error: {odata}" if odata else f"unexpected status {status}"
+
+
+def _go_id(kind: str, object_id: str) -> str:
+    """A go-azure-sdk msgraph resource id printed with %s (common-types/stable/id_*.go, String())."""
+    return f'{kind} ({kind}: "{object_id}")'
+
+
+def _beta(graph: GraphClient, path: str) -> str:
+    """The beta URL of a path (GraphClient speaks v1.0; the data sources read some things through beta)."""
+    return f"{graph.base_url}/beta/{path.lstrip('/')}"
+
+
+def _ids(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(item.get("id")) for item in objects]
+
+
+def get_service_principal(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
+    """data.azuread_service_principal (terraform-provider-azuread v3.9.0,
+    internal/services/serviceprincipals/service_principal_data_source.go, servicePrincipalDataSourceRead):
+    by object_id, GET /servicePrincipals/{id}; by display_name or client_id, GET /servicePrincipals with
+    `$filter=displayName eq '...'` / `appId eq '...'` (quotes doubled, odata.EscapeSingleQuote), then the first
+    whose appId matches case-insensitively; then GET beta /servicePrincipals/{id}?$select=samlMetadataUrl.
+    The id is `stable.NewServicePrincipalID(id).ID()`, ``/servicePrincipals/{id}``."""
+    object_id, display_name = str(args.get("objectId") or ""), str(args.get("displayName") or "")
+    client_id = str(args.get("clientId") or "")
+    sp: Mapping[str, Any] | None = None
+    if object_id:
+        try:
+            sp = graph.get(f"/servicePrincipals/{quote(object_id)}")
+        except GraphError as exc:
+            what = _go_id("Service Principal", object_id)
+            if exc.status == 404:
+                raise DataSourceError(f"{what} was not found", attribute="object_id") from None
+            raise DataSourceError(f"Retrieving {what}", detail=sdk_error(exc), attribute="object_id") from None
+    else:
+        by, wanted = ("displayName", display_name) if display_name else ("appId", client_id)
+        found_filter = f"{by} eq '{_odata_quote(wanted)}'"
+        try:
+            found = graph.list_all("/servicePrincipals", {"$filter": found_filter})
+        except GraphError as exc:
+            raise DataSourceError(
+                f"Listing service principals for filter {_go_quote(found_filter)}", detail=sdk_error(exc)
+            ) from None
+        if display_name and not found:
+            detail = f"no service principals found matching filter: {_go_quote(found_filter)}"
+            raise DataSourceError("Service principal not found", detail=detail)
+        if display_name and len(found) > 1:
+            detail = f"found multiple service principals matching filter: {_go_quote(found_filter)}"
+            raise DataSourceError("Multiple service principals found", detail=detail)
+        sp = next((item for item in found if str(item.get(by, "")).lower() == wanted.lower()), None)
     if sp is None:
         raise DataSourceError("No service principal found", detail="no service principal found")
+    sp_id = str(sp["id"])
+    try:
+        beta = graph.get(_beta(graph, f"/servicePrincipals/{sp_id}"), {"$select": "samlMetadataUrl"})
+    except GraphError as exc:
+        what = _go_id("Service Principal", sp_id)
+        raise DataSourceError(f"Retrieving {what} (beta API)", detail=sdk_error(exc)) from None
     return {
-        "id": sp["id"],
-        "objectId": sp["id"],
-        "clientId": sp.get("appId"),
-        "displayName": sp.get("displayName"),
-        "applicationTenantId": sp.get("appOwnerOrganizationId"),
+        "id": f"/servicePrincipals/{sp_id}",
+        "objectId": sp_id,
+        "clientId": sp.get("appId") or "",
+        "displayName": sp.get("displayName") or "",
+        "applicationTenantId": sp.get("appOwnerOrganizationId") or "",
+        "accountEnabled": bool(sp.get("accountEnabled")),
+        "samlMetadataUrl": beta.get("samlMetadataUrl") or "",
+        "type": sp.get("servicePrincipalType") or "",
     }
 
 
+# userDataSourceRead's $select (user_data_source.go), in its order.
+USER_SELECT: Final = (
+    "accountEnabled,ageGroup,businessPhones,city,companyName,consentProvidedForMinor,country,creationType,"
+    "department,displayName,employeeHireDate,employeeId,employeeOrgData,employeeType,externalUserState,"
+    "faxNumber,givenName,id,imAddresses,jobTitle,mail,mailNickname,mobilePhone,officeLocation,"
+    "onPremisesDistinguishedName,onPremisesDomainName,onPremisesImmutableId,onPremisesSamAccountName,"
+    "onPremisesSecurityIdentifier,onPremisesSyncEnabled,onPremisesUserPrincipalName,otherMails,postalCode,"
+    "preferredLanguage,proxyAddresses,showInAddressList,state,streetAddress,surname,usageLocation,"
+    "userPrincipalName,userType"
+)
+
+
 def get_user(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_user by user_principal_name (user_data_source.go, userDataSourceRead), upstream's
-    texts. The request is still GET /users/{upn}, not upstream's $filter (the Graph emulator has no
-    $filter on users yet), so "More than one user found" cannot happen here."""
-    upn = str(args.get("userPrincipalName") or "")
-    try:
-        user = graph.get(f"/users/{quote(upn)}")
-    except GraphError as exc:
-        if exc.status == 404:
+    """data.azuread_user by user_principal_name (terraform-provider-azuread v3.9.0,
+    internal/services/users/user_data_source.go, userDataSourceRead): GET /users with
+    `$filter=userPrincipalName eq '...'` (quotes doubled, odata.EscapeSingleQuote); one match or upstream's
+    errors; then GET /users/{id} with upstream's $select (``USER_SELECT``) and GET /users/{id}/manager
+    (404: no manager). By object_id: GET /users/{id} alone first. The id is `stable.NewUserID(id).ID()`,
+    ``/users/{id}``; ``objectId`` is the bare GUID."""
+    upn, object_id = str(args.get("userPrincipalName") or ""), str(args.get("objectId") or "")
+    if upn:
+        try:
+            found = graph.list_all("/users", {"$filter": f"userPrincipalName eq '{_odata_quote(upn)}'"})
+        except GraphError as exc:
+            raise DataSourceError(f"Finding user with UPN: {_go_quote(upn)}", detail=sdk_error(exc)) from None
+        if len(found) > 1:
+            summary = f"More than one user found with UPN: {_go_quote(upn)}"
+            raise DataSourceError(summary, attribute="user_principal_name")
+        if not found:
+            raise DataSourceError(f"User with UPN {_go_quote(upn)} was not found", attribute="user_principal_name")
+        object_id = str(found[0]["id"])
+    elif object_id:
+        try:
+            object_id = str(graph.get(f"/users/{quote(object_id)}")["id"])
+        except GraphError as exc:
+            if exc.status == 404:
+                raise DataSourceError(
+                    f"User not found with object ID: {_go_quote(object_id)}", attribute="object_id"
+                ) from None
             raise DataSourceError(
-                f"User with UPN {_go_quote(upn)} was not found", attribute="user_principal_name"
+                f"Retrieving user with object ID: {_go_quote(object_id)}", detail=sdk_error(exc)
             ) from None
-        raise DataSourceError(f"Finding user with UPN: {_go_quote(upn)}", detail=str(exc)) from None
-    return {"id": user["id"], "objectId": user["id"], "userPrincipalName": user.get("userPrincipalName")}
+    else:
+        raise DataSourceError(
+            "One of `object_id`, `user_principal_name`, `mail_nickname` or `employee_id` must be supplied"
+        )
+    what = _go_id("User", object_id)
+    try:
+        user = graph.get(f"/users/{object_id}", {"$select": USER_SELECT})
+    except GraphError as exc:
+        raise DataSourceError(f"Retrieving {what}", detail=sdk_error(exc)) from None
+    try:
+        manager_id = str(graph.get(f"/users/{object_id}/manager").get("id") or "")
+    except GraphError as exc:
+        if exc.status != 404:
+            raise DataSourceError(f"Could not retrieve manager for {what}", detail=sdk_error(exc)) from None
+        manager_id = ""
+    return {
+        "id": f"/users/{object_id}",
+        "objectId": object_id,
+        "userPrincipalName": user.get("userPrincipalName") or "",
+        "displayName": user.get("displayName") or "",
+        "accountEnabled": bool(user.get("accountEnabled")),
+        "mail": user.get("mail") or "",
+        "mailNickname": user.get("mailNickname") or "",
+        "onpremisesSyncEnabled": bool(user.get("onPremisesSyncEnabled")),
+        "userType": user.get("userType") or "",
+        "managerId": manager_id,
+    }
 
 
 def get_group(graph: GraphClient, args: Mapping[str, Any]) -> dict[str, Any]:
-    """data.azuread_group by display_name (group_data_source.go, groupDataSourceRead), upstream's texts:
-    they quote the filter upstream builds, `displayName eq '%s'` with the name's quotes unescaped. The
-    request still escapes them and goes to v1.0, not upstream's beta."""
+    """data.azuread_group by display_name (terraform-provider-azuread v3.9.0,
+    internal/services/groups/group_data_source.go, groupDataSourceRead), through beta (GroupClientBeta):
+    GET beta /groups with `$filter=displayName eq '%s'` built with fmt.Sprintf and *no* quote escaping, so a
+    name with an apostrophe is a malformed filter that Graph refuses (emulators/graph.py,
+    filter_syntax_error); one match or upstream's errors; for a Microsoft 365 group the extra fields
+    (groups.go, groupGetAdditional; 404 ignored); then the members (or transitiveMembers with
+    include_transitive_members) and the owners listed. The id is `stable.NewGroupID(id).ID()`,
+    ``/groups/{id}``, and upstream's later messages quote it (d.Id()) as the "object ID"."""
     name = str(args.get("displayName") or "")
-    upstream_filter = f"displayName eq '{name}'"
+    group_filter = f"displayName eq '{name}'"
+    for flag, wire in (("mailEnabled", "mailEnabled"), ("securityEnabled", "securityEnabled")):
+        if isinstance(args.get(flag), bool):
+            group_filter += f" and {wire} eq {str(args[flag]).lower()}"
     try:
-        found = graph.list_all("/groups", {"$filter": f"displayName eq '{_odata_quote(name)}'"})
+        found = graph.list_all(_beta(graph, "/groups"), {"$filter": group_filter})
     except GraphError as exc:
-        raise DataSourceError(f"Retrieving groups for filter ({upstream_filter})", detail=str(exc)) from None
+        which = "No group found matching specified filter" if exc.status == 404 else "Retrieving groups for filter"
+        raise DataSourceError(f"{which} ({group_filter})", detail=sdk_error(exc)) from None
     if len(found) != 1:
         which = "More than one group found" if found else "No group found"
-        raise DataSourceError(f"{which} matching specified filter ({upstream_filter})", attribute="display_name")
-    return {"id": found[0]["id"], "objectId": found[0]["id"], "displayName": found[0].get("displayName")}
+        raise DataSourceError(f"{which} matching specified filter ({group_filter})", attribute="display_name")
+    group = found[0]
+    group_id = str(group["id"])
+    resource_id = f"/groups/{group_id}"
+    extra: Mapping[str, Any] = {}
+    if "Unified" in (group.get("groupTypes") or []):
+        select = "allowExternalSenders,autoSubscribeNewMembers,hideFromAddressLists,hideFromOutlookClients"
+        try:
+            extra = graph.get(_beta(graph, f"/groups/{group_id}"), {"$select": select})
+        except GraphError as exc:
+            if exc.status != 404:
+                raise DataSourceError(
+                    f"Could not retrieve group with object ID {_go_quote(resource_id)}",
+                    detail=f"retrieving additional fields: {sdk_error(exc)}",
+                ) from None
+    members_path = "transitiveMembers" if args.get("includeTransitiveMembers") else "members"
+    members_what = "transitive group members" if members_path == "transitiveMembers" else "group members"
+    try:
+        members = graph.list_all(_beta(graph, f"/groups/{group_id}/{members_path}"))
+    except GraphError as exc:
+        raise DataSourceError(
+            f"Could not retrieve {members_what} for group with object ID: {_go_quote(resource_id)}",
+            detail=sdk_error(exc),
+        ) from None
+    try:
+        owners = graph.list_all(_beta(graph, f"/groups/{group_id}/owners"))
+    except GraphError as exc:
+        raise DataSourceError(
+            f"Could not retrieve group owners for group with object ID: {_go_quote(resource_id)}",
+            detail=sdk_error(exc),
+        ) from None
+    return {
+        "id": resource_id,
+        "objectId": group_id,
+        "displayName": group.get("displayName") or "",
+        "description": group.get("description") or "",
+        "securityEnabled": bool(group.get("securityEnabled")),
+        "mailEnabled": bool(group.get("mailEnabled")),
+        "assignableToRole": bool(group.get("isAssignableToRole")),
+        "types": list(group.get("groupTypes") or []),
+        "members": _ids(members),
+        "owners": _ids(owners),
+        "externalSendersAllowed": bool(extra.get("allowExternalSenders")),
+        "autoSubscribeNewMembers": bool(extra.get("autoSubscribeNewMembers")),
+        "hideFromAddressLists": bool(extra.get("hideFromAddressLists")),
+        "hideFromOutlookClients": bool(extra.get("hideFromOutlookClients")),
+    }
 
 
 LOOKUPS: Final[Mapping[str, Callable[[GraphClient, Mapping[str, Any]], dict[str, Any]]]] = {
@@ -1412,14 +1651,21 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 value = variables.get(f"azuread:config:{key}") or variables.get(f"azuread:{key}")
             return str(value) if value not in (None, "") and not is_unknown(value) else None
 
+        config = ProviderConfig(pick("tenantId"), pick("clientId"), pick("clientSecret"))
         with self._lock:
-            self.config = ProviderConfig(pick("tenantId"), pick("clientId"), pick("clientSecret"))
+            self.config = config
         log.debug(
             "configured: tenant=%s client=%s secret=%s",
-            self.config.tenant_id,
-            self.config.client_id,
-            "set" if self.config.client_secret else "unset",
+            config.tenant_id,
+            config.client_id,
+            "set" if config.client_secret else "unset",
         )
+        try:
+            sign_in_of(config).sign_in()
+        except StandInError as exc:
+            self._abort(context, exc.code, exc.message)
+        except credentials.CredentialError as exc:
+            self._abort(context, grpc.StatusCode.UNKNOWN, configure_failure(exc))
         return provider_pb2.ConfigureResponse(acceptSecrets=True, supportsPreview=True, acceptResources=True)
 
     def Cancel(self, request: empty_pb2.Empty, context: grpc.ServicerContext) -> empty_pb2.Empty:
@@ -1655,24 +1901,8 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             )
         with self._lock:
             config = self.config
-        tenant = config.tenant_id or os.environ.get("ARM_TENANT_ID") or os.environ.get("AZURE_TENANT_ID")
-        if not tenant:
-            raise StandInError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "no tenant: set azuread:tenantId (provider config), ARM_TENANT_ID or AZURE_TENANT_ID",
-            )
-        client_id = config.client_id or os.environ.get("ARM_CLIENT_ID")
-        client_secret = config.client_secret or os.environ.get("ARM_CLIENT_SECRET")
-        if not (client_id and client_secret):
-            client_id = client_secret = (
-                None  # service_clients.credentials falls back to AZURE_* / workload identity / CLI
-            )
-        scope = os.environ.get(GRAPH_SCOPE_ENV) or DEFAULT_GRAPH_SCOPE
-
-        def token() -> str:
-            return credentials.access_token(tenant, scope, client_id=client_id, client_secret=client_secret)
-
-        with GraphClient(base_url, tenant, token) as graph:
+        sign_in = sign_in_of(config)
+        with GraphClient(base_url, sign_in.tenant, sign_in.token) as graph:
             yield graph
 
     @staticmethod
