@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from emulators.clients import GraphApp
+from emulators.graph import GraphEmulator
 from emulators.pulumi_project import PulumiFailed, PulumiProject
 from tests.helpers import ROOT
 
@@ -41,8 +43,19 @@ azuread.ConditionalAccessPolicy(
 """
 
 
-def test_bad_values_fail_the_preview_with_the_bridges_check_failures(pulumi_cli: Path, tmp_path: Path) -> None:
-    project = PulumiProject.create(pulumi_cli, tmp_path, {}, standin_azuread=True)
+def test_bad_values_fail_the_preview_with_the_bridges_check_failures(
+    pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator, graph_app: GraphApp
+) -> None:
+    # Configure signs in, as upstream's does: the stand-in gets the Graph emulator and an app of it.
+    env = {
+        "ARM_TENANT_ID": graph_app.tenant,
+        "ARM_CLIENT_ID": graph_app.client_id,
+        "ARM_CLIENT_SECRET": graph_app.secret,
+        "AZUREAD_STANDIN_GRAPH_URL": graph_emulator.url,
+        "AZUREAD_STANDIN_AUTHORITY": graph_emulator.url,
+        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
+    }
+    project = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
     for entry in project.workdir.iterdir():
         entry.unlink()  # a project of this test's own, not the repository's program
     (project.workdir / "Pulumi.yaml").write_text(
