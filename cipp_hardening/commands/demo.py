@@ -412,6 +412,8 @@ def engine_env(world: DemoWorld, stack: DemoStack) -> dict[str, str]:
         "ARM_CLIENT_SECRET": secret,
         "AZUREAD_STANDIN_GRAPH_URL": world.graph.url,
         "AZUREAD_STANDIN_AUTHORITY": world.graph.url,
+        # upstream's consistency waits (five reads 5 s apart, 15 s first for a location) in milliseconds
+        "AZUREAD_STANDIN_WAIT_SCALE": "0.002",
         # The program's own read of the MSP tenant (duplicate check, docs/adopt.md) as the azuread deployer:
         # here the Graph emulator issues those tokens, while AZURE_AUTHORITY_HOST is CIPP's for Part C.
         "CIPP_HARDENING_GRAPH_AUTHORITY": world.graph.url,

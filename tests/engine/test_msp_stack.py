@@ -23,6 +23,7 @@ from cipp_hardening.commands.demo import (
     DemoWorld,
     demo_world,
 )
+from emulators.clients import GraphClient
 from emulators.pulumi_project import PulumiFailed, PulumiProject, state_reveals, steps_of
 from tests.engine.msp_project import MANAGER, STACK, msp_project
 from tests.helpers import ROOT
@@ -197,4 +198,40 @@ def test_part_c_drift_marks_the_changed_field_and_up_repairs_it(project: PulumiP
     repaired = world.cipp.client_row(RMM)
     assert repaired is not None
     assert json.loads(repaired["IPRange"]) == ["203.0.113.0/24", "2001:0db8:0000:0000:0000:0000:0000:0000/48"]
+    project.run("preview", "--refresh", "--expect-no-changes", "--stack", STACK)
+
+
+def portal_edit(world: DemoWorld, policy_id: str, body: dict[str, object]) -> None:
+    """A PATCH through Graph, as the Entra portal saves a policy (as the deploying app here)."""
+    token = world.graph.access_token(world.msp_tenant, *world.deployer)
+    graph = GraphClient(world.graph.url, str(world.tls.ca_bundle), token)
+    try:
+        answer = graph.patch(f"/v1.0/identity/conditionalAccess/policies/{policy_id}", json=body)
+        assert answer.status_code == 204, answer.text
+    finally:
+        graph.close()
+
+
+def test_a_portal_added_session_control_is_shown_and_up_removes_it(project: PulumiProject, world: DemoWorld) -> None:
+    project.run("up", "--yes", "--skip-preview", "--stack", STACK)
+    part_a = next(p for p in world.graph.policies(world.msp_tenant) if p["displayName"].startswith("Block CIPP"))
+    assert part_a.get("sessionControls") is None
+    # Sign-in frequency "every time" added to Part A in the portal. Its flattened block holds only the two
+    # provider-computed fields, but SDK v2 diffs the block count: the real provider shows it and removes it.
+    every_time = {
+        "isEnabled": True,
+        "frequencyInterval": "everyTime",
+        "authenticationType": "primaryAndSecondaryAuthentication",
+    }
+    portal_edit(world, part_a["id"], {"sessionControls": {"signInFrequency": every_time}})
+    assert world.graph.get_policy(world.msp_tenant, part_a["id"])["sessionControls"]["signInFrequency"]["isEnabled"]
+
+    with pytest.raises(PulumiFailed) as drift:
+        project.run("preview", "--refresh", "--expect-no-changes", "--diff", "--stack", STACK)
+    shown = drift.value.result.stdout
+    update = shown.split(f"{CA_POLICY}: (update)", 1)[1]
+    assert "- sessionControls" in update, shown
+
+    project.run("up", "--yes", "--refresh", "--skip-preview", "--stack", STACK)
+    assert world.graph.get_policy(world.msp_tenant, part_a["id"]).get("sessionControls") is None
     project.run("preview", "--refresh", "--expect-no-changes", "--stack", STACK)

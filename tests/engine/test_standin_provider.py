@@ -28,7 +28,6 @@ import grpc
 import pulumi_azuread
 import pytest
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
-from google.rpc import status_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi_azuread import _inputs, conditional_access_policy, named_location
 
@@ -236,6 +235,7 @@ def standin_env(graph_emulator: GraphEmulator, graph_app: GraphApp) -> dict[str,
     # Credentials come from the provider configuration, as `pulumi config set azuread:clientSecret --secret` gives them.
     del env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"]
     env |= {"CIPP_STANDIN_PYTHON": sys.executable, standin.GRAPH_URL_ENV: graph_emulator.url}
+    env[standin.WAIT_SCALE_ENV] = "0.001"  # upstream's 5 s between confirming reads, as 5 ms
     return env
 
 
@@ -346,15 +346,44 @@ def test_check_passes_the_program_inputs_through_and_names_bad_properties(plugin
         assert failures == []
         assert checked == inputs
 
-    technicians = msp_inputs(TECHNICIANS, location_id=UNKNOWN)
+    # SDK v2 skips a block holding an unknown value (isWhollyKnown): a known location id, so conditions is judged.
+    technicians = msp_inputs(TECHNICIANS, location_id=str(uuid.uuid4()))
     technicians["conditions"]["users"]["includedUserz"] = ["x"]
     technicians["objectId"] = "set-by-hand"
     del technicians["state"]
+    technicians["conditions"]["clientAppTypes"] = ["all", "legacy"]
     _, failures = plugin.check(CAP, TECHNICIANS, technicians)
-    assert {path for path, _ in failures} == {"conditions.users.includedUserz", "objectId", "state"}
+    # SDK v2's diagnostics as the bridge words them (no property: the path is in the reason).
+    where = "Examine values at 'technician-access-policy"
+    assert failures == [
+        (
+            "",
+            'expected conditions.0.client_app_types.1 to be one of ["all" "browser" "easSupported" '
+            '"exchangeActiveSync" "mobileAppsAndDesktopClients" "other"], got legacy. '
+            f"{where}.conditions.clientAppTypes[1]'.",
+        ),
+        ("", f"Invalid or unknown key. {where}.conditions.users.includedUserz'."),
+        (
+            "",
+            'Value for unconfigurable attribute. Can\'t configure a value for "object_id": its value will be decided '
+            f"automatically based on the result of applying this configuration.. {where}.objectId'.",
+        ),
+        (
+            "",
+            'Missing required argument. The argument "state" is required, but no definition was found.. '
+            f"{where}.state'.",
+        ),
+    ]
 
     _, failures = plugin.check(NL, LOCATION, {"displayName": "no block"})
-    assert failures == [("ip", "exactly one of `ip` or `country` must be specified")]
+    assert failures == [
+        (
+            "",
+            f'Invalid combination of arguments. "{block}": one of `country,ip` must be specified. '
+            f"Examine values at '{LOCATION}.{block}'.",
+        )
+        for block in ("country", "ip")
+    ]
 
     error = rpc_error(plugin.check, "azuread:index/user:User", "someone", {"displayName": "x"})
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -466,13 +495,14 @@ def test_create_read_diff_update_delete_against_the_emulator(
     diff = plugin.diff(CAP, TECHNICIANS, technicians_id, technicians_out, more_excluded)
     assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME
     assert list(diff.diffs) == ["conditions"]
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.users.excludedUsers": Kind.UPDATE}
+    # The bridge's detailed diff is per element (detailed_diff.go, makeListAttributeDiff): one user added at [3].
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.users.excludedUsers[3]": Kind.ADD}
     assert list(diff.replaces) == []
 
     new_ranges = copy.deepcopy(location_inputs)
     new_ranges["ip"]["ipRanges"].append("198.51.100.0/24")
     diff = plugin.diff(NL, LOCATION, location_id, location, new_ranges)
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"ip.ipRanges": Kind.UPDATE}
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"ip.ipRanges[2]": Kind.ADD}
     assert list(diff.replaces) == []  # ForceNew on the `ip` block fires only when the block comes or goes
     to_country = {"displayName": "Trusted - MSP Office", "country": {"countriesAndRegions": ["NL"]}}
     diff = plugin.diff(NL, LOCATION, location_id, location, to_country)
@@ -481,7 +511,9 @@ def test_create_read_diff_update_delete_against_the_emulator(
 
     # An unknown deep inside is reported where it is; an Optional+Computed value the program sets is compared.
     diff = plugin.diff(CAP, TECHNICIANS, technicians_id, technicians_out, msp_inputs(TECHNICIANS, location_id=UNKNOWN))
-    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {"conditions.locations.excludedLocations": Kind.UPDATE}
+    assert {k: v.kind for k, v in diff.detailedDiff.items()} == {
+        "conditions.locations.excludedLocations[0]": Kind.UPDATE
+    }
     service_id, service_in, service_out = created[SERVICE_ACCOUNT]
     secondary = copy.deepcopy(service_in)
     secondary["sessionControls"]["signInFrequencyAuthenticationType"] = "secondaryAuthentication"
@@ -509,7 +541,8 @@ def test_create_read_diff_update_delete_against_the_emulator(
     assert updated["conditions"]["users"]["excludedUsers"] == more_excluded["conditions"]["users"]["excludedUsers"]
     stored = graph_emulator.get_policy(tenant, technicians_out["objectId"])
     assert stored["conditions"]["users"]["excludeUsers"] == more_excluded["conditions"]["users"]["excludedUsers"]
-    assert [r.method for r in graph_emulator.requests(path_contains="/v1.0/")] == ["PATCH", "GET"]
+    # conditionalAccessPolicyResourceUpdate: five consecutive reads showing the name and state
+    assert [r.method for r in graph_emulator.requests(path_contains="/v1.0/")] == ["PATCH"] + ["GET"] * 5
 
     graph_emulator.clear_log()
     moved = plugin.update(NL, LOCATION, location_id, location, new_ranges)
@@ -549,16 +582,15 @@ def test_graph_errors_become_grpc_errors_naming_the_resource(
     for part in ("BadRequest", "1007: the conditions are not valid", CAP, TECHNICIANS):
         assert part in error.details()
 
-    # Created, then unreadable: the engine gets the id (ErrorResourceInitFailed) so the policy is not orphaned.
+    # Created, then unreadable: upstream's create wait fails before d.SetId, so nothing is recorded and the
+    # policy is left in Graph (tests/test_standin_waits.py: a Read failing after the wait records the id).
     graph_emulator.inject(method="GET", path_contains="/conditionalAccess/policies/", status=403, times=None)
     error = rpc_error(plugin.create, CAP, TECHNICIANS, inputs)
-    assert "could not be read back" in error.details()
-    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
-    (detail,) = status_pb2.Status.FromString(details).details
-    init_failed = provider_pb2.ErrorResourceInitFailed()
-    assert detail.Unpack(init_failed)
     (policy,) = graph_emulator.policies(graph_app.tenant)
-    assert init_failed.id == f"/identity/conditionalAccess/policies/{policy['id']}"
+    assert f"Waiting for creation of /identity/conditionalAccess/policies/{policy['id']}: " in error.details()
+    assert "retrieving resource: Graph error UnknownError" in error.details()
+    assert "grpc-status-details-bin" not in dict(error.trailing_metadata())
+    graph_emulator.clear_faults()
 
     error = rpc_error(plugin.create, NL, "country", {"displayName": "NL", "country": {"countriesAndRegions": ["NL"]}})
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -572,7 +604,8 @@ def test_a_named_location_unreadable_after_its_create_is_left_out_of_state(
     plugin.configure(graph_app)
     graph_emulator.inject(method="GET", path_contains="/conditionalAccess/namedLocations/", status=403, times=None)
     error = rpc_error(plugin.create, NL, LOCATION, msp_inputs(LOCATION))
-    assert "could not be read back" in error.details()
+    assert "waiting for creation of /identity/conditionalAccess/namedLocations/" in error.details()
+    assert "retrieving resource: Graph error" in error.details()
     assert "grpc-status-details-bin" not in dict(error.trailing_metadata())
     assert len(graph_emulator.named_locations(graph_app.tenant)) == 1, "the object exists in Graph, orphaned"
 

@@ -28,14 +28,26 @@ What it does
       wrong secret stops ``pulumi preview``.
     * Start-up like every plugin: binds 127.0.0.1 on a free port, prints only the port and a newline
       on stdout, then serves until SIGINT or SIGTERM. argv (the engine address and any flags) is ignored.
-    * Check validates property names (and required properties) against the 6.11.1 schema, which
-      ``SCHEMAS`` mirrors: tests/engine/test_standin_provider.py compares it with the pulumi_azuread
-      SDK's input classes. Check returns the inputs unchanged, unknowns included.
+    * Check validates the inputs against the 6.11.1 schema, which ``NAMED_LOCATION_FIELDS`` and
+      ``POLICY_FIELDS`` mirror (tests/engine/test_standin_provider.py compares them with the pulumi_azuread
+      SDK's input classes), with upstream's ValidateFuncs and cross-attribute rules
+      (``NAMED_LOCATION_RULES``, ``POLICY_RULES``: StringInSlice enums, ip_ranges PrefixLengthAtLeast(8),
+      StringIsNotEmpty, IntAtLeast, ExactlyOneOf, AtLeastOneOf, RequiredWith), in terraform-plugin-sdk
+      v2's order (schemaMap.validate; a block holding an unknown value is skipped, as isWhollyKnown does).
+      Each failure is worded as pulumi-terraform-bridge words it (check_failures.go, NewCheckFailure):
+      "<summary>. <detail>. Examine values at '<name>.<path>'.", no Property, so a bad value fails at
+      ``pulumi preview``. Check returns the inputs unchanged, unknowns included.
     * Diff follows terraform-plugin-sdk v2 semantics as the bridge reports them. Unset and
       zero values (null, "", false, 0, []) are equal. An unset Optional+Computed attribute keeps its
-      prior value. Lists are ordered. Replacement happens only where upstream has ``ForceNew``: the
-      ``ip`` and ``country`` blocks of azuread_named_location
-      (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
+      prior value. A MaxItems=1 block counts as a list of one (``session_controls.#``): a block the
+      program drops is a change even when it only holds provider-computed values, and one it adds is a
+      change unless the field's DiffSuppressFunc hides it (sessionControls all at defaults). The detailed
+      diff names list elements (``conditions.users.excludedUsers[1]``), as the bridge's
+      pkg/tfbridge/detailed_diff.go does. conditionalAccessPolicyCustomizeDiff's two errors (an
+      ineffective sessionControls without grantControls; everyTime with a frequency or period) fail
+      Diff, Create and Update, previews included (``customize_diff``). Lists are ordered.
+      Replacement happens only where upstream has ``ForceNew``: the ``ip`` and ``country`` blocks of
+      azuread_named_location (internal/services/conditionalaccess/named_location_resource.go). Adding or removing one of
       those blocks replaces the resource. Changes inside a block are updated in place, as TF does
       for a nested attribute of a ForceNew list block (terraform-bridge cross-test
       TestBlockCollectionForceNew) and as the upstream Update function expects. Nothing in
@@ -43,9 +55,17 @@ What it does
     * Create/Update/Read/Delete call Microsoft Graph v1.0 at ``$AZUREAD_STANDIN_GRAPH_URL`` with the
       project's own renderer (``cipp_hardening.graph_render``) for the request bodies. They read the
       object back with GET and map it to outputs the way upstream's flatten functions do. They
-      follow upstream's ordering and consistency steps: Create waits until the new object is
-      readable. Update waits until GET reflects the change. Delete of an IP location first PATCHes
-      ``isTrusted: false``. Delete then waits for 404.
+      follow upstream's ordering and consistency waits (``Waiter``, ``WaitTiming``): five consecutive
+      confirming reads at least 5 s apart, backing off to 10 s after a read that does not confirm, as
+      terraform-plugin-sdk v2's StateChangeConf runs consistency.WaitForUpdate / WaitForDeletion
+      (internal/helpers/consistency/consistency.go). A new IP named location is first read after 15 s
+      (WaitForUpdateDelayStart) and its wait fails on any read error, a 404 included
+      (ipNamedLocationWait); a new policy's wait takes a 404 as "not yet" (conditionalAccessPolicyResourceCreate).
+      Update waits until the ranges and trust (location) or the display name and state (policy) read back
+      as configured. Delete of an IP location first PATCHes ``isTrusted: false`` and waits for it, then
+      DELETE and five consecutive 404s. ``$AZUREAD_STANDIN_WAIT_SCALE`` multiplies every interval (default
+      1; the engine tests and the demo set it small); the timeouts stay upstream's (5 minutes, a policy
+      update 15).
     * The resource id is upstream v3's path form, ``/identity/conditionalAccess/namedLocations/{guid}``
       or ``/identity/conditionalAccess/policies/{guid}``. ``objectId`` is the bare GUID.
     * In preview, Create and Update make no HTTP call. Create reports ``id``, ``objectId`` and each
@@ -55,11 +75,11 @@ What it does
       ``sessionControls.signInFrequencyAuthenticationType``, ``sessionControls.signInFrequencyInterval``
       and ``country.countryLookupMethod``.
     * Graph error envelopes become gRPC errors naming the Graph code and message and the resource
-      type and name. A failure after Graph created the object carries ``ErrorResourceInitFailed``
-      with the id, so the engine records the half-created resource, for a policy only: upstream's
-      IP named location sets its id after the consistency wait (namedLocationResourceCreate), so a
-      location whose read-back fails is left in Graph and not in state. A Read that Graph answers with
-      404 returns an empty id.
+      type and name. Both creates set the id only after their consistency wait
+      (namedLocationResourceCreate, conditionalAccessPolicyResourceCreate: ``d.SetId`` follows the wait),
+      so an object whose wait fails is left in Graph and not in state. Only the Read after the wait
+      failing carries ``ErrorResourceInitFailed`` with the id (SDK v2 keeps a create's state once the id
+      is set). A Read that Graph answers with 404 returns an empty id.
     * Import (a Read with neither state nor inputs, what ``pulumi import`` and the ``import`` resource
       option send) requires upstream's path form, ``/identity/conditionalAccess/{namedLocations|policies}/{guid}``
       (ImporterValidatingResourceId), and answers inputs extracted from the object, as the bridge does.
@@ -67,12 +87,11 @@ What it does
 What it does NOT do
     * No other azuread resources or functions, no GetSchema, no Parameterize. Outside an
       import, a bare GUID id is accepted as well as the path form.
-    * No Terraform ValidateFunc checks (enums, CIDR prefix lengths, AtLeastOneOf, CustomizeDiff
-      rules), no schema defaults applied in Check, no state upgraders, no ``__meta``/timeouts in state.
+    * No ValidatePolicyAuthenticationStrengthPolicyID, no schema defaults applied in Check, no state
+      upgraders, no ``__meta``/timeouts in state.
     * Country named locations and the inputs ``graph_render`` refuses (devices, client applications,
       authentication strength...) cannot be created or updated: the renderer raises, and that becomes
       an INVALID_ARGUMENT error. They can still be read.
-    * The Update wait is one consistent GET, not TF's five consecutive ones spaced 5 s apart.
     * Configure does not look up the token holder's object id when the token lacks an ``oid`` claim
       (upstream's Client.build does), nor check ``metadata_host``/``environment``.
     * Credentials: client secret only (provider config clientId/clientSecret, then ARM_CLIENT_ID /
@@ -92,9 +111,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import http
+import ipaddress
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -126,8 +148,9 @@ GRAPH_URL_ENV: Final = "AZUREAD_STANDIN_GRAPH_URL"
 GRAPH_SCOPE_ENV: Final = "AZUREAD_STANDIN_GRAPH_SCOPE"
 LOG_LEVEL_ENV: Final = "AZUREAD_STANDIN_LOG"
 DEFAULT_GRAPH_SCOPE: Final = "https://graph.microsoft.com/.default"
+WAIT_SCALE_ENV: Final = "AZUREAD_STANDIN_WAIT_SCALE"
 DEFAULT_TIMEOUT_S: Final = 300.0  # upstream's create/read/delete timeouts are 5 minutes
-POLL_INTERVAL_S: Final = 1.0
+POLICY_UPDATE_TIMEOUT_S: Final = 900.0  # conditionalAccessPolicyResource: Update 15 minutes
 
 log = logging.getLogger("azuread-standin")
 
@@ -150,6 +173,9 @@ class Prop:
     computed: bool = False
     output: bool = False
     fields: Mapping[str, Prop] = field(default_factory=dict)
+    # A DiffSuppressFunc that hides the block's count going 0 -> 1 while every field in it is at its default
+    # (conditionalAccessPolicyDiffSuppress on session_controls).
+    suppress_empty_add: bool = False
 
 
 def _string(*, required: bool = False, computed: bool = False, output: bool = False) -> Prop:
@@ -160,8 +186,8 @@ def _strings(*, required: bool = False) -> Prop:
     return Prop("strings", required=required)
 
 
-def _block(fields: Mapping[str, Prop], *, required: bool = False) -> Prop:
-    return Prop("block", required=required, fields=fields)
+def _block(fields: Mapping[str, Prop], *, required: bool = False, suppress_empty_add: bool = False) -> Prop:
+    return Prop("block", required=required, fields=fields, suppress_empty_add=suppress_empty_add)
 
 
 def _blocks(fields: Mapping[str, Prop]) -> Prop:
@@ -255,7 +281,8 @@ POLICY_FIELDS: Final[Mapping[str, Prop]] = {
             "signInFrequencyAuthenticationType": _string(computed=True),
             "signInFrequencyInterval": _string(computed=True),
             "signInFrequencyPeriod": _string(),
-        }
+        },
+        suppress_empty_add=True,
     ),
     "state": _string(required=True),
 }
@@ -268,6 +295,13 @@ class ResourceKind:
     collection: str  # under /identity/conditionalAccess
     force_new_blocks: tuple[str, ...]  # upstream ForceNew (replace when the block is added or removed)
     flatten: Callable[[Mapping[str, Any]], dict[str, Any]]
+    wait_texts: Mapping[str, str]  # upstream's ErrorDiagF summary of each failed wait, "{id}" the resource id
+    update_timeout_s: float = DEFAULT_TIMEOUT_S
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # Check's validation, by property path without indices
+
+    def wait_failed(self, operation: str, resource_id: str, exc: WaitFailed) -> StandInError:
+        summary = self.wait_texts[operation].format(id=resource_id, quoted=json.dumps(resource_id))  # Go's %q
+        return StandInError(grpc.StatusCode.UNKNOWN, f"{summary}: {exc}")
 
     @property
     def graph_path(self) -> str:
@@ -312,6 +346,302 @@ class StandInError(Exception):
         self.code = code
         self.message = message
         self.init_failed = init_failed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Check-time validation: upstream's ValidateFuncs and cross-attribute rules
+# ---------------------------------------------------------------------------------------------------
+
+Validator = Callable[[Any, str], list[str]]
+
+
+def _go_strings(values: Sequence[str]) -> str:
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(v) for v in values) + "]"
+
+
+def in_slice(*valid: str) -> Validator:
+    """validation.StringInSlice(valid, false): terraform-plugin-sdk v2 helper/validation/strings.go."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if not isinstance(value, str):
+            return [f"expected type of {key} to be string"]
+        return [] if value in valid else [f"expected {key} to be one of {_go_strings(valid)}, got {value}"]
+
+    return check
+
+
+def not_empty(value: Any, key: str) -> list[str]:
+    """validation.StringIsNotEmpty (helper/validation/strings.go)."""
+    if not isinstance(value, str):
+        return [f"expected type of {json.dumps(key)} to be string"]
+    return [] if value else [f"expected {json.dumps(key)} to not be an empty string, got "]
+
+
+def prefix_length_at_least(minimum: int) -> Validator:
+    """validation.PrefixLengthAtLeast (terraform-provider-azuread internal/helpers/tf/validation/net.go):
+    not empty, netip.ParsePrefix (address/bits, no zone, no leading zeros), then the prefix length."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if errors := not_empty(value, key):
+            return errors
+        address, _, bits = str(value).rpartition("/")
+        try:
+            if not address or "%" in address or not re.fullmatch(r"0|[1-9][0-9]*", bits):
+                raise ValueError(value)
+            network = ipaddress.ip_network(f"{address}/{bits}", strict=False)
+        except ValueError:
+            return [f"expected {json.dumps(key)} to be a valid IPv4 or IPv6 prefix"]
+        if network.prefixlen < minimum:
+            return [f"expected {json.dumps(key)} to have a prefix length at least {minimum}, got {network.prefixlen}"]
+        return []
+
+    return check
+
+
+def int_at_least(minimum: int) -> Validator:
+    """validation.IntAtLeast (helper/validation/int.go)."""
+
+    def check(value: Any, key: str) -> list[str]:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            return [f"expected type of {key} to be integer"]
+        return [] if value >= minimum else [f"expected {key} to be at least ({minimum}), got {int(value)}"]
+
+    return check
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One attribute's validation in upstream's schema: ``validate`` on the value (on each element of a list),
+    and the cross-attribute constraints, with the keys exactly as upstream writes them."""
+
+    validate: Validator | None = None
+    exactly_one_of: tuple[str, ...] = ()
+    at_least_one_of: tuple[str, ...] = ()
+    required_with: tuple[str, ...] = ()
+
+
+# stable.PossibleValuesFor... (go-azure-sdk microsoft-graph common-types, vendored by terraform-provider-azuread v3.9)
+_RISK_LEVELS: Final = ("hidden", "high", "low", "medium", "none")
+_PLATFORMS: Final = ("all", "android", "iOS", "linux", "macOS", "windows", "windowsPhone")
+_GUEST_TYPES: Final = (
+    "b2bCollaborationGuest",
+    "b2bCollaborationMember",
+    "b2bDirectConnectUser",
+    "internalGuest",
+    "none",
+    "otherExternalUser",
+    "serviceProvider",
+)
+_FILTER_RULES: Final = {"mode": Rule(in_slice("exclude", "include")), "rule": Rule(not_empty)}
+_GUEST_RULES: Final = {
+    "guestOrExternalUserTypes": Rule(in_slice(*_GUEST_TYPES)),
+    "externalTenants.membershipKind": Rule(in_slice("all", "enumerated")),
+    "externalTenants.members": Rule(not_empty),
+}
+_APPS: Final = (
+    "conditions.0.applications.0.included_applications",
+    "conditions.0.applications.0.included_user_actions",
+)
+_USERS_INCLUDED: Final = tuple(
+    f"conditions.0.users.0.included_{noun}" for noun in ("groups", "roles", "users", "guests_or_external_users")
+)
+_GRANTS: Final = (
+    "grant_controls.0.built_in_controls",
+    "grant_controls.0.authentication_strength_policy_id",
+    "grant_controls.0.terms_of_use",
+)
+
+
+def _nested(prefix: str, rules: Mapping[str, Rule]) -> dict[str, Rule]:
+    return {f"{prefix}.{path}": rule for path, rule in rules.items()}
+
+
+NAMED_LOCATION_RULES: Final[Mapping[str, Rule]] = {  # namedLocationResource
+    "displayName": Rule(not_empty),
+    "ip": Rule(exactly_one_of=("ip", "country")),
+    "ip.ipRanges": Rule(prefix_length_at_least(8)),
+    "country": Rule(exactly_one_of=("ip", "country")),
+    "country.countriesAndRegions": Rule(not_empty),
+    "country.countryLookupMethod": Rule(in_slice("authenticatorAppGps", "clientIpAddress")),
+}
+
+POLICY_RULES: Final[Mapping[str, Rule]] = {  # conditionalAccessPolicyResource, schemaConditionalAccessFilter
+    "displayName": Rule(not_empty),
+    "state": Rule(in_slice("disabled", "enabled", "enabledForReportingButNotEnforced")),
+    "conditions.applications.includedApplications": Rule(not_empty, exactly_one_of=_APPS),
+    "conditions.applications.excludedApplications": Rule(not_empty),
+    "conditions.applications.includedUserActions": Rule(not_empty, exactly_one_of=_APPS),
+    **_nested("conditions.applications.filter", _FILTER_RULES),
+    "conditions.authenticationFlowTransferMethods": Rule(in_slice("authenticationTransfer", "deviceCodeFlow")),
+    "conditions.clientApplications.includedServicePrincipals": Rule(not_empty),
+    "conditions.clientApplications.excludedServicePrincipals": Rule(not_empty),
+    **_nested("conditions.clientApplications.filter", _FILTER_RULES),
+    **{
+        f"conditions.users.{side}{noun}": Rule(not_empty, at_least_one_of=_USERS_INCLUDED if side == "included" else ())
+        for side in ("included", "excluded")
+        for noun in ("Users", "Groups", "Roles")
+    },
+    "conditions.users.includedGuestsOrExternalUsers": Rule(at_least_one_of=_USERS_INCLUDED),
+    **_nested("conditions.users.includedGuestsOrExternalUsers", _GUEST_RULES),
+    **_nested("conditions.users.excludedGuestsOrExternalUsers", _GUEST_RULES),
+    "conditions.clientAppTypes": Rule(
+        in_slice("all", "browser", "easSupported", "exchangeActiveSync", "mobileAppsAndDesktopClients", "other")
+    ),
+    **_nested("conditions.devices.filter", _FILTER_RULES),
+    "conditions.locations.includedLocations": Rule(not_empty),
+    "conditions.locations.excludedLocations": Rule(not_empty),
+    "conditions.platforms.includedPlatforms": Rule(in_slice(*_PLATFORMS)),
+    "conditions.platforms.excludedPlatforms": Rule(in_slice(*_PLATFORMS)),
+    "conditions.servicePrincipalRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.signInRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.userRiskLevels": Rule(in_slice(*_RISK_LEVELS)),
+    "conditions.insiderRiskLevels": Rule(in_slice("elevated", "minor", "moderate")),
+    "grantControls": Rule(at_least_one_of=("grant_controls", "session_controls")),
+    "grantControls.operator": Rule(in_slice("AND", "OR")),
+    "grantControls.builtInControls": Rule(
+        in_slice(
+            "approvedApplication",
+            "block",
+            "compliantApplication",
+            "compliantDevice",
+            "domainJoinedDevice",
+            "mfa",
+            "passwordChange",
+        ),
+        at_least_one_of=_GRANTS,
+    ),
+    "grantControls.authenticationStrengthPolicyId": Rule(at_least_one_of=_GRANTS),
+    "grantControls.customAuthenticationFactors": Rule(not_empty),
+    "grantControls.termsOfUses": Rule(not_empty, at_least_one_of=_GRANTS),
+    "sessionControls": Rule(at_least_one_of=("grant_controls", "session_controls")),
+    "sessionControls.cloudAppSecurityPolicy": Rule(in_slice("blockDownloads", "mcasConfigured", "monitorOnly")),
+    "sessionControls.persistentBrowserMode": Rule(in_slice("always", "never")),
+    "sessionControls.signInFrequency": Rule(
+        int_at_least(0), required_with=("session_controls.0.sign_in_frequency_period",)
+    ),
+    "sessionControls.signInFrequencyAuthenticationType": Rule(
+        in_slice("primaryAndSecondaryAuthentication", "secondaryAuthentication")
+    ),
+    "sessionControls.signInFrequencyInterval": Rule(in_slice("everyTime", "timeBased")),
+    "sessionControls.signInFrequencyPeriod": Rule(
+        in_slice("days", "hours"), required_with=("session_controls.0.sign_in_frequency",)
+    ),
+}
+
+
+def tf_name(name: str) -> str:
+    """The Terraform attribute of a Pulumi property (the bridge's camelCase mapping, and its one plural)."""
+    return "terms_of_use" if name == "termsOfUses" else re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Consistency waits: terraform-plugin-sdk v2's StateChangeConf as terraform-provider-azuread v3.9 sets it up
+# ---------------------------------------------------------------------------------------------------
+
+DONE: Final = "Done"  # the Target of WaitForUpdate and of the policy Update's own wait
+DELETED: Final = "Deleted"  # the Target of WaitForDeletion
+WAITING: Final = "Waiting"
+
+
+class WaitFailed(Exception):
+    """A wait that ended without its target: a refresh error (upstream stops at the first one) or the timeout."""
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() for the timeouts upstream prints ("5m0s", "15m0s", "1.5s")."""
+    if seconds >= 60 and float(seconds).is_integer():
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes // 60}h{minutes % 60}m{rest}s" if minutes >= 60 else f"{minutes}m{rest}s"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class WaitTiming:
+    """StateChangeConf's timing as upstream configures it, every interval multiplied by ``scale``.
+
+    terraform-provider-azuread v3.9, internal/helpers/consistency/consistency.go (WaitForUpdate,
+    WaitForUpdateWithTimeoutDelayStart, WaitForDeletion) and the policy's own wait in
+    conditional_access_policy_resource.go (conditionalAccessPolicyResourceUpdate): MinTimeout 5 s,
+    ContinuousTargetOccurence 5. The schedule is terraform-plugin-sdk v2, helper/retry/state.go
+    (WaitForStateContext): the first refresh right after ``Delay``, then a wait of 100 ms doubled after every
+    non-target answer (not after a target one), never below MinTimeout and never above 10 s.
+
+    ``scale`` comes from ``$AZUREAD_STANDIN_WAIT_SCALE`` (default 1: upstream's real 5 s spacing); the engine
+    tests and the demo set it small so five confirming reads take milliseconds (docs/engine.md).
+    """
+
+    scale: float = 1.0
+    min_timeout_s: float = 5.0
+    max_wait_s: float = 10.0
+    first_wait_s: float = 0.1
+    occurrences: int = 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WaitTiming:
+        raw = (os.environ if environ is None else environ).get(WAIT_SCALE_ENV, "").strip()
+        if not raw:
+            return cls()
+        try:
+            scale = float(raw)
+        except ValueError:
+            scale = math.nan
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ValueError(
+                f"${WAIT_SCALE_ENV} must be a number >= 0 (a factor on upstream's 5 s consistency-wait "
+                f"intervals), not {raw!r}"
+            )
+        return cls(scale=scale)
+
+
+Refresh = Callable[[], tuple[Any, str]]
+
+
+@dataclass
+class Waiter:
+    """Upstream's waits, with the clock and the sleep injected (unit tests advance a fake clock)."""
+
+    timing: WaitTiming = field(default_factory=WaitTiming)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    def deadline(self, timeout_s: float, default_s: float = DEFAULT_TIMEOUT_S) -> float:
+        """The operation's deadline: the engine's custom timeout, else upstream's default for it."""
+        return self.clock() + (timeout_s if timeout_s and timeout_s > 0 else default_s)
+
+    def wait_for(self, refresh: Refresh, *, deadline: float, target: str = DONE, delay_s: float = 0.0) -> Any:
+        """StateChangeConf{Pending: [Waiting], Target: [target]}.WaitForStateContext: ``refresh`` answers
+        (result, state) or raises WaitFailed, which ends the wait at once, as a Refresh error does upstream.
+        Returns the result of the ``occurrences``-th consecutive target answer."""
+        t = self.timing
+        timeout_s = max(deadline - self.clock(), 0.0)
+        last_state = ""
+        self._sleep(delay_s * t.scale, deadline, target, last_state, timeout_s)
+        wait, occurrences = 0.0, 0
+        while True:
+            if wait:
+                self._sleep(wait, deadline, target, last_state, timeout_s)
+            else:
+                wait = t.first_wait_s * t.scale  # "first round had no wait"
+            result, last_state = refresh()
+            if last_state == target:
+                occurrences += 1
+                if occurrences >= t.occurrences:
+                    return result
+            else:
+                occurrences = 0
+                wait *= 2
+            wait = min(max(wait, t.min_timeout_s * t.scale), t.max_wait_s * t.scale)
+
+    def _sleep(self, seconds: float, deadline: float, target: str, last_state: str, timeout_s: float) -> None:
+        if self.clock() + seconds > deadline:
+            self.sleep(max(deadline - self.clock(), 0.0))
+            extra = f"last state: '{last_state}', " if last_state else ""
+            raise WaitFailed(
+                f"timeout while waiting for state to become '{target}' ({extra}timeout: {_go_duration(timeout_s)})"
+            )
+        if seconds > 0:
+            self.sleep(seconds)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -484,9 +814,34 @@ def flatten_policy(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NAMED_LOCATION: Final = ResourceKind(
-    graph_render.NAMED_LOCATION_TYPE, NAMED_LOCATION_FIELDS, "namedLocations", ("ip", "country"), flatten_named_location
+    graph_render.NAMED_LOCATION_TYPE,
+    NAMED_LOCATION_FIELDS,
+    "namedLocations",
+    ("ip", "country"),
+    flatten_named_location,
+    {  # named_location_resource.go
+        "create": "waiting for creation of {id}",
+        "update": "waiting for update of {id}",
+        "delete": "waiting for deletion of {id}",
+    },
+    rules=NAMED_LOCATION_RULES,
 )
-POLICY: Final = ResourceKind(graph_render.CA_POLICY_TYPE, POLICY_FIELDS, "policies", (), flatten_policy)
+POLICY: Final = ResourceKind(
+    graph_render.CA_POLICY_TYPE,
+    POLICY_FIELDS,
+    "policies",
+    (),
+    flatten_policy,
+    {  # conditional_access_policy_resource.go
+        "create": "Waiting for creation of {id}",
+        "update": "waiting for update of conditional access policy with ID {quoted}",
+        "delete": "Waiting for deletion of {id}",
+    },
+    update_timeout_s=POLICY_UPDATE_TIMEOUT_S,
+    rules=POLICY_RULES,
+)
+# namedLocationResourceCreate: WaitForUpdateDelayStart(ctx, time.Second*15, ...)
+NAMED_LOCATION_FIRST_WAIT_S: Final = 15.0
 KINDS: Final[Mapping[str, ResourceKind]] = {kind.token: kind for kind in (NAMED_LOCATION, POLICY)}
 
 
@@ -539,54 +894,117 @@ def reveal(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------
 
 
-def check_failures(kind: ResourceKind, news: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(property path, reason) for inputs the 6.11.1 schema does not allow; unknown values are not judged."""
+def check_failures(kind: ResourceKind, news: Mapping[str, Any], name: str = "") -> list[tuple[str, str]]:
+    """(property, reason) of each input the 6.11.1 schema refuses, as the bridge reports them at Check.
+
+    terraform-plugin-sdk v2 validates the configuration (helper/schema/schema.go, schemaMap.validate:
+    ExactlyOneOf, AtLeastOneOf, Required, computed-only, RequiredWith, then each ValidateFunc on known values,
+    and "Invalid or unknown key"), with the rules of named_location_resource.go and
+    conditional_access_policy_resource.go (``ResourceKind.rules``). pulumi-terraform-bridge turns each diagnostic into a
+    CheckFailure (pkg/tfbridge/adapt_check_failures.go, parseCheckError: "summary. detail"; check_failures.go,
+    NewCheckFailure: "<reason>. Examine values at '<resource name>.<property path>'.", with no Property set),
+    the path in Pulumi names with MaxItems=1 blocks flattened (CheckFailurePath: ``conditions.clientAppTypes[1]``).
+    Unknown values are not judged."""
     failures: list[tuple[str, str]] = []
-    _check_fields(kind, kind.fields, news, "", failures)
-    if kind is NAMED_LOCATION and not any(is_unknown(news.get(name)) for name in ("ip", "country")):
-        present = [name for name in ("ip", "country") if news.get(name) is not None]
-        if len(present) != 1:
-            failures.append(("ip", "exactly one of `ip` or `country` must be specified"))
+    walk = _Validation(kind, news, name or "<unnamed>", failures)
+    walk.object(kind.fields, news, tf_prefix="", value_prefix="")
     return failures
 
 
-def _check_fields(
-    kind: ResourceKind,
-    fields: Mapping[str, Prop],
-    value: Mapping[str, Any],
-    prefix: str,
-    failures: list[tuple[str, str]],
-) -> None:
-    for name in value:
-        if str(name).startswith("__"):
-            continue
-        prop = fields.get(name)
-        if prop is None:
-            failures.append((prefix + name, f"{kind.token} has no input property {prefix + name!r}"))
-        elif prop.output:
-            failures.append((prefix + name, f"{prefix + name!r} is computed by the provider and cannot be set"))
-    for name, prop in fields.items():
-        item = value.get(name)
-        if prop.required and item is None:
-            failures.append((prefix + name, f"missing required property {prefix + name!r}"))
-        if item is None or is_unknown(item):
-            continue
-        if prop.kind == "block":
-            if isinstance(item, Mapping):
-                _check_fields(kind, prop.fields, item, f"{prefix}{name}.", failures)
-            else:
-                failures.append((prefix + name, f"{prefix + name!r} must be an object"))
-        elif prop.kind == "blocks":
-            if not isinstance(item, list):
-                failures.append((prefix + name, f"{prefix + name!r} must be a list of objects"))
+@dataclass
+class _Validation:
+    kind: ResourceKind
+    news: Mapping[str, Any]
+    name: str
+    failures: list[tuple[str, str]]
+
+    def fail(self, value_path: str, summary: str, detail: str = "") -> None:
+        reason = f"{summary}. {detail}" if detail else summary
+        self.failures.append(("", f"{reason}. Examine values at '{self.name}.{value_path}'."))
+
+    def object(self, fields: Mapping[str, Prop], value: Mapping[str, Any], tf_prefix: str, value_prefix: str) -> None:
+        for field_name, prop in sorted(fields.items(), key=lambda item: tf_name(item[0])):
+            self.attribute(field_name, prop, value.get(field_name), tf_prefix, value_prefix)
+        for key in value:
+            if str(key).startswith("__") or key in fields:
                 continue
+            self.fail(value_prefix + str(key), "Invalid or unknown key")
+
+    def attribute(self, field_name: str, prop: Prop, item: Any, tf_prefix: str, value_prefix: str) -> None:
+        key, value_path = tf_prefix + tf_name(field_name), value_prefix + field_name
+        rule = self.kind.rules.get(re.sub(r"\[\d+\]", "", value_path), Rule())
+        if rule.exactly_one_of and (problem := self._exactly_one(key, rule.exactly_one_of)):
+            self.fail(value_path, "Invalid combination of arguments", problem)
+            return
+        if rule.at_least_one_of and not any(self._given(k)[0] for k in {*rule.at_least_one_of, key}):
+            keys = ",".join(sorted({*rule.at_least_one_of, key}))
+            self.fail(value_path, "Missing required argument", f"{json.dumps(key)}: one of `{keys}` must be specified")
+            return
+        if item is None:
+            if prop.required:
+                detail = f"The argument {json.dumps(key)} is required, but no definition was found."
+                self.fail(value_path, "Missing required argument", detail)
+            return
+        if prop.output:
+            detail = (
+                f"Can't configure a value for {json.dumps(key)}: its value will be decided automatically based on "
+                "the result of applying this configuration."
+            )
+            self.fail(value_path, "Value for unconfigurable attribute", detail)
+            return
+        if rule.required_with and not all(self._given(k)[0] for k in {*rule.required_with, key}):
+            keys = ",".join(sorted({*rule.required_with, key}))
+            self.fail(value_path, "Missing required argument", f"{json.dumps(key)}: all of `{keys}` must be specified")
+            return
+        if contains_unknown(item):
+            return
+        self.value(prop, rule, item, key, value_path)
+
+    def value(self, prop: Prop, rule: Rule, item: Any, key: str, value_path: str) -> None:
+        if prop.kind == "block" and isinstance(item, Mapping):
+            self.object(prop.fields, item, f"{key}.0.", f"{value_path}.")
+        elif prop.kind == "blocks" and isinstance(item, list):
             for index, element in enumerate(item):
                 if isinstance(element, Mapping):
-                    _check_fields(kind, prop.fields, element, f"{prefix}{name}[{index}].", failures)
-                elif not is_unknown(element):
-                    failures.append((f"{prefix}{name}[{index}]", "must be an object"))
-        elif prop.kind == "strings" and not isinstance(item, list):
-            failures.append((prefix + name, f"{prefix + name!r} must be a list of strings"))
+                    self.object(prop.fields, element, f"{key}.{index}.", f"{value_path}[{index}].")
+        elif prop.kind == "strings" and isinstance(item, list):
+            for index, element in enumerate(item):
+                for error in rule.validate(element, f"{key}.{index}") if rule.validate else []:
+                    self.fail(f"{value_path}[{index}]", error)
+        elif rule.validate:
+            for error in rule.validate(item, key):
+                self.fail(value_path, error)
+
+    def _exactly_one(self, key: str, others: tuple[str, ...]) -> str:
+        """validateExactlyOneAttribute's error for ``key``, or "" (an unknown value counts as neither)."""
+        keys = sorted({*others, key})
+        given = [self._given(k) for k in keys]
+        specified = [k for k, (present, unknown) in zip(keys, given, strict=True) if present and not unknown]
+        if not specified and not any(unknown for _, unknown in given):
+            return f"{json.dumps(key)}: one of `{','.join(keys)}` must be specified"
+        if len(specified) > 1:
+            return (
+                f"{json.dumps(key)}: only one of `{','.join(keys)}` can be specified, "
+                f"but `{','.join(specified)}` were specified."
+            )
+        return ""
+
+    def _given(self, key: str) -> tuple[bool, bool]:
+        """(set, unknown) for a Terraform key such as ``conditions.0.users.0.included_groups``
+        (ResourceConfig.Get / IsComputed): MaxItems=1 blocks are objects here, so their ``.0`` is skipped."""
+        fields: Mapping[str, Prop] = self.kind.fields
+        value: Any = self.news
+        for part in key.split("."):
+            if part.isdigit():
+                continue
+            if is_unknown(value):
+                return True, True
+            by_tf = {tf_name(name): name for name in fields}
+            name = by_tf.get(part)
+            if name is None or not isinstance(value, Mapping):
+                return False, False
+            value, fields = value.get(name), fields[name].fields
+        return value is not None, is_unknown(value)
 
 
 def _empty(prop: Prop, value: Any, *, count_computed: bool = False) -> bool:
@@ -624,38 +1042,83 @@ if TYPE_CHECKING:
 
 
 def _diff_value(prop: Prop, old: Any, new: Any, path: str, out: dict[str, DiffKindValue]) -> None:
-    if is_unknown(new) or (prop.kind == "strings" and contains_unknown(new)):
+    """One property of prior state against the plan, as the bridge's detailed diff reports it
+    (pulumi-terraform-bridge pkg/tfbridge/detailed_diff.go, makePropDiff): blocks field by field, lists
+    element by element (``a.b[1]``), scalars whole; unset and zero values are equal (SDK v2)."""
+    if is_unknown(new):
         out[path] = DiffKind.ADD if _empty(prop, old) else DiffKind.UPDATE
         return
     if prop.kind == "block":
-        old_map = old if isinstance(old, Mapping) else None
-        new_map = new if isinstance(new, Mapping) else None
-        if new_map is None:
-            if old_map is not None and not _empty(prop, old_map):
-                out[path] = DiffKind.DELETE
-        elif old_map is None:
-            if not _empty(prop, new_map, count_computed=True):
-                out[path] = DiffKind.ADD
-        else:
-            _diff_fields(prop.fields, old_map, new_map, f"{path}.", out)
+        _diff_block(prop, old, new, path, out)
         return
     old_empty, new_empty = _empty(prop, old), _empty(prop, new)
     if old_empty and new_empty:
         return
-    if old_empty or new_empty:
-        out[path] = DiffKind.ADD if old_empty else DiffKind.DELETE
-        return
-    if prop.kind == "blocks":
-        if len(old) != len(new):
-            out[path] = DiffKind.UPDATE
-            return
-        for index, (old_item, new_item) in enumerate(zip(old, new, strict=True)):
-            if is_unknown(new_item):
-                out[f"{path}[{index}]"] = DiffKind.UPDATE
-            else:
-                _diff_fields(prop.fields, old_item, new_item, f"{path}[{index}].", out)
+    if prop.kind in ("strings", "blocks") and isinstance(old, list) and isinstance(new, list):
+        _diff_list(prop, old, new, path, out)
+    elif old_empty or new_empty:
+        out[path] = DiffKind.ADD if old_empty else DiffKind.DELETE  # makeShortCircuitDiff
     elif old != new:
         out[path] = DiffKind.UPDATE
+
+
+def _diff_block(prop: Prop, old: Any, new: Any, path: str, out: dict[str, DiffKindValue]) -> None:
+    """A MaxItems=1 block. terraform-plugin-sdk v2 diffs its count (``session_controls.#``, schemaMap.diffList
+    in helper/schema/schema.go): a block the plan drops is a change even when it only holds values the
+    server computed (flattenConditionalAccessSessionControls fills signInFrequencyInterval and
+    signInFrequencyAuthenticationType from whatever Graph holds), and a block it adds is one unless the
+    field's DiffSuppressFunc hides it (``suppress_empty_add``)."""
+    old_map = old if isinstance(old, Mapping) else None
+    new_map = new if isinstance(new, Mapping) else None
+    if new_map is None:
+        if old_map is not None:
+            out[path] = DiffKind.DELETE
+    elif old_map is None:
+        if not (prop.suppress_empty_add and _empty(prop, new_map, count_computed=True)):
+            out[path] = DiffKind.ADD
+    else:
+        _diff_fields(prop.fields, old_map, new_map, f"{path}.", out)
+
+
+def _diff_list(prop: Prop, old: list[Any], new: list[Any], path: str, out: dict[str, DiffKindValue]) -> None:
+    """makeListDiff: a list of strings through makeListAttributeDiff (an edit script: an element removed is
+    DELETE at its old index, one inserted ADD at its new index, both at one index UPDATE; an unknown element
+    equals nothing); a list of blocks index by index."""
+    if prop.kind == "strings":
+        for change, index in _edit_script(old, new):
+            key = f"{path}[{index}]"
+            out[key] = DiffKind.UPDATE if key in out else change
+        return
+    element = Prop("block", fields=prop.fields)
+    for index in range(max(len(old), len(new))):
+        old_item = old[index] if index < len(old) else None
+        new_item = new[index] if index < len(new) else None
+        _diff_block(element, old_item, new_item, f"{path}[{index}]", out)
+
+
+def _edit_script(old: Sequence[Any], new: Sequence[Any]) -> list[tuple[DiffKindValue, int]]:
+    """The removals (old index) and insertions (new index) of a shortest edit script: a longest common
+    subsequence, unknown values matching nothing."""
+
+    def same(a: Any, b: Any) -> bool:
+        return not is_unknown(b) and a == b
+
+    lcs = [[0] * (len(new) + 1) for _ in range(len(old) + 1)]
+    for i in range(len(old) - 1, -1, -1):
+        for j in range(len(new) - 1, -1, -1):
+            lcs[i][j] = lcs[i + 1][j + 1] + 1 if same(old[i], new[j]) else max(lcs[i + 1][j], lcs[i][j + 1])
+    edits: list[tuple[DiffKindValue, int]] = []
+    i = j = 0
+    while i < len(old) or j < len(new):
+        if i < len(old) and j < len(new) and same(old[i], new[j]):
+            i, j = i + 1, j + 1
+        elif j < len(new) and (i == len(old) or lcs[i][j + 1] >= lcs[i + 1][j]):
+            edits.append((DiffKind.ADD, j))
+            j += 1
+        else:
+            edits.append((DiffKind.DELETE, i))
+            i += 1
+    return edits
 
 
 def _diff_fields(fields: Mapping[str, Prop], old: Any, new: Any, prefix: str, out: dict[str, DiffKindValue]) -> None:
@@ -702,6 +1165,45 @@ def diff_resource(
         if path.split(".")[0] in replaces:
             detailed[path] = _REPLACE_KIND.get(change, change)
     return Diff(detailed, replaces)
+
+
+def customize_diff(kind: ResourceKind, olds: Mapping[str, Any], news: Mapping[str, Any]) -> str:
+    """conditionalAccessPolicyCustomizeDiff (conditional_access_policy_resource.go), run on every plan: the
+    error it returns, or "". Values are the plan's (``diff.Get``): the program's, an unset Optional+Computed
+    field its prior value, else its zero value."""
+    session = news.get("sessionControls")
+    if kind is not POLICY or not isinstance(session, Mapping):
+        return ""
+    prior = olds.get("sessionControls") if isinstance(olds.get("sessionControls"), Mapping) else {}
+
+    def planned(name: str, zero: Any) -> Any:
+        value = session.get(name)
+        if value is None and POLICY_FIELDS["sessionControls"].fields[name].computed:
+            value = prior.get(name) if isinstance(prior, Mapping) else None
+        return zero if value is None or is_unknown(value) else value
+
+    ineffective = (
+        not planned("applicationEnforcedRestrictionsEnabled", False)
+        and planned("cloudAppSecurityPolicy", "") == ""
+        and not planned("disableResilienceDefaults", False)
+        and planned("persistentBrowserMode", "") == ""
+        and planned("signInFrequency", 0) == 0
+        and planned("signInFrequencyAuthenticationType", "") == "primaryAndSecondaryAuthentication"
+        and planned("signInFrequencyInterval", "") == "timeBased"
+    )
+    if news.get("grantControls") is None and ineffective:
+        return (
+            "when specifying `session_controls` but not `grant_controls`, one of the properties in the "
+            "`session_controls` block must be set to an effective value in order for session controls to work"
+        )
+    if planned("signInFrequencyInterval", "") == "everyTime" and (
+        planned("signInFrequency", 0) != 0 or planned("signInFrequencyPeriod", "") != ""
+    ):
+        return (
+            "when `session_controls.sign_in_frequency_interval` is set to `everyTime`, `sign_in_frequency` and "
+            "`sign_in_frequency_period` are not valid"
+        )
+    return ""
 
 
 def planned_outputs(fields: Mapping[str, Prop], inputs: Any, prior: Any) -> dict[str, Any]:
@@ -847,10 +1349,6 @@ def _type_of(request: Any) -> str:
     if not token and urn.count("::") >= 3:
         token = urn.split("::")[2].split("$")[-1]
     return str(token)
-
-
-def _deadline(timeout: float) -> float:
-    return time.monotonic() + (timeout if timeout and timeout > 0 else DEFAULT_TIMEOUT_S)
 
 
 # -- the data sources the program reads (pulumi-azuread functions), read-only ---------------------------
@@ -1118,9 +1616,10 @@ LOOKUPS: Final[Mapping[str, Callable[[GraphClient, Mapping[str, Any]], dict[str,
 class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
     """The ResourceProvider service; see the module docstring for what it does and does not do."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiter: Waiter | None = None) -> None:
         self.config = ProviderConfig()
         self._lock = threading.Lock()
+        self.waiter = waiter or Waiter(WaitTiming.from_env())
 
     # -- plugin and provider configuration --------------------------------------------------------
 
@@ -1197,7 +1696,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def Check(self, request: provider_pb2.CheckRequest, context: grpc.ServicerContext) -> provider_pb2.CheckResponse:
         with self._rpc(context, "checking", request) as kind:
-            failures = check_failures(kind, reveal(from_struct(request.news)))
+            failures = check_failures(kind, reveal(from_struct(request.news)), _name_of(request))
             return provider_pb2.CheckResponse(
                 inputs=request.news,
                 failures=[provider_pb2.CheckFailure(property=path, reason=reason) for path, reason in failures],
@@ -1205,9 +1704,9 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
 
     def Diff(self, request: provider_pb2.DiffRequest, context: grpc.ServicerContext) -> provider_pb2.DiffResponse:
         with self._rpc(context, "diffing", request) as kind:
-            diff = diff_resource(
-                kind, reveal(from_struct(request.olds)), reveal(from_struct(request.news)), list(request.ignoreChanges)
-            )
+            olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
+            self._customize_diff(kind, olds, news)
+            diff = diff_resource(kind, olds, news, list(request.ignoreChanges))
             return provider_pb2.DiffResponse(
                 changes=provider_pb2.DiffResponse.DIFF_SOME if diff.detailed else provider_pb2.DiffResponse.DIFF_NONE,
                 diffs=diff.diffs,
@@ -1218,40 +1717,36 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             )
 
     def Create(self, request: provider_pb2.CreateRequest, context: grpc.ServicerContext) -> provider_pb2.CreateResponse:
+        """namedLocationResourceCreate (IP) / conditionalAccessPolicyResourceCreate: POST, the consistency wait,
+        then ``d.SetId`` and a Read. Both set the id only after the wait: a wait that fails records nothing
+        (the object is orphaned in Graph); a Read that fails after it leaves a partial resource with the id."""
         with self._rpc(context, "creating", request) as kind:
             inputs = reveal(from_struct(request.properties))
+            self._customize_diff(kind, {}, inputs)  # the bridge's Create plans first
             if request.preview:
                 return provider_pb2.CreateResponse(
                     id="", properties=to_struct({"id": UNKNOWN, **planned_outputs(kind.fields, inputs, None)})
                 )
             self._require_known(inputs, "create")
             body = self._render(kind, inputs)
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout)
             with self._graph() as graph:
                 created = graph.post(kind.graph_path, body)
                 object_id = str(created.get("id") or "")
                 if not object_id:
                     raise StandInError(grpc.StatusCode.UNKNOWN, "Graph answered the create without an object id")
+                path_id = kind.path_id(object_id)
                 try:
-                    obj = self._await(graph, kind, object_id, deadline, lambda found: found)
-                except (GraphError, StandInError, TimeoutError) as exc:
-                    reason = str(exc.message if isinstance(exc, StandInError) else exc)
-                    message = f"{kind.token} was created as {object_id} but could not be read back: {reason}"
                     if kind is NAMED_LOCATION:
-                        # namedLocationResourceCreate (IP) calls d.SetId only after its consistency wait: a
-                        # failed wait returns no id, so the engine records nothing and the object is orphaned.
-                        raise StandInError(grpc.StatusCode.UNKNOWN, message) from None
-                    # conditionalAccessPolicyResourceCreate sets the id before its read: a partial resource.
-                    raise StandInError(
-                        grpc.StatusCode.UNKNOWN,
-                        message,
-                        provider_pb2.ErrorResourceInitFailed(
-                            id=kind.path_id(object_id),
-                            properties=to_struct({"id": kind.path_id(object_id), **inputs, "objectId": object_id}),
-                            reasons=[reason],
-                            inputs=request.properties,
-                        ),
-                    ) from None
+                        # WaitForUpdateDelayStart(ctx, 15 s, ipNamedLocationWait(...)): any read error fails it.
+                        refresh = ip_location_matches(graph, kind, object_id, inputs.get("ip"))
+                        self.waiter.wait_for(refresh, deadline=deadline, delay_s=NAMED_LOCATION_FIRST_WAIT_S)
+                    else:
+                        self.waiter.wait_for(policy_exists(graph, kind, object_id), deadline=deadline)
+                except WaitFailed as exc:
+                    # d.SetId comes after the wait: no id, so the engine records nothing.
+                    raise kind.wait_failed("create", path_id, exc) from None
+                obj = self._read_after_create(graph, kind, object_id, inputs, request.properties)
             outputs = outputs_of(kind, obj)
             return provider_pb2.CreateResponse(id=outputs["id"], properties=to_struct(outputs))
 
@@ -1274,8 +1769,12 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             )
 
     def Update(self, request: provider_pb2.UpdateRequest, context: grpc.ServicerContext) -> provider_pb2.UpdateResponse:
+        """namedLocationResourceUpdate: PATCH, then WaitForUpdate(ipNamedLocationWait).
+        conditionalAccessPolicyResourceUpdate: PATCH of the whole policy, then five consecutive reads showing
+        its display name and state."""
         with self._rpc(context, "updating", request) as kind:
             olds, news = reveal(from_struct(request.olds)), reveal(from_struct(request.news))
+            self._customize_diff(kind, olds, news)  # the bridge's Update plans first
             if request.preview:
                 planned = {"id": olds.get("id") or request.id, **planned_outputs(kind.fields, news, olds)}
                 return provider_pb2.UpdateResponse(properties=to_struct(planned))
@@ -1284,49 +1783,45 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
             body = self._render(kind, news)
             if kind is NAMED_LOCATION and olds.get("displayName") == news.get("displayName"):
                 body.pop("displayName", None)  # upstream sends display_name only when it changed
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout, kind.update_timeout_s)
             with self._graph() as graph:
                 graph.patch(f"{kind.graph_path}/{object_id}", body)
-                obj = self._await(graph, kind, object_id, deadline, lambda found: _reflects(kind, found, body))
+                if kind is NAMED_LOCATION:
+                    refresh = ip_location_matches(graph, kind, object_id, news.get("ip"))
+                else:
+                    refresh = policy_shows(graph, kind, object_id, news)
+                try:
+                    obj = self.waiter.wait_for(refresh, deadline=deadline)
+                except WaitFailed as exc:
+                    raise kind.wait_failed("update", request.id, exc) from None
             return provider_pb2.UpdateResponse(properties=to_struct(outputs_of(kind, obj)))
 
     def Delete(self, request: provider_pb2.DeleteRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        """namedLocationResourceDelete: an IP location is first PATCHed untrusted and awaited (Graph refuses to
+        delete a trusted one), then DELETE. conditionalAccessPolicyResourceDelete: GET (404: done), DELETE.
+        Both then WaitForDeletion: five consecutive 404s."""
         with self._rpc(context, "deleting", request) as kind:
             olds = reveal(from_struct(request.properties))
             object_id = kind.object_id(request.id)
             path = f"{kind.graph_path}/{object_id}"
-            deadline = _deadline(request.timeout)
+            deadline = self.waiter.deadline(request.timeout)
             with self._graph() as graph:
                 ip = olds.get("ip")
                 if kind is NAMED_LOCATION and isinstance(ip, Mapping):
-                    # Graph refuses to delete a trusted location: upstream untrusts it first (docs/graph-ca.md §4.1).
-                    untrust = graph_render.render_named_location(
-                        {
-                            "displayName": olds.get("displayName") or "",
-                            "ip": {"ipRanges": ip.get("ipRanges") or [], "trusted": False},
-                        }
-                    )
-                    untrust.pop("displayName")
-                    try:
-                        graph.patch(path, untrust)
-                    except GraphError as exc:
-                        if exc.status == 404:
-                            return empty_pb2.Empty()
-                        raise
-                    while (found := self._get(graph, kind, object_id)) is not None and found.get("isTrusted"):
-                        if time.monotonic() >= deadline:
-                            break  # still shown as trusted: try the delete anyway, Graph will say why it refuses
-                        time.sleep(POLL_INTERVAL_S)
-                    if found is None:
+                    if not self._untrust(graph, kind, object_id, olds, ip, deadline):
                         return empty_pb2.Empty()
                 elif kind is POLICY and self._get(graph, kind, object_id) is None:
                     return empty_pb2.Empty()
                 try:
                     graph.delete(path)
                 except GraphError as exc:
-                    if exc.status != 404:
-                        raise
-                self._await_gone(graph, kind, object_id, deadline)
+                    if exc.status == 404:
+                        return empty_pb2.Empty()
+                    raise
+                try:
+                    self._await_gone(graph, kind, object_id, deadline)
+                except WaitFailed as exc:
+                    raise kind.wait_failed("delete", request.id, exc) from None
             return empty_pb2.Empty()
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -1348,12 +1843,7 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
         except StandInError as exc:
             self._abort(context, exc.code, f"{action} {token} {name!r}: {exc.message}", exc.init_failed)
         except GraphError as exc:
-            self._abort(
-                context,
-                grpc.StatusCode.UNKNOWN,
-                f"{action} {token} {name!r}: Graph error {exc.code}: {exc.graph_message} "
-                f"(HTTP {exc.status} on {exc.method} {exc.path})",
-            )
+            self._abort(context, grpc.StatusCode.UNKNOWN, f"{action} {token} {name!r}: {_graph_error_text(exc)}")
         except graph_render.UnsupportedInput as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{action} {token} {name!r}: {exc}")
         except credentials.CredentialError as exc:
@@ -1382,6 +1872,12 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 _Status(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
             )
         raise AssertionError("unreachable: context.abort raises")
+
+    @staticmethod
+    def _customize_diff(kind: ResourceKind, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """A CustomizeDiff error fails the plan (pulumi-terraform-bridge Diff: "diffing <urn>: <error>")."""
+        if problem := customize_diff(kind, olds, news):
+            raise StandInError(grpc.StatusCode.UNKNOWN, problem)
 
     @staticmethod
     def _require_known(inputs: Mapping[str, Any], operation: str) -> None:
@@ -1418,38 +1914,149 @@ class AzureADStandIn(provider_pb2_grpc.ResourceProviderServicer):
                 return None
             raise
 
-    def _await(
+    def _read_after_create(
+        self, graph: GraphClient, kind: ResourceKind, object_id: str, inputs: Mapping[str, Any], sent: Any
+    ) -> dict[str, Any]:
+        """The Read that ends a create, after ``d.SetId``: if it fails, the resource is recorded with its id
+        and the inputs (SDK v2 keeps the state of a create that set an id and then returned an error)."""
+        path_id = kind.path_id(object_id)
+        try:
+            obj = self._get(graph, kind, object_id)
+        except GraphError as exc:
+            reason = f"retrieving {path_id}: {_graph_error_text(exc)}"
+            raise StandInError(
+                grpc.StatusCode.UNKNOWN,
+                reason,
+                provider_pb2.ErrorResourceInitFailed(
+                    id=path_id,
+                    properties=to_struct({"id": path_id, **inputs, "objectId": object_id}),
+                    reasons=[reason],
+                    inputs=sent,
+                ),
+            ) from None
+        if obj is None:  # the Read finds nothing and clears the id: nothing is recorded
+            raise StandInError(grpc.StatusCode.UNKNOWN, f"{path_id} was not found after its create")
+        return obj
+
+    def _untrust(
         self,
         graph: GraphClient,
         kind: ResourceKind,
         object_id: str,
+        olds: Mapping[str, Any],
+        ip: Mapping[str, Any],
         deadline: float,
-        ready: Callable[[dict[str, Any]], Any],
-    ) -> dict[str, Any]:
-        """GET until the object exists and ``ready(obj)`` holds (upstream's consistency waits)."""
-        while True:
-            obj = self._get(graph, kind, object_id)
-            if obj is not None and ready(obj):
-                return obj
-            if time.monotonic() >= deadline:
-                state = "still absent" if obj is None else "not yet showing the change"
-                raise TimeoutError(f"{kind.graph_path}/{object_id} is {state} after waiting")
-            time.sleep(POLL_INTERVAL_S)
+    ) -> bool:
+        """namedLocationResourceDelete's first step: PATCH the ranges with isTrusted false, then
+        WaitForUpdate(ipNamedLocationTrustedDeleteWait). False when Graph says the location is already gone."""
+        ranges = ip.get("ipRanges") or []
+        untrust = graph_render.render_named_location(
+            {"displayName": olds.get("displayName") or "", "ip": {"ipRanges": ranges, "trusted": False}}
+        )
+        untrust.pop("displayName")
+        path = f"{kind.graph_path}/{object_id}"
+        try:
+            graph.patch(path, untrust)
+        except GraphError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        try:
+            self.waiter.wait_for(ip_location_untrusted(graph, kind, object_id), deadline=deadline)
+        except WaitFailed as exc:
+            message = f"waiting for removal of trusted status on {kind.path_id(object_id)}: {exc}"
+            raise StandInError(grpc.StatusCode.UNKNOWN, message) from None
+        return True
 
     def _await_gone(self, graph: GraphClient, kind: ResourceKind, object_id: str, deadline: float) -> None:
-        while self._get(graph, kind, object_id) is not None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{kind.graph_path}/{object_id} is still readable after the delete")
-            time.sleep(POLL_INTERVAL_S)
+        """consistency.WaitForDeletion: five consecutive 404s; any other read error fails the wait."""
+        self.waiter.wait_for(object_deleted(graph, kind, object_id), deadline=deadline, target=DELETED)
 
 
-def _reflects(kind: ResourceKind, obj: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    """Whether a GET shows a PATCH: ranges and trust for a location, name and state for a policy (upstream's checks)."""
-    if kind is NAMED_LOCATION:
-        sent = [r.get("cidrAddress") for r in body.get("ipRanges") or []]
-        seen = [r.get("cidrAddress") for r in obj.get("ipRanges") or [] if isinstance(r, Mapping)]
-        return seen == sent and bool(obj.get("isTrusted")) == bool(body.get("isTrusted"))
-    return obj.get("displayName") == body.get("displayName") and obj.get("state") == body.get("state")
+def _graph_error_text(exc: GraphError) -> str:
+    return f"Graph error {exc.code}: {exc.graph_message} (HTTP {exc.status} on {exc.method} {exc.path})"
+
+
+def _read(graph: GraphClient, kind: ResourceKind, object_id: str) -> dict[str, Any]:
+    """One GET inside a wait; upstream's ChangeFuncs wrap a failure as ``retrieving resource: <error>``."""
+    try:
+        return graph.get(f"{kind.graph_path}/{object_id}")
+    except GraphError as exc:
+        raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+
+
+def ip_location_matches(graph: GraphClient, kind: ResourceKind, object_id: str, ip: Any) -> Refresh:
+    """ipNamedLocationWait (named_location_resource.go): every read error fails the wait, a 404 included;
+    done when the flattened ``ip_ranges`` equal the configured ones (reflect.DeepEqual: same order) and
+    ``trusted`` matches."""
+    wanted = ip if isinstance(ip, Mapping) else {}
+
+    def refresh() -> tuple[Any, str]:
+        obj = _read(graph, kind, object_id)
+        if obj.get("@odata.type") != "#microsoft.graph.ipNamedLocation":
+            raise WaitFailed("retrieving resource: returned model was not an IPNamedLocation")
+        seen = flatten_named_location(obj)["ip"] or {}
+        same = seen.get("ipRanges") == list(wanted.get("ipRanges") or []) and bool(seen.get("trusted")) == bool(
+            wanted.get("trusted")
+        )
+        return obj, DONE if same else WAITING
+
+    return refresh
+
+
+def ip_location_untrusted(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """ipNamedLocationTrustedDeleteWait: done when the location reads as not trusted; read errors fail."""
+
+    def refresh() -> tuple[Any, str]:
+        obj = _read(graph, kind, object_id)
+        return obj, WAITING if obj.get("isTrusted") else DONE
+
+    return refresh
+
+
+def policy_exists(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """conditionalAccessPolicyResourceCreate's check: a 404 is "not yet", any other error fails the wait."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            obj = graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            if exc.status == 404:
+                return None, WAITING
+            raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+        return obj, DONE
+
+    return refresh
+
+
+def policy_shows(graph: GraphClient, kind: ResourceKind, object_id: str, news: Mapping[str, Any]) -> Refresh:
+    """conditionalAccessPolicyResourceUpdate's Refresh: any read error fails (returned as is); done when the
+    display name and the state read back as configured ("We don't check every property")."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            obj = graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            raise WaitFailed(_graph_error_text(exc)) from None
+        same = obj.get("displayName") == news.get("displayName") and obj.get("state") == news.get("state")
+        return obj, DONE if same else "Pending"
+
+    return refresh
+
+
+def object_deleted(graph: GraphClient, kind: ResourceKind, object_id: str) -> Refresh:
+    """consistency.WaitForDeletion's ChangeFunc: a 404 is deleted, an object found is waiting, errors fail."""
+
+    def refresh() -> tuple[Any, str]:
+        try:
+            graph.get(f"{kind.graph_path}/{object_id}")
+        except GraphError as exc:
+            if exc.status == 404:
+                return "stub", DELETED
+            raise WaitFailed(f"retrieving resource: {_graph_error_text(exc)}") from None
+        return "stub", WAITING
+
+    return refresh
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1461,8 +2068,12 @@ AUTHORITY_ENV = "AZUREAD_STANDIN_AUTHORITY"
 
 
 def serve() -> tuple[grpc.Server, int]:
+    try:
+        waiter = Waiter(WaitTiming.from_env())
+    except ValueError as exc:
+        raise SystemExit(f"azuread stand-in: {exc}") from None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="azuread-standin"))
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(AzureADStandIn(), server)
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(AzureADStandIn(waiter), server)
     port = server.add_insecure_port("127.0.0.1:0")
     if port == 0:
         raise SystemExit("azuread stand-in: could not bind a port on 127.0.0.1")
