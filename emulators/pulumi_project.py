@@ -34,7 +34,6 @@ PROJECT_ENTRIES = (
     "dynamic_providers",
     "service_clients",
     "cipp_hardening",
-    "service_clients",
     "policy",
     "examples",
     "requirements.txt",

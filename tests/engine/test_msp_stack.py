@@ -106,10 +106,14 @@ def test_msp_stack_with_the_policy_pack(project: PulumiProject, world: DemoWorld
     with pytest.raises(PulumiFailed) as stopped:
         project.run("preview", "--policy-pack", "policy", "--stack", STACK)
     assert "promotion-recorded" in stopped.value.result.stdout
-    project.config_set(STACK, "technicianAccess.state", "reportOnly", path=True)
 
+
+def test_destroy_that_would_widen_a_client_deletes_nothing(project: PulumiProject, world: DemoWorld) -> None:
     # The RMM client asks for restoreOnDelete, and its ranges at adoption were Any: destroy refuses to widen,
     # and refuses before anything is deleted (docs/part-c.md "Destroy"): all or nothing.
+    msp = world.msp_tenant
+    project.run("up", "--yes", "--skip-preview", "--stack", STACK)
+    assert rmm_status(world, OUTSIDE_CALLER) == 403
     before = resources_in(project)
     graph_before = (world.graph.named_locations(msp), world.graph.policies(msp))
     with pytest.raises(PulumiFailed) as refused:
