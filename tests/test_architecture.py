@@ -14,17 +14,6 @@ from tests.helpers import ROOT
 PRODUCT = ("cipp_hardening", "components", "dynamic_providers", "service_clients")
 
 
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
 def python_files(*folders: str) -> list[Path]:
     return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
 
@@ -32,7 +21,7 @@ def python_files(*folders: str) -> list[Path]:
 def offenders(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     found = []
     for path in files:
-        for module in imported_modules(path):
+        for module in absolute_imports(path):
             if module.split(".")[0] in forbidden:
                 found.append(f"{path.relative_to(ROOT)} imports {module}")
     return found
