@@ -51,7 +51,9 @@ Decisions where the reference is silent (all [I], inferred, in docs/graph-ca.md'
    matches nothing known, and the answer is cannot tell only when it matters (the IP is in no trusted
    named location). Country locations use `SignIn.country` (None → cannot tell, whatever
    countryLookupMethod says); compliant-network and other location kinds, unknown location ids and
-   unparseable ranges → cannot tell. `includeLocations` empty with exclusions means `All`.
+   unparseable ranges (a bad CIDR, a lower/upper pair of two IP versions or upside down, an entry that is not
+   an ipRange object) → cannot tell, unless another range of the location holds the IP.
+   `includeLocations` empty with exclusions means `All`.
 5. Platforms: `device_platform=None` is Entra's "unknown platform": matched by `all` only.
 6. Risk (sign-in, user, insider), authenticationFlows: matched exactly when the sign-in states the
    level/flow, else cannot tell. servicePrincipalRiskLevels, clientApplications (workload identities),
@@ -745,7 +747,9 @@ def _parse_range(entry: Any) -> _Range | None:
         lower, upper = _parse_address(str(entry["lowerAddress"])), _parse_address(str(entry["upperAddress"]))
     except (KeyError, ValueError):
         return None
-    return (lower[0], lower[1], upper[1]) if lower[0] == upper[0] else None
+    if lower[0] != upper[0] or lower[1] > upper[1]:
+        return None  # two IP versions, or upper below lower: no range we could say was meant
+    return lower[0], lower[1], upper[1]
 
 
 def _ranges_of(values: Iterable[Any]) -> tuple[tuple[_Range, ...], bool]:
