@@ -55,7 +55,7 @@ LOCATIONS: list[dict[str, Any]] = [
 
 def policy(
     *,
-    state: str = "enabled",
+    state: str | None = "enabled",
     users: Mapping[str, Any] | None = None,
     apps: Mapping[str, Any] | None = None,
     grant: Mapping[str, Any] | None = None,
@@ -440,7 +440,7 @@ def test_decision_07_control_names() -> None:
 
 @pytest.mark.parametrize("state", ["disabled", "", None, "enabledButUnknown", "reportOnly"])
 def test_decision_08_other_states_are_disabled(state: str | None) -> None:
-    one = block(state=state)  # type: ignore[arg-type]
+    one = block(state=state)
     evaluation = run([one])
     assert (evaluation.results[0].outcome, evaluation.results[0].reason) == (Outcome.DOES_NOT_APPLY, "policyNotEnabled")
     assert not evaluation.if_report_only_were_on.blocked
