@@ -43,11 +43,25 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_lockout.py",
         "tests/test_small_ones.py",
         "tests/test_cidr.py",
+        "tests/test_cidr_edges.py",
     ),
-    "cidr": ("tests/test_cidr.py", "tests/test_custom_roles_config.py", "tests/test_cipp_api_rules.py"),
+    "cidr": (
+        "tests/test_cidr.py",
+        "tests/test_cidr_edges.py",
+        "tests/test_custom_roles_config.py",
+        "tests/test_cipp_api_rules.py",
+    ),
     "exclusion": ("tests/test_exclusion_rules.py", "tests/test_part_d_safety.py", "tests/test_scenarios.py"),
-    "cipp_api": ("tests/test_cipp_api_rules.py", "tests/test_cipp_api_destroy_guard.py"),
-    "custom_roles": ("tests/test_custom_roles_config.py", "tests/test_cipp_custom_roles_provider.py"),
+    "cipp_api": (
+        "tests/test_cipp_api_rules.py",
+        "tests/test_cipp_api_destroy_guard.py",
+        "tests/test_provider_defaults.py",
+    ),
+    "custom_roles": (
+        "tests/test_custom_roles_config.py",
+        "tests/test_cipp_custom_roles_provider.py",
+        "tests/test_provider_defaults.py",
+    ),
     "evaluator": (
         "tests/test_evaluator_decisions.py",
         "tests/test_evaluator.py",
@@ -55,7 +69,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_workload_identity.py",
         "tests/test_lockout.py",
     ),
-    "drift": ("tests/test_drift.py",),
+    "drift": ("tests/test_drift.py", "tests/test_drift_edges.py"),
     "scenarios": (
         "tests/test_scenarios.py",
         "tests/test_scenarios_sampling.py",
@@ -63,6 +77,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_lockout.py",
         "tests/test_workload_identity.py",
     ),
+    "directory_facts": ("tests/test_directory_facts.py", "tests/test_scenarios_sampling.py"),
 }
 PACKAGE = "cipp_hardening"
 # Project packages a child forgets before each run, so that every import sees the mutant.
@@ -341,6 +356,17 @@ def _parallel(
     """Up to `jobs` children at a time; one that outlives `timeout` is killed, and so is its mutant."""
     pending = list(mutants)
     running: dict[int, tuple[Mutant, float]] = {}
+    try:
+        yield from _drain(pending, running, tests, timeout, jobs)
+    finally:  # interrupted: no child outlives the run
+        for pid in running:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _drain(
+    pending: list[Mutant], running: dict[int, tuple[Mutant, float]], tests: Sequence[str], timeout: float, jobs: int
+) -> Iterator[tuple[str, Mutant]]:
     while pending or running:
         while pending and len(running) < jobs:
             mutant = pending.pop(0)
@@ -359,7 +385,12 @@ def _parallel(
         time.sleep(0.01)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", choices=[[], *MODULES], default=[], metavar="MODULE")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
