@@ -91,7 +91,11 @@ def _with_cidrs(count: int) -> dict[str, object]:
     return raw
 
 
+ENTRA_CAP = 2000  # docs/graph-ca.md §3: IP ranges per named location, written out so a changed constant fails
+
+
 def test_a_named_location_holds_at_most_the_entra_cap() -> None:
-    parse_stack_config(_with_cidrs(ENTRA_MAX_RANGES))
-    with pytest.raises(ConfigError, match=f"has {ENTRA_MAX_RANGES + 1} ranges; a named location holds at most"):
-        parse_stack_config(_with_cidrs(ENTRA_MAX_RANGES + 1))
+    assert ENTRA_MAX_RANGES == ENTRA_CAP
+    parse_stack_config(_with_cidrs(ENTRA_CAP))
+    with pytest.raises(ConfigError, match=f"has {ENTRA_CAP + 1} ranges; a named location holds at most {ENTRA_CAP}"):
+        parse_stack_config(_with_cidrs(ENTRA_CAP + 1))

@@ -339,7 +339,9 @@ def run_module(module: str, jobs: int) -> ModuleScore:
     mutants = mutants_of(module)
     survivors: list[Mutant] = []
     killed = 0
-    for outcome, mutant in _parallel(mutants, tests, timeout, jobs):
+    for done, (outcome, mutant) in enumerate(_parallel(mutants, tests, timeout, jobs), 1):
+        if done % 25 == 0:
+            print(f"  {module}: {done}/{len(mutants)} mutants tested", file=sys.stderr, flush=True)
         if outcome == "error":
             raise SystemExit(f"pytest could not run for mutant {mutant}")
         if outcome == "survived":
