@@ -413,9 +413,6 @@ class _Refs:
         return UNKNOWN if self.has_unresolved else NO_MATCH
 
 
-_NO_REFS = _Refs(frozenset(), False)
-
-
 @dataclass(frozen=True, slots=True)
 class _GuestSelection:
     """includeGuestsOrExternalUsers / excludeGuestsOrExternalUsers (docs/graph-ca.md §2.4)."""
@@ -490,7 +487,7 @@ Check = Callable[[_Facts], Tri]
 Condition = tuple[str, Check]
 
 
-def _users_condition(users: Mapping[str, Any], workload_policy: bool = False) -> Condition:
+def _users_condition(users: Mapping[str, Any], *, workload_policy: bool) -> Condition:
     include = _UserSelection.of(users, "include")
     exclude = _UserSelection.of(users, "exclude")
 

@@ -150,6 +150,12 @@ def test_decision_02_an_unresolved_reference_matches_only_the_same_string_else_c
     assert outcome(block(users={"includeGroups": [GROUP]})) == (Outcome.DOES_NOT_APPLY, "users")
 
 
+def test_decision_02_nulls_and_blanks_in_a_list_are_no_reference() -> None:
+    """Real exports carry them; neither is an unresolved placeholder that would make the users condition unknowable."""
+    assert outcome(block(users={"includeUsers": ["All"], "excludeUsers": [None, " ", ""]})) == APPLIES
+    assert outcome(block(users={"includeUsers": ["All"], "excludeGroups": "  ,"})) == APPLIES
+
+
 def test_decision_02_a_member_user_is_never_a_guest_and_all_matches_every_external_kind() -> None:
     guests = block(users={"includeGuestsOrExternalUsers": {"guestOrExternalUserTypes": "internalGuest"}})
     assert outcome(guests) == (Outcome.DOES_NOT_APPLY, "users")
@@ -326,6 +332,20 @@ def test_decision_04_a_lower_upper_range_is_parsed_inclusively() -> None:
     assert outcome(inside, locations=[location], client_ip="203.0.113.51") == (Outcome.DOES_NOT_APPLY, "location")
 
 
+def test_decision_04_a_single_address_lower_upper_range_and_a_cidr_with_host_bits() -> None:
+    location = {
+        "id": HOST,
+        "ipRanges": [
+            {"lowerAddress": "203.0.113.50", "upperAddress": "203.0.113.50"},
+            {"cidrAddress": "198.51.100.10/24"},  # read as its network, 198.51.100.0/24
+        ],
+    }
+    inside = block(locations={"includeLocations": [HOST]})
+    assert outcome(inside, locations=[location]) == APPLIES
+    assert outcome(inside, locations=[location], client_ip="198.51.100.200") == APPLIES
+    assert outcome(inside, locations=[location], client_ip="203.0.113.51") == (Outcome.DOES_NOT_APPLY, "location")
+
+
 # --- 5. platforms ------------------------------------------------------------------------------------
 
 
@@ -335,6 +355,7 @@ def test_decision_05_an_unknown_platform_is_matched_by_all_only() -> None:
     windows = block(platforms={"includePlatforms": ["windows"]})
     assert outcome(windows) == (Outcome.DOES_NOT_APPLY, "devicePlatform")
     assert outcome(windows, device_platform="Windows") == APPLIES
+    assert outcome(windows, device_platform="linux") == (Outcome.DOES_NOT_APPLY, "devicePlatform")
     all_but_windows = block(platforms={"includePlatforms": ["all"], "excludePlatforms": ["windows"]})
     assert outcome(all_but_windows) == APPLIES
     assert outcome(all_but_windows, device_platform="windows") == (Outcome.DOES_NOT_APPLY, "devicePlatform")
@@ -394,6 +415,9 @@ def test_decision_06_conditions_a_user_sign_in_cannot_decide_are_cannot_tell(
 
 def test_decision_06_an_empty_unknown_condition_is_no_condition() -> None:
     assert outcome(block(times=None, agents={"includeAgents": []})) == APPLIES
+    assert outcome(block(agents={"includeAgents": None, "isEnabled": False, "@odata.type": "#x"})) == APPLIES
+    assert outcome(block(agents={"isEnabled": True})) == (Outcome.CANNOT_TELL, "notEnoughInformation")
+    assert outcome(block(agents={"count": 0})) == (Outcome.CANNOT_TELL, "notEnoughInformation")
 
 
 def test_decision_06_a_workload_identity_policy_fails_users_first() -> None:
@@ -472,6 +496,20 @@ def test_decision_09_a_cannot_tell_grant_is_uncertain_only_when_not_implied() ->
     assert [r.key for r in run([maybe_device, policy(name="sure mfa")]).enforced.uncertain] == ["maybe device"]
 
 
+def test_decision_09_a_requirement_implies_another_only_when_every_way_to_meet_it_does() -> None:
+    maybe_mfa = policy(name="maybe mfa", users={"includeGroups": ["<Admins>"]})
+    mfa_or_device = policy(name="sure either", grant={"operator": "OR", "builtInControls": ["mfa", "compliantDevice"]})
+    assert [r.key for r in run([mfa_or_device, maybe_mfa]).enforced.uncertain] == ["maybe mfa"]
+    maybe_either = policy(
+        name="maybe either",
+        users={"includeGroups": ["<Admins>"]},
+        grant={"operator": "OR", "builtInControls": ["mfa", "compliantDevice"]},
+    )
+    assert run([policy(name="sure mfa"), maybe_either]).enforced.uncertain == ()
+    both = policy(name="sure both", grant={"operator": "AND", "builtInControls": ["mfa", "compliantDevice"]})
+    assert run([both, maybe_mfa]).enforced.uncertain == ()
+
+
 def test_decision_09_a_cannot_tell_stricter_session_is_uncertain() -> None:
     every_time = {"signInFrequency": {"isEnabled": True, "frequencyInterval": "everyTime"}}
     eight_hours = {
@@ -532,6 +570,19 @@ def test_decision_11_service_principals_by_id_or_in_my_tenant() -> None:
     )
     assert workload(mine) == APPLIES
     assert workload(mine, service_principal_id=OTHER_PRINCIPAL) == (Outcome.DOES_NOT_APPLY, "workloadIdentities")
+
+
+def test_decision_11_the_resource_a_principal_asks_a_token_for_is_its_application() -> None:
+    for_app = workload_block({"includeServicePrincipals": [PRINCIPAL]}, applications={"includeApplications": [APP]})
+    assert workload(for_app) == APPLIES
+    assert workload(for_app, application_id=OTHER_APP) == (Outcome.DOES_NOT_APPLY, "application")
+    assert workload(for_app, application_id=None) == (Outcome.CANNOT_TELL, "application")
+
+
+def test_decision_11_a_placeholder_among_principal_ids_leaves_others_cannot_tell() -> None:
+    mixed = workload_block({"includeServicePrincipals": [PRINCIPAL, "<CIPP-API client>"]})
+    assert workload(mixed) == APPLIES
+    assert workload(mixed, service_principal_id=OTHER_PRINCIPAL) == (Outcome.CANNOT_TELL, "workloadIdentities")
 
 
 def test_decision_11_only_single_tenant_principals_are_covered() -> None:

@@ -133,9 +133,9 @@ class _Sites(ast.NodeTransformer):
             node.value = self.visit(node.value)
         return node
 
+    # Decorators neither: their arguments are dataclass options (frozen, slots, kw_only), which change no rule.
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         node.args = self.visit(node.args)
-        node.decorator_list = [self.visit(d) for d in node.decorator_list]
         node.body = [self.visit(s) for s in _without_docstring(node.body)] or [ast.Pass()]
         return node
 
@@ -143,7 +143,6 @@ class _Sites(ast.NodeTransformer):
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
         node.bases = [self.visit(b) for b in node.bases]
-        node.decorator_list = [self.visit(d) for d in node.decorator_list]
         node.body = [self.visit(s) for s in _without_docstring(node.body)] or [ast.Pass()]
         return node
 
@@ -267,17 +266,18 @@ class _MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _run_tests(tests: Sequence[str], finder: _MutantFinder | None) -> int:
-    """In a forked child: forget the project's modules, install the mutant, run pytest quietly."""
+    """In a forked child: forget the project's modules, install the mutant, run pytest quietly (the unmutated
+    run, `finder` None, speaks: its failure is the one worth reading)."""
     import pytest
 
     for name in [n for n in sys.modules if n.split(".")[0] in PROJECT_PREFIXES]:
         del sys.modules[name]
     if finder is not None:
         sys.meta_path.insert(0, finder)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(devnull, "w", closefd=False))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(devnull, "w", closefd=False))
     args = ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     return int(pytest.main(args))
 
