@@ -54,6 +54,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "exclusion": ("tests/test_exclusion_rules.py", "tests/test_part_d_safety.py", "tests/test_scenarios.py"),
     "cipp_api": (
         "tests/test_cipp_api_rules.py",
+        "tests/test_cipp_api_edges.py",
         "tests/test_cipp_api_destroy_guard.py",
         "tests/test_provider_defaults.py",
     ),
