@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cipp_hardening.config import ClientStack, MspStack, parse_stack_config
-from cipp_hardening.directory_facts import CANNOT_TELL, DirectoryReport, read_directory
+from cipp_hardening.directory_facts import CANNOT_TELL, DirectoryReport, Membership, membership_of, read_directory
 from tests.helpers import SERVICE_ACCOUNT, TECH_GROUP, msp_raw
 
 BREAK_GLASS_1 = "00000000-0000-0000-0000-00000000c001"
@@ -218,3 +218,93 @@ def test_a_direct_mode_client_account_refused_is_cannot_tell() -> None:
     report = read(directory, client_config())
     assert [f.subject for f in report.unknowns] == [CLIENT_ACCOUNT]
     assert report.view.membership(CLIENT_ACCOUNT) is None
+
+
+def test_memberships_are_groups_and_roles_by_template_id() -> None:
+    role = "62e90394-69f5-4237-9190-012177145e10"
+    group = "00000000-0000-0000-0000-0000000f0b01"
+    membership = membership_of(
+        [
+            {"@odata.type": "#microsoft.graph.group", "id": group.upper()},
+            {"@odata.type": "#microsoft.graph.group"},  # no id: nothing to match
+            {"@odata.type": "#microsoft.graph.directoryRole", "id": "x", "roleTemplateId": role},
+            {"@odata.type": "#microsoft.graph.administrativeUnit", "id": "y", "roleTemplateId": "z"},
+        ]
+    )
+    assert membership == Membership(frozenset({group}), frozenset({role}), roles_read=True)
+    unread = membership_of([{"@odata.type": "#microsoft.graph.directoryRole", "id": "x"}])
+    assert unread == Membership(frozenset(), frozenset(), roles_read=False)
+
+
+def test_the_memberships_read_are_those_of_break_glass_service_account_and_technicians() -> None:
+    directory = Directory()
+    directory.member_of[SERVICE_ACCOUNT] = [{"@odata.type": "#microsoft.graph.group", "id": TECH_GROUP}]
+    report = read(directory, sample=1)
+    assert set(report.view.memberships) == {BREAK_GLASS_1, BREAK_GLASS_2, SERVICE_ACCOUNT, TECHNICIANS[0]}
+    assert report.warnings[0].message == (
+        f"the CIPP service account is a member of technician group {TECH_GROUP}: only Part A's exclusion keeps it "
+        "out of the IP restriction; take it out of the group"
+    )
+
+
+def test_a_refused_service_account_or_technician_reads_no_membership() -> None:
+    directory = Directory()
+    directory.objects[f"users/{SERVICE_ACCOUNT}"] = REFUSED
+    assert SERVICE_ACCOUNT not in read(directory).view.memberships
+
+
+def test_break_glass_warnings_name_the_account_by_its_principal_name() -> None:
+    directory = Directory()
+    directory.objects[f"users/{BREAK_GLASS_1}"] = user(BREAK_GLASS_1, onPremisesSyncEnabled=True)
+    directory.objects[f"users/{BREAK_GLASS_2}"] = user(BREAK_GLASS_2, userPrincipalName=None, displayName="BG two")
+    directory.list_all = lambda path, params=None: []  # type: ignore[method-assign]
+    warnings = messages(read(directory), "warn")
+    assert warnings[0].startswith(f"break-glass account {BREAK_GLASS_1} (c001@msp.example) is synced from on-prem")
+    assert f"break-glass account {BREAK_GLASS_2} (BG two) has no phishing-resistant method registered" in warnings[-1]
+    assert len(warnings) == 3
+
+
+def test_a_phishing_resistant_method_among_others_is_enough() -> None:
+    directory = Directory()
+    methods = [
+        {"@odata.type": "#microsoft.graph.passwordAuthenticationMethod"},
+        {"@odata.type": "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod"},
+    ]
+    directory.list_all = lambda path, params=None: methods  # type: ignore[method-assign]
+    assert read(directory).findings == ()
+
+
+def test_fewer_than_two_break_glass_accounts_are_warned_counting_group_members() -> None:
+    raw = msp_raw()
+    group = "00000000-0000-0000-0000-0000000f0b02"
+    raw["technicianAccess"] = {
+        **raw["technicianAccess"],
+        "breakGlassUserIds": [BREAK_GLASS_1],
+        "breakGlassGroupIds": [group],
+    }
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    directory = Directory()
+    directory.objects[f"groups/{group}"] = {"id": group, "displayName": "BG", "isAssignableToRole": True}
+    directory.members[group] = [user(BREAK_GLASS_2)]
+    assert read(directory, config).warnings == ()
+    directory.members[group] = [user(BREAK_GLASS_1)]
+    [warning] = read(directory, config).warnings
+    assert warning.subject == BREAK_GLASS_1
+    assert warning.message.startswith("1 break-glass account(s): Microsoft recommends at least two")
+
+
+def test_the_break_glass_group_sample_reads_at_least_two_members() -> None:
+    raw = msp_raw()
+    group = "00000000-0000-0000-0000-0000000f0b02"
+    raw["technicianAccess"] = {**raw["technicianAccess"], "breakGlassUserIds": [], "breakGlassGroupIds": [group]}
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    directory = Directory()
+    directory.objects[f"groups/{group}"] = {"id": group, "isAssignableToRole": False}
+    directory.members[group] = [user(BREAK_GLASS_1), user(BREAK_GLASS_2)]
+    report = read(directory, config, sample=1)
+    assert not any("break-glass account(s)" in w.message for w in report.warnings)
+    assert any(
+        w.message.startswith(f"break-glass group {group} (no name) is not role-assignable") for w in report.warnings
+    )
