@@ -978,7 +978,7 @@ class CompiledPolicy:
         return self.blocks or self.requirement is not None or not self.session.empty
 
     @classmethod
-    def compile(cls, policy: Mapping[str, Any], position: int = 0) -> CompiledPolicy:
+    def compile(cls, policy: Mapping[str, Any], position: int) -> CompiledPolicy:
         name = str(policy.get("displayName") or "")
         key = str(policy.get("id") or name or f"policy[{position}]")
         blocks, requirement = _compile_grant(key, _dict(policy.get("grantControls")))

@@ -526,6 +526,59 @@ def test_decision_09_a_cannot_tell_stricter_session_is_uncertain() -> None:
     assert [r.key for r in run([maybe_eight, policy(name="sure", session=one_day)]).enforced.uncertain] == ["maybe"]
 
 
+def test_decision_09_an_equal_or_looser_frequency_adds_nothing() -> None:
+    eight_hours = {
+        "signInFrequency": {"isEnabled": True, "type": "hours", "value": 8, "frequencyInterval": "timeBased"}
+    }
+    maybe_eight = policy(name="maybe", users={"includeGroups": ["<Admins>"]}, session=eight_hours)
+    assert run([maybe_eight, policy(name="sure", session=eight_hours)]).enforced.uncertain == ()
+
+
+def test_decision_09_session_controls_as_compiled() -> None:
+    def session_of(controls: Mapping[str, Any] | None) -> tuple[bool, float | None, frozenset[str]]:
+        verdict = run([policy(session=controls)]).enforced
+        return verdict.reauth_every_time, verdict.session.frequency_hours, verdict.session.controls
+
+    assert session_of(None) == (False, None, frozenset())
+    day = {"signInFrequency": {"isEnabled": True, "type": "days", "value": 1, "frequencyInterval": "timeBased"}}
+    assert session_of(day) == (False, 24.0, frozenset())
+    off = {"signInFrequency": {"isEnabled": False, "type": "hours", "value": 1}}
+    assert session_of(off) == (False, None, frozenset())
+    every_time = {"signInFrequency": {"isEnabled": True, "value": 1, "frequencyInterval": "everyTime"}}
+    assert session_of(every_time) == (True, None, frozenset())
+    others = {
+        "disableResilienceDefaults": True,
+        "continuousAccessEvaluation": False,
+        "@odata.type": "#microsoft.graph.conditionalAccessSessionControls",
+        "cloudAppSecurity": {"isEnabled": True, "cloudAppSecurityType": "monitorOnly"},
+        "persistentBrowser": {"isEnabled": True, "mode": "never"},
+        "applicationEnforcedRestrictions": {"isEnabled": True},
+        "secureSignInSession": {"isEnabled": False},
+    }
+    assert session_of(others)[2] == frozenset(
+        {
+            "disableResilienceDefaults",
+            "cloudAppSecurity:monitorOnly",
+            "persistentBrowser:never",
+            "applicationEnforcedRestrictions",
+        }
+    )
+
+
+def test_decision_09_a_policy_has_an_effect_through_a_block_a_grant_or_a_session_control() -> None:
+    def has_effect(one: Mapping[str, Any]) -> bool:
+        return PolicySet.compile([one]).policies[0].has_effect
+
+    assert has_effect(block())
+    assert has_effect(policy())
+    assert has_effect(policy(grant={}, session={"disableResilienceDefaults": True}))
+    every_time = {"signInFrequency": {"isEnabled": True, "frequencyInterval": "everyTime"}}
+    assert has_effect(policy(grant={}, session=every_time))
+    hourly = {"signInFrequency": {"isEnabled": True, "type": "hours", "value": 1, "frequencyInterval": "timeBased"}}
+    assert has_effect(policy(grant={}, session=hourly))
+    assert not has_effect(policy(grant={}, session={}))
+
+
 def test_decision_09_requires_mfa_only_when_it_cannot_be_avoided() -> None:
     assert run([policy()]).enforced.requires_mfa
     either = policy(grant={"operator": "OR", "builtInControls": ["mfa", "compliantDevice"]})
@@ -536,6 +589,8 @@ def test_decision_09_requires_mfa_only_when_it_cannot_be_avoided() -> None:
     assert not verdict.satisfied_by({"mfa"}), "controls are compared literally"
     assert verdict.satisfied_by({f"authenticationStrength:{STRENGTH}"})
     assert not run([block(), policy()]).enforced.requires_mfa, "a blocked sign-in requires nothing"
+    device = policy(name="device", grant={"builtInControls": ["compliantDevice"]})
+    assert run([device, policy(name="mfa")]).enforced.requires_mfa, "one unavoidable MFA is enough"
 
 
 # --- 10. placeholders are positive only -------------------------------------------------------------

@@ -328,6 +328,7 @@ class ModuleScore:
     killed: int = 0
     seconds: float = 0.0
     survivors: tuple[Mutant, ...] = ()
+    timeouts: int = 0  # of the killed: by outliving the timeout
 
 
 def run_module(module: str, jobs: int) -> ModuleScore:
@@ -336,10 +337,10 @@ def run_module(module: str, jobs: int) -> ModuleScore:
     outcome, seconds = _run_once(tests)
     if outcome != "survived":
         raise SystemExit(f"the unmutated tests of {module} do not pass: {' '.join(tests)}")
-    timeout = max(10.0, 5 * seconds)
+    timeout = max(60.0, 10 * seconds)  # generous: a loaded machine must not pass for a kill
     mutants = mutants_of(module)
     survivors: list[Mutant] = []
-    killed = 0
+    killed = timeouts = 0
     for done, (outcome, mutant) in enumerate(_parallel(mutants, tests, timeout, jobs), 1):
         if done % 25 == 0:
             print(f"  {module}: {done}/{len(mutants)} mutants tested", file=sys.stderr, flush=True)
@@ -349,8 +350,9 @@ def run_module(module: str, jobs: int) -> ModuleScore:
             survivors.append(mutant)
         else:
             killed += 1
+            timeouts += outcome == "timeout"
     survivors.sort(key=lambda m: m.index)
-    return ModuleScore(module, len(mutants), killed, time.monotonic() - started, tuple(survivors))
+    return ModuleScore(module, len(mutants), killed, time.monotonic() - started, tuple(survivors), timeouts)
 
 
 def _parallel(
@@ -413,12 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in modules:
         score = run_module(module, args.jobs)
         scores.append(score)
-        print(f"{module:<13} {score.killed:>4}/{score.total:<4} killed  {score.seconds:6.0f} s", flush=True)
+        line = f"{module:<15} {score.killed:>4}/{score.total:<4} killed  {score.seconds:6.0f} s"
+        print(line + (f"  ({score.timeouts} by timeout)" if score.timeouts else ""), flush=True)
         for mutant in score.survivors:
             where = f"{PACKAGE}/{module}.py:{mutant.line}"
             print(f"    survived  {where}: #{mutant.index} {mutant.description}", flush=True)
     killed, total = sum(s.killed for s in scores), sum(s.total for s in scores)
-    print(f"{'all':<13} {killed:>4}/{total:<4} killed  {time.monotonic() - started:6.0f} s")
+    print(f"{'all':<15} {killed:>4}/{total:<4} killed  {time.monotonic() - started:6.0f} s")
     return 0
 
 
