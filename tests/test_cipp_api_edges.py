@@ -6,6 +6,7 @@ Shapes are CIPP's, as docs/cipp-api.md records them (§2.2 AddUpdate, §3 List, 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,12 +14,15 @@ import pytest
 from cipp_hardening.cipp_api import (
     ANY,
     DENY_ALL,
+    CippResponseError,
     UnknownMcpFlag,
     add_update_body,
     add_update_problems,
+    parse_list_body,
     ranges_of,
     summary,
     unconfirmed_fields,
+    validate_inputs,
     widened_ranges,
     widening_message,
 )
@@ -113,3 +117,26 @@ def test_the_widening_message_names_any_or_the_new_ranges() -> None:
     assert widening_message(client, ["203.0.113.0/25"], ["203.0.113.0/24", "2001:db8::/48"]).endswith(
         "after `pulumi up` it also accepts 203.0.113.0/24, 2001:db8::/48"
     )
+
+
+def test_a_missing_or_bad_url_is_a_failure_not_a_crash() -> None:
+    news = {
+        "tenantId": "00000000-0000-0000-0000-00000000A001",
+        "managerClientId": "00000000-0000-0000-0000-0000000e0001",
+        "clientId": CLIENT,
+        "allowedRanges": ["203.0.113.0/24"],
+    }
+    inputs, failures = validate_inputs(news)
+    assert ("url", "is required") in failures
+    assert inputs["tenantId"] == "00000000-0000-0000-0000-00000000a001"
+    inputs, failures = validate_inputs({**news, "url": 123})
+    assert [key for key, _ in failures] == ["url"]
+    assert inputs["url"] == 123, "a value that failed is left as given"
+
+
+def test_messages_quote_at_most_120_characters_of_what_cipp_answered() -> None:
+    with pytest.raises(CippResponseError) as raised:
+        parse_list_body("<" * 200)
+    assert str(raised.value) == f"List did not return JSON: {'<' * 120!r}"
+    [problem] = add_update_problems({"x": "y" * 200})
+    assert problem == f"unexpected AddUpdate answer: dict {json.dumps({'x': 'y' * 200})[:120]}"
