@@ -51,7 +51,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_custom_roles_config.py",
         "tests/test_cipp_api_rules.py",
     ),
-    "exclusion": ("tests/test_exclusion_rules.py", "tests/test_part_d_safety.py", "tests/test_scenarios.py"),
+    "exclusion": (
+        "tests/test_exclusion_rules.py",
+        "tests/test_exclusion_edges.py",
+        "tests/test_part_d_safety.py",
+        "tests/test_scenarios.py",
+    ),
     "cipp_api": (
         "tests/test_cipp_api_rules.py",
         "tests/test_cipp_api_edges.py",
