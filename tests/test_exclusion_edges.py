@@ -17,6 +17,7 @@ from cipp_hardening.exclusion import (
     Addition,
     UsersNotUnderstood,
     as_graph_returns,
+    cipp_is_excluded,
     exclude_cipp,
     exclude_msp,
     guest_types,
@@ -145,3 +146,12 @@ def test_removing_our_only_type_from_an_all_tenant_object_clears_it() -> None:
     )
     assert changed
     assert after["excludeGuestsOrExternalUsers"] is None
+
+
+def test_cipp_is_excluded_follows_the_access_mode() -> None:
+    by_account = users(excludeUsers=[ACCOUNT.upper()])
+    by_provider = users(enumerated(SERVICE_PROVIDER, MSP))
+    assert cipp_is_excluded(by_account, "direct", MSP, ACCOUNT)
+    assert not cipp_is_excluded(by_provider, "direct", MSP, ACCOUNT)
+    assert cipp_is_excluded(by_provider, "gdap", MSP, ACCOUNT)
+    assert not cipp_is_excluded(by_account, "gdap", MSP, ACCOUNT)
