@@ -308,3 +308,43 @@ def test_the_break_glass_group_sample_reads_at_least_two_members() -> None:
     assert any(
         w.message.startswith(f"break-glass group {group} (no name) is not role-assignable") for w in report.warnings
     )
+
+
+def test_five_technicians_per_group_by_default() -> None:
+    """docs/assurance.md: up to 5 users per technician group."""
+    assert [t.user_id for t in read(Directory()).view.technicians] == TECHNICIANS[:5]
+
+
+def test_an_include_user_is_checked_and_its_memberships_read() -> None:
+    raw = msp_raw()
+    raw["technicianAccess"] = {**raw["technicianAccess"], "includeUserIds": [TECHNICIANS[6]]}
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    directory = Directory()
+    assert TECHNICIANS[6] in read(directory, config, sample=1).view.memberships
+    directory.objects[f"users/{TECHNICIANS[6]}"] = NOT_FOUND
+    report = read(directory, config, sample=1)
+    assert TECHNICIANS[6] not in report.view.memberships
+    assert [f.subject for f in report.failures] == [TECHNICIANS[6]]
+
+
+def failing_methods(error: FakeGraphError) -> Any:
+    """A list_all whose authentication-methods read fails with `error`; memberships read as empty."""
+
+    def list_all(path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        if path.endswith("/authentication/methods"):
+            raise error
+        return []
+
+    return list_all
+
+
+def test_the_methods_read_refused_is_cannot_tell_and_other_errors_propagate() -> None:
+    directory = Directory()
+    directory.list_all = failing_methods(FakeGraphError(500, "InternalServerError"))  # type: ignore[method-assign]
+    with pytest.raises(FakeGraphError, match="500"):
+        read(directory)
+    directory.list_all = failing_methods(REFUSED)  # type: ignore[method-assign]
+    warnings = messages(read(directory), "warn")
+    assert len(warnings) == 2
+    assert all(w.startswith("cannot tell whether break-glass account") for w in warnings)
