@@ -6,7 +6,7 @@ STACK  ?= prod
 # `make plan` alone shows the example (README first screen); STACK=… (command line or environment) plans that stack.
 PLAN_STACK := $(if $(filter command line environment,$(origin STACK)),$(STACK),example)
 
-.PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote adopt engine e2e chaos
+.PHONY: plan snapshot test lint typecheck check clean onboard-client onboard-clients verify demo fleet bench promote adopt engine e2e chaos mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,12 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
 	$(BIN)/python bench/bench_onboard.py
 	$(BIN)/python bench/bench_part_c_window.py
+
+## mutants: [MODULES='evaluator drift'] [JOBS=2] the mutation check of the rule modules (tools/mutants.py): one operator or
+##          constant changed at a time, the module's quick tests run against each; killed/total per module and every
+##          survivor (docs/mutation.md); not part of `make test` (about half an hour on two cores)
+mutants: $(VENV)/.dev
+	$(BIN)/python tools/mutants.py --jobs "$(or $(JOBS),2)" $(MODULES)
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when

@@ -11,7 +11,10 @@ uses instead of asserted ones (`DirectoryView`), failures (a named object missin
 account disabled) and warnings, as assessment tools raise them (a synced break-glass account, fewer than two
 break-glass accounts, a group that is not role-assignable, a break-glass account inside a technician group, a
 break-glass account with no phishing-resistant method: `GET /v1.0/users/{id}/authentication/methods`, with the
-optional UserAuthenticationMethod.Read.All; without it the warning says it cannot tell).
+optional UserAuthenticationMethod.Read.All; without it the warning says it cannot tell). What the directory
+will not say is neither a pass nor a failure: a named object it refuses to read (HTTP 403) and an account
+without `accountEnabled` in the answer are `cannot_tell` findings naming the permission, and verify cannot
+prove the stack (exit 5).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ USER_FIELDS: Final = "id,displayName,userPrincipalName,accountEnabled,onPremises
 GROUP_FIELDS: Final = "id,displayName,isAssignableToRole"
 TECHNICIAN_SAMPLE: Final = 5  # real technicians per technician group whose sign-ins the matrix checks
 NOT_FOUND_CODES: Final = frozenset({"request_resourcenotfound", "resourcenotfound"})
+CANNOT_TELL: Final = "cannot_tell"  # a Finding severity: the directory would not say (a 403, a field it left out)
+USER_PERMISSION: Final = "User.Read.All"
+GROUP_PERMISSION: Final = "GroupMember.Read.All (or Group.Read.All)"
 _USER_TYPE: Final = "#microsoft.graph.user"
 _GROUP_TYPE: Final = "#microsoft.graph.group"
 _ROLE_TYPE: Final = "#microsoft.graph.directoryrole"
@@ -80,7 +86,7 @@ class DirectoryView:
 class Finding:
     """One directory problem: `fail` breaks verify (exit 3), `warn` is reported."""
 
-    severity: str  # "fail" | "warn"
+    severity: str  # "fail" | "warn" | "cannot_tell" (verify cannot prove the stack: exit 5)
     subject: str  # the object id
     message: str
 
@@ -101,6 +107,11 @@ class DirectoryReport:
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "warn")
 
+    @property
+    def unknowns(self) -> tuple[Finding, ...]:
+        """What the directory would not tell (a refused read, a missing field): neither a pass nor a failure."""
+        return tuple(f for f in self.findings if f.severity == CANNOT_TELL)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "findings": [f.to_json() for f in self.findings],
@@ -111,6 +122,11 @@ class DirectoryReport:
 def is_not_found(error: Exception) -> bool:
     """Graph's 404 for a directory object (`Request_ResourceNotFound`)."""
     return getattr(error, "status", None) == 404 and str(getattr(error, "code", "")).lower() in NOT_FOUND_CODES
+
+
+def is_refused(error: Exception) -> bool:
+    """Graph's 403 (`Authorization_RequestDenied`): the identity lacks the permission, the object may exist."""
+    return getattr(error, "status", None) == 403
 
 
 def _id(item: Mapping[str, Any]) -> str:
@@ -152,26 +168,48 @@ class _Reader:
     def warn(self, subject: str, message: str) -> None:
         self.findings.append(Finding("warn", subject, message))
 
-    def _object(self, path: str, select: str, subject: str, what: str) -> dict[str, Any] | None:
+    def cannot_tell(self, subject: str, message: str) -> None:
+        self.findings.append(Finding(CANNOT_TELL, subject, message))
+
+    def _object(self, path: str, select: str, subject: str, what: str, permission: str) -> dict[str, Any] | None:
+        """The object, or None with a finding: a 404 fails (it does not exist), a 403 cannot tell."""
         try:
             return self.graph.get(path, {"$select": select})
         except self.error_type as error:
+            if is_refused(error):
+                self.cannot_tell(
+                    subject,
+                    f"cannot tell whether {what} exists: the directory refused the read (HTTP 403); grant the "
+                    f"verifying identity {permission} (docs/assurance.md)",
+                )
+                return None
             if not is_not_found(error):
                 raise
         self.fail(subject, f"{what} does not exist in the directory")
         return None
 
     def user(self, user_id: str, role: str, key: str) -> dict[str, Any] | None:
-        return self._object(f"users/{user_id}", USER_FIELDS, user_id, f"{role} {user_id} ({key})")
+        return self._object(f"users/{user_id}", USER_FIELDS, user_id, f"{role} {user_id} ({key})", USER_PERMISSION)
 
     def group(self, group_id: str, role: str, key: str) -> dict[str, Any] | None:
-        return self._object(f"groups/{group_id}", GROUP_FIELDS, group_id, f"{role} {group_id} ({key})")
+        what = f"{role} {group_id} ({key})"
+        return self._object(f"groups/{group_id}", GROUP_FIELDS, group_id, what, GROUP_PERMISSION)
 
     def enabled_user(self, user_id: str, role: str, key: str) -> dict[str, Any] | None:
-        """A user that must be able to sign in: missing or disabled fails."""
+        """A user that must be able to sign in: missing or disabled fails; no `accountEnabled` cannot tell."""
         user = self.user(user_id, role, key)
-        if user is not None and user.get("accountEnabled") is not True:
-            self.fail(user_id, f"{role} {user_id} ({_user_label(user)}, {key}) is disabled (accountEnabled false)")
+        if user is None:
+            return None
+        enabled = user.get("accountEnabled")
+        who = f"{role} {user_id} ({_user_label(user)}, {key})"
+        if enabled is False:
+            self.fail(user_id, f"{who} is disabled (accountEnabled false)")
+        elif enabled is not True:
+            self.cannot_tell(
+                user_id,
+                f"cannot tell whether {who} can sign in: the directory returned no accountEnabled for it "
+                f"(the verifying identity needs {USER_PERMISSION}; docs/assurance.md)",
+            )
         return user
 
     def read_membership(self, user_id: str) -> Membership:
@@ -189,8 +227,8 @@ class _Reader:
 def read_directory(
     graph: GraphReader, config: StackConfig, error_type: type[Exception], *, sample: int = TECHNICIAN_SAMPLE
 ) -> DirectoryReport:
-    """Read what the stack names from the directory. `error_type`: the client's error (its 404s become
-    findings; any other error propagates)."""
+    """Read what the stack names from the directory. `error_type`: the client's error (a 404 or a 403 on a
+    named object becomes a finding, failing or cannot-tell; any other error propagates)."""
     reader = _Reader(graph, error_type)
     technicians: tuple[Technician, ...] = ()
     if isinstance(config, MspStack):
@@ -257,7 +295,7 @@ def _check_phishing_resistant(reader: _Reader, user_id: str, label: str) -> None
     try:
         methods = reader.graph.list_all(f"users/{user_id}/authentication/methods")
     except reader.error_type as error:
-        if getattr(error, "status", None) != 403:
+        if not is_refused(error):
             raise
         reader.warn(
             user_id,

@@ -51,7 +51,9 @@ Decisions where the reference is silent (all [I], inferred, in docs/graph-ca.md'
    matches nothing known, and the answer is cannot tell only when it matters (the IP is in no trusted
    named location). Country locations use `SignIn.country` (None → cannot tell, whatever
    countryLookupMethod says); compliant-network and other location kinds, unknown location ids and
-   unparseable ranges → cannot tell. `includeLocations` empty with exclusions means `All`.
+   unparseable ranges (a bad CIDR, a lower/upper pair of two IP versions or upside down, an entry that is not
+   an ipRange object) → cannot tell, unless another range of the location holds the IP.
+   `includeLocations` empty with exclusions means `All`.
 5. Platforms: `device_platform=None` is Entra's "unknown platform": matched by `all` only.
 6. Risk (sign-in, user, insider), authenticationFlows: matched exactly when the sign-in states the
    level/flow, else cannot tell. servicePrincipalRiskLevels, clientApplications (workload identities),
@@ -411,9 +413,6 @@ class _Refs:
         return UNKNOWN if self.has_unresolved else NO_MATCH
 
 
-_NO_REFS = _Refs(frozenset(), False)
-
-
 @dataclass(frozen=True, slots=True)
 class _GuestSelection:
     """includeGuestsOrExternalUsers / excludeGuestsOrExternalUsers (docs/graph-ca.md §2.4)."""
@@ -488,7 +487,7 @@ Check = Callable[[_Facts], Tri]
 Condition = tuple[str, Check]
 
 
-def _users_condition(users: Mapping[str, Any], workload_policy: bool = False) -> Condition:
+def _users_condition(users: Mapping[str, Any], *, workload_policy: bool) -> Condition:
     include = _UserSelection.of(users, "include")
     exclude = _UserSelection.of(users, "exclude")
 
@@ -745,7 +744,9 @@ def _parse_range(entry: Any) -> _Range | None:
         lower, upper = _parse_address(str(entry["lowerAddress"])), _parse_address(str(entry["upperAddress"]))
     except (KeyError, ValueError):
         return None
-    return (lower[0], lower[1], upper[1]) if lower[0] == upper[0] else None
+    if lower[0] != upper[0] or lower[1] > upper[1]:
+        return None  # two IP versions, or upper below lower: no range we could say was meant
+    return lower[0], lower[1], upper[1]
 
 
 def _ranges_of(values: Iterable[Any]) -> tuple[tuple[_Range, ...], bool]:
@@ -977,7 +978,7 @@ class CompiledPolicy:
         return self.blocks or self.requirement is not None or not self.session.empty
 
     @classmethod
-    def compile(cls, policy: Mapping[str, Any], position: int = 0) -> CompiledPolicy:
+    def compile(cls, policy: Mapping[str, Any], position: int) -> CompiledPolicy:
         name = str(policy.get("displayName") or "")
         key = str(policy.get("id") or name or f"policy[{position}]")
         blocks, requirement = _compile_grant(key, _dict(policy.get("grantControls")))

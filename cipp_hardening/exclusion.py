@@ -303,6 +303,13 @@ def exclude_user(users: Mapping[str, Any] | None, user_id: str) -> Merge:
     return Merge(complete, "excluded", Addition(exclude_users=(user_id,)))
 
 
+def direct_account(service_account_user_id: str | None) -> str:
+    """The CIPP service account Direct tenant mode excludes; never a guessed or empty id (docs/part-d.md)."""
+    if not service_account_user_id:
+        raise ValueError("Direct tenant mode needs the CIPP service account's object id, and none was given")
+    return service_account_user_id
+
+
 def exclude_cipp(
     users: Mapping[str, Any] | None,
     access_mode: str,
@@ -312,7 +319,7 @@ def exclude_cipp(
 ) -> Merge:
     """The merge for the tenant's access mode: the MSP's service providers (GDAP) or the CIPP account (direct)."""
     if access_mode == "direct":
-        return exclude_user(users, str(service_account_user_id))
+        return exclude_user(users, direct_account(service_account_user_id))
     return exclude_msp(users, msp_tenant_id, on_conflict)
 
 
@@ -327,7 +334,7 @@ def cipp_is_excluded(
 ) -> bool:
     """Whether CIPP is out of this policy's scope in the tenant's access mode."""
     if access_mode == "direct":
-        return user_is_excluded(users, str(service_account_user_id))
+        return user_is_excluded(users, direct_account(service_account_user_id))
     return msp_is_excluded(users, msp_tenant_id)
 
 

@@ -350,9 +350,13 @@ def planned_service_principals(config: StackConfig, policies: Sequence[Mapping[s
 def _technicians(config: MspStack, directory: DirectoryView | None) -> list[tuple[str, str]]:
     """(user id, label) of the technicians to sign in: the sampled real ones, else the first includeUserId or
     a synthetic member of the first technician group."""
-    if directory is not None and directory.technicians:
-        return [(t.user_id, t.label) for t in directory.technicians]
     access = config.technician_access
+    # Part A excludes these (and they have rows of their own): never sampled as technicians, whatever the view says.
+    never = {config.service_account.user_id.lower(), *(u.lower() for u in access.break_glass_user_ids)}
+    real = directory.technicians if directory is not None else ()
+    sampled = [(t.user_id, t.label) for t in real if t.user_id.lower() not in never]
+    if sampled:
+        return sampled
     user = access.include_user_ids[0] if access.include_user_ids else synthetic_user("technician")
     return [(user, user)]
 

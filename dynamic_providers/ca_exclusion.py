@@ -418,6 +418,9 @@ class CaExclusionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         # The program's inputs are CaExclusionArgs built from validated config: only their shape is checked here.
         failures = typed.problems(CaExclusionArgs, news)
+        account = news.get("serviceAccountUserId")
+        if news.get("accessMode") == "direct" and not account and not typed.is_unknown(account):
+            failures.append(("serviceAccountUserId", "is required in Direct tenant mode (docs/part-d.md)"))
         return CheckResult(news, [CheckFailure(key, reason) for key, reason in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

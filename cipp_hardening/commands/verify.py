@@ -125,6 +125,8 @@ class VerifyReport:
             return EXIT_BROKEN
         if self.drift_unchecked:
             return EXIT_ERROR  # an MSP stack is never verified without comparing Part A / Part B with the plan
+        if self.directory is not None and self.directory.unknowns:
+            return EXIT_CANNOT_PROVE  # a named account the directory would not show is not proven to exist
         if self.matrix.exit_code:
             return self.matrix.exit_code
         return EXIT_MISSING_EXCLUSIONS if self.missing_exclusions else 0
@@ -135,6 +137,8 @@ class VerifyReport:
             [f"Part A / Part B not compared with the plan: {self.drift_unchecked}"] if self.drift_unchecked else []
         )
         reasons = self.broken + unchecked + [r for r in report_output.matrix_reasons(self.matrix) if "broken" not in r]
+        if self.directory is not None and self.directory.unknowns:
+            reasons.append(f"{len(self.directory.unknowns)} directory object(s) or field(s) it would not show")
         if self.missing_exclusions:
             reasons.append(f"{len(self.missing_exclusions)} client policy(ies) without the MSP exclusion")
         return reasons
@@ -422,6 +426,7 @@ def print_report(report: VerifyReport, console: Console) -> None:
         directory = report.directory
         print_findings(console, "directory: failures", [f.message for f in directory.failures], "red")
         print_findings(console, "directory: warnings", [f.message for f in directory.warnings], "yellow")
+        print_findings(console, "directory: cannot tell", [f.message for f in directory.unknowns], "yellow")
     print_findings(console, "the tenant differs from the plan (drift)", report.drift, "red")
     if report.drift_unchecked:
         console.print(f"[red]✗[/] drift not checked: {report.drift_unchecked}", soft_wrap=True)
@@ -496,7 +501,8 @@ EXIT_CODES = """exit codes (they reach the caller; `make verify` turns every fai
      Microsoft's What If (POST identity/conditionalAccess/evaluate) disagreeing with our evaluator on a row
   4  the matrix holds, but a client policy in scope still lacks the MSP exclusion
   5  an invariant cannot be proven (a guard row stays uncertain and assumptions.cannotProveOverride
-     is not set)
+     is not set), or the directory would not show a named account or group (HTTP 403, or no
+     accountEnabled): the finding names the permission to grant
 
 Credentials: ARM_* (as pulumi-azuread reads them) or AZURE_* variables, or `az login` (docs/commands.md)."""
 
