@@ -79,6 +79,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "scenarios": (
         "tests/test_scenarios.py",
         "tests/test_scenarios_sampling.py",
+        "tests/test_scenarios_mutants.py",
+        "tests/test_managed_policies.py",
         "tests/test_custom_roles_matrix.py",
         "tests/test_lockout.py",
         "tests/test_workload_identity.py",
