@@ -67,6 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_custom_roles_config.py",
         "tests/test_cipp_custom_roles_provider.py",
         "tests/test_provider_defaults.py",
+        "tests/test_custom_roles_mutants.py",
     ),
     "evaluator": (
         "tests/test_evaluator_decisions.py",
