@@ -44,6 +44,8 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_small_ones.py",
         "tests/test_cidr.py",
         "tests/test_cidr_edges.py",
+        "tests/test_config_mutants.py",
+        "tests/test_break_glass_alerts.py",
     ),
     "cidr": (
         "tests/test_cidr.py",
