@@ -66,3 +66,53 @@ def test_a_key_of_client_stacks_is_named_as_such_without_a_guess() -> None:
     [problem] = problems(raw)
     assert "a key of client stacks, not of msp stacks" in problem
     assert "did you mean" not in problem
+
+
+# -- technicianAccess.promotedAfter: the record `make promote` writes (docs/commands.md) -------------------
+def promoted(**record: Any) -> dict[str, Any]:
+    raw = msp_raw()
+    raw["technicianAccess"].update(state="enabled", operatorCheckIp="203.0.113.1")
+    raw["technicianAccess"]["promotedAfter"] = {
+        "policyId": "11111111-2222-3333-4444-555555555555",
+        "policyDisplayName": "Block CIPP Access - Outside Trusted IPs",
+        "window": {"from": "2026-05-01T00:00:00Z", "to": "2026-05-15T00:00:00Z"},
+        "signInsEvaluated": 10,
+        "wouldBlock": 0,
+        "breakGlass": 0,
+        "serviceAccount": 0,
+        "accepted": False,
+        "acceptedUsers": ["tech@msp.example"],
+        "recordedAt": "2026-05-15T00:00:00Z",
+    } | record
+    return raw
+
+
+def test_a_clean_record_with_no_affected_sign_in_needs_no_acceptance() -> None:
+    assert parsed(promoted()).technician_access.promoted_after is not None
+
+
+def test_an_accepted_record_with_affected_sign_ins_is_taken() -> None:
+    assert parsed(promoted(wouldBlock=2, breakGlass=1, accepted=True)).technician_access.promoted_after is not None
+
+
+def test_every_affected_sign_in_counts_towards_the_acceptance() -> None:
+    [problem] = problems(promoted(wouldBlock=1, breakGlass=2, serviceAccount=4))
+    assert "promotedAfter.accepted" in problem
+    assert "7 affected sign-in(s) out of 10" in problem
+
+
+def test_a_window_that_ends_when_it_starts_is_refused() -> None:
+    window = {"from": "2026-05-15T00:00:00Z", "to": "2026-05-15T00:00:00Z"}
+    [problem] = problems(promoted(window=window))
+    assert "promotedAfter.window" in problem
+    assert "from must be before to" in problem
+
+
+@pytest.mark.parametrize("count", [-1, True, "3"])
+def test_a_count_must_be_zero_or_more(count: Any) -> None:
+    assert any("promotedAfter.breakGlass" in problem for problem in problems(promoted(breakGlass=count)))
+
+
+def test_accepted_users_must_all_be_names() -> None:
+    [problem] = problems(promoted(acceptedUsers=["tech@msp.example", 3]))
+    assert "promotedAfter.acceptedUsers" in problem
