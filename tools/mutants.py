@@ -45,7 +45,10 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_cidr.py",
         "tests/test_cidr_edges.py",
         "tests/test_config_mutants.py",
+        "tests/test_config_edges.py",
         "tests/test_break_glass_alerts.py",
+        "tests/test_workload_identity.py",
+        "tests/test_client_stack.py",
     ),
     "cidr": (
         "tests/test_cidr.py",
