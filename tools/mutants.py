@@ -44,6 +44,11 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_small_ones.py",
         "tests/test_cidr.py",
         "tests/test_cidr_edges.py",
+        "tests/test_config_mutants.py",
+        "tests/test_config_edges.py",
+        "tests/test_break_glass_alerts.py",
+        "tests/test_workload_identity.py",
+        "tests/test_client_stack.py",
     ),
     "cidr": (
         "tests/test_cidr.py",
@@ -67,6 +72,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_custom_roles_config.py",
         "tests/test_cipp_custom_roles_provider.py",
         "tests/test_provider_defaults.py",
+        "tests/test_custom_roles_mutants.py",
     ),
     "evaluator": (
         "tests/test_evaluator_decisions.py",
