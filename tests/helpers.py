@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from cipp_hardening.config import PROJECT
+from cipp_hardening.config import PROJECT, ConfigError, MspStack, parse_stack_config
 from cipp_hardening.offline import OfflineRun, run_program
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +49,17 @@ def to_runtime_config(raw: dict[str, Any]) -> dict[str, str]:
 
 def run_main(raw: dict[str, Any], stack: str = "prod") -> OfflineRun:
     return run_program(ROOT / "__main__.py", to_runtime_config(raw), project=PROJECT, stack=stack)
+
+
+def parsed_msp(raw: dict[str, Any]) -> MspStack:
+    """An MSP stack's config, parsed; the test fails if it is another mode."""
+    config = parse_stack_config(raw)
+    assert isinstance(config, MspStack)
+    return config
+
+
+def config_problems(raw: dict[str, Any]) -> list[str]:
+    """Every problem the config parser reports for `raw` (it must refuse it)."""
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config(raw)
+    return [str(problem) for problem in error.value.problems]

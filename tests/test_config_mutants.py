@@ -10,20 +10,10 @@ from typing import Any
 
 import pytest
 
-from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
-from tests.helpers import msp_raw
+from tests.helpers import config_problems, msp_raw, parsed_msp
 
-
-def parsed(raw: dict[str, Any]) -> MspStack:
-    config = parse_stack_config(raw)
-    assert isinstance(config, MspStack)
-    return config
-
-
-def problems(raw: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as error:
-        parse_stack_config(raw)
-    return [str(problem) for problem in error.value.problems]
+parsed = parsed_msp
+problems = config_problems
 
 
 @pytest.mark.parametrize(

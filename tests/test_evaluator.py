@@ -77,7 +77,7 @@ NAMED_LOCATIONS: list[dict[str, Any]] = [
 
 def make_policy(
     *,
-    state: str = "enabled",
+    state: str | None = "enabled",
     users: Mapping[str, Any] | None = None,
     apps: Mapping[str, Any] | None = None,
     grant: Mapping[str, Any] | None = None,

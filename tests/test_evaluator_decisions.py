@@ -20,6 +20,7 @@ from cipp_hardening.evaluator import (
     SignIn,
     evaluate,
 )
+from tests.test_evaluator import make_policy
 
 USER = "aaaaaaaa-0000-0000-0000-000000000001"
 BREAK_GLASS = "aaaaaaaa-0000-0000-0000-000000000002"
@@ -53,30 +54,7 @@ LOCATIONS: list[dict[str, Any]] = [
 ]
 
 
-def policy(
-    *,
-    state: str | None = "enabled",
-    users: Mapping[str, Any] | None = None,
-    apps: Mapping[str, Any] | None = None,
-    grant: Mapping[str, Any] | None = None,
-    session: Mapping[str, Any] | None = None,
-    name: str = "policy",
-    **conditions: Any,
-) -> dict[str, Any]:
-    """All users, all apps, require MFA, unless overridden."""
-    return {
-        "id": name,
-        "displayName": name,
-        "state": state,
-        "conditions": {
-            "users": dict(users) if users is not None else {"includeUsers": ["All"]},
-            "applications": dict(apps) if apps is not None else {"includeApplications": ["All"]},
-            "clientAppTypes": ["all"],
-            **conditions,
-        },
-        "grantControls": dict(grant) if grant is not None else {"operator": "OR", "builtInControls": ["mfa"]},
-        "sessionControls": dict(session) if session is not None else None,
-    }
+policy = make_policy
 
 
 def block(**kwargs: Any) -> dict[str, Any]:
