@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cipp_hardening.exclusion import msp_is_excluded
-from emulators.clients import GRAPH_ROLES
+from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
 from emulators.pulumi_project import PulumiProject
 from tests.helpers import ROOT
@@ -49,13 +49,7 @@ def test_fleet_up_preview_and_resume(pulumi_cli: Path, tmp_path: Path, graph_emu
     )
     for tenant in tenants.values():
         graph_emulator.load_policies(tenant, SAMPLES)
-    env = {
-        "AZURE_AUTHORITY_HOST": graph_emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
+    env = graph_client_env(graph_emulator.url, graph_emulator.ca_bundle, client_id, secret)
     project = PulumiProject.create(pulumi_cli, tmp_path, env)
     unreachable = "client-gamma"
     for stack, tenant in tenants.items():
@@ -90,13 +84,7 @@ def one_client(pulumi_cli: Path, tmp_path: Path, graph_emulator: GraphEmulator) 
     tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
     graph_emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
     graph_emulator.load_policies(tenant, SAMPLES)
-    env = {
-        "AZURE_AUTHORITY_HOST": graph_emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
+    env = graph_client_env(graph_emulator.url, graph_emulator.ca_bundle, client_id, secret)
     project = PulumiProject.create(pulumi_cli, tmp_path, env)
     project.stack_init("client-alpha")
     project.config_set("client-alpha", "mode", "client")

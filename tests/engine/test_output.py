@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from emulators.clients import GRAPH_ROLES
+from emulators.clients import GRAPH_ROLES, graph_client_env
 from emulators.graph import GraphEmulator
 from emulators.pulumi_project import PulumiProject
 from tests.helpers import ROOT
@@ -45,13 +45,7 @@ def test_a_client_stack_prints_no_plugin_notice_where_the_azuread_plugin_is_inst
     tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"secret-{uuid.uuid4().hex}"
     graph_emulator.register_app(client_id, secret, MSP, consented_tenants=[tenant], graph_roles=GRAPH_ROLES)
     graph_emulator.load_policies(tenant, ROOT / "examples" / "client-contoso-policies")
-    env = {
-        "AZURE_AUTHORITY_HOST": graph_emulator.url,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "REQUESTS_CA_BUNDLE": str(graph_emulator.ca_bundle),
-        "CIPP_HARDENING_GRAPH_INTERVAL": "0",
-    }
+    env = graph_client_env(graph_emulator.url, graph_emulator.ca_bundle, client_id, secret)
     project = PulumiProject.create(pulumi_cli, tmp_path, env, standin_azuread=True)
     project.stack_init("client-quiet")
     project.config_set("client-quiet", "mode", "client")
