@@ -20,7 +20,7 @@ import pytest
 from pulumi.automation import OpType
 from rich.console import Console
 
-from cipp_hardening.commands import fleet, fleet_recovery
+from cipp_hardening.commands import fleet, fleet_events, fleet_recovery
 from cipp_hardening.commands.fleet import (
     FAILED,
     SKIPPED,
@@ -40,6 +40,7 @@ from cipp_hardening.commands.fleet import (
     stacks_to_skip,
     summary_rows,
 )
+from cipp_hardening.commands.fleet_events import STACK_TYPE
 from cipp_hardening.commands.fleet_recovery import (
     LockHolder,
     PreviousRun,
@@ -262,20 +263,48 @@ def test_without_the_cli_the_real_runner_says_so(tmp_path: Path) -> None:
     assert "no `pulumi` executable was found" in " ".join(output.getvalue().split())
 
 
+def stack_outputs_event(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """The root stack's `resOutputsEvent` as the CLI logs it (pkg/backend/display/events.go)."""
+    old = None if before is None else {"type": STACK_TYPE, "outputs": before}
+    return {
+        "resOutputsEvent": {
+            "metadata": {"type": STACK_TYPE, "op": "same", "old": old, "new": {"type": STACK_TYPE, "outputs": after}}
+        }
+    }
+
+
+def summary_event(changes: dict[str, int]) -> dict[str, Any]:
+    return {"summaryEvent": {"resourceChanges": changes, "result": "succeeded"}}
+
+
 class FakeStack:
-    """What `auto.select_stack` returns, with the result shapes of pulumi.automation."""
+    """What `auto.select_stack` returns. `preview` and `up` run through its workspace's `PulumiCommand.run`, which
+    writes the engine's event log as the CLI does; refresh, cancel and export are the Automation API's methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "client-a") -> None:
+        self.name = name
+        self.preview_changes = {"create": 1, "same": 5}
+        self.up_changes = {"update": 2, "same": 1}
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.state_outputs: dict[str, Any] | None = None  # None: never deployed
+        self.up_outputs: dict[str, Any] = {}
+        command = SimpleNamespace(run=self._cli)
+        self.workspace = SimpleNamespace(work_dir="/project", env_vars={}, pulumi_home=None, pulumi_command=command)
 
-    def preview(self, **kwargs: Any) -> Any:
-        self.calls.append(("preview", kwargs))
-        kwargs["on_output"]("+ 1 to create")
-        return SimpleNamespace(change_summary={OpType.CREATE: 1, OpType.SAME: 5})
+    def _cli(self, args: list[str], cwd: str, env: dict[str, str], on_output: Any = None, on_error: Any = None) -> Any:
+        action = args[0]
+        self.calls.append((action, {"args": args, "env": env}))
+        events = self.preview(on_output) if action == "preview" else self.up(on_output)
+        log = Path(args[args.index("--event-log") + 1])
+        log.write_text("".join(json.dumps(event) + "\n" for event in events), encoding="utf-8")
+        return SimpleNamespace(stdout="", stderr="", code=0)
 
-    def up(self, **kwargs: Any) -> Any:
-        self.calls.append(("up", kwargs))
-        return SimpleNamespace(summary=SimpleNamespace(resource_changes={"update": 2, "same": 1}))
+    def preview(self, on_output: Any) -> list[dict[str, Any]]:
+        on_output("+ 1 to create")
+        return [stack_outputs_event(self.state_outputs, self.state_outputs or {}), summary_event(self.preview_changes)]
+
+    def up(self, on_output: Any) -> list[dict[str, Any]]:
+        return [stack_outputs_event(self.state_outputs, self.up_outputs), summary_event(self.up_changes)]
 
     def refresh(self, **kwargs: Any) -> Any:
         self.calls.append(("refresh", kwargs))
@@ -286,27 +315,54 @@ class FakeStack:
         return SimpleNamespace(change_summary={OpType.UPDATE: 1, OpType.SAME: 2})
 
 
-def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def cli_args(call: tuple[str, dict[str, Any]]) -> list[str]:
+    return call[1]["args"]
+
+
+def fake_automation(monkeypatch: pytest.MonkeyPatch, select: Any) -> list[Any]:
+    """select_stack → `select(name, work_dir)`; PulumiCommand made without a CLI. Returns the commands made."""
     from pulumi import automation as auto
 
+    made: list[Any] = []
+
+    def pulumi_command() -> Any:
+        made.append(SimpleNamespace())
+        return made[-1]
+
+    monkeypatch.setattr(auto, "PulumiCommand", pulumi_command)
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: select(name, work_dir, opts))
+    return made
+
+
+def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     stack = FakeStack()
     selected: list[tuple[str, str]] = []
+    commands_used: list[Any] = []
 
-    def select_stack(name: str, work_dir: str) -> FakeStack:
+    def select_stack(name: str, work_dir: str, opts: Any) -> FakeStack:
         selected.append((name, work_dir))
+        commands_used.append(opts.pulumi_command)
         return stack
 
-    monkeypatch.setattr(auto, "select_stack", select_stack)
+    made = fake_automation(monkeypatch, select_stack)
     runner = AutomationApiRunner(tmp_path, policy_packs=["policy"], expect_no_changes=True)
     lines: list[str] = []
     assert runner.run("client-a", "preview", lines.append) == Outcome({"create": 1, "same": 5})
     assert runner.run("client-a", "up", lines.append).changed == 2
     assert runner.run("client-a", "refresh", lines.append) == Outcome({})
     assert selected == [("client-a", str(tmp_path))] * 3
+    assert len(made) == 1, "one PulumiCommand (one `pulumi version`) for the fleet"
+    assert commands_used == made * 3
     assert lines == ["+ 1 to create"]
-    preview_kwargs = stack.calls[0][1]
-    assert preview_kwargs["policy_packs"] == ["policy"]
-    assert preview_kwargs["expect_no_changes"] is True
+    preview_args, up_args = cli_args(stack.calls[0]), cli_args(stack.calls[1])
+    assert preview_args[0] == "preview"
+    assert up_args[:3] == ["up", "--yes", "--skip-preview"]
+    for args in (preview_args, up_args):
+        assert args[args.index("--policy-pack") + 1] == "policy"
+        assert "--expect-no-changes" in args
+        assert args[args.index("--stack") + 1] == "client-a"
+        assert args[args.index("--exec-kind") + 1] == "auto.local"
+    assert stack.calls[0][1]["env"]["PULUMI_DEBUG_COMMANDS"] == "true", "the CLI shows --event-log only then"
     assert "policy_packs" not in stack.calls[2][1], "refresh takes no policy packs"
     drift = AutomationApiRunner(tmp_path, expect_no_changes=True, preview_only=True)
     assert drift.run("client-a", "refresh", lines.append) == Outcome({"update": 1, "same": 2})
@@ -317,17 +373,16 @@ def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest
 def test_the_msp_stack_previews_and_ups_with_refresh_and_client_stacks_without(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pulumi import automation as auto
 
     stack = FakeStack()
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    fake_automation(monkeypatch, lambda name, work_dir, opts: stack)
     (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  cipp-hardening:mode: msp\n", encoding="utf-8")
     (tmp_path / "Pulumi.client-a.yaml").write_text("config:\n  cipp-hardening:mode: client\n", encoding="utf-8")
     runner = AutomationApiRunner(tmp_path)
     for name in ("prod", "client-a"):
         runner.run(name, "preview", lambda _: None)
         runner.run(name, "up", lambda _: None)
-    assert [call[1]["refresh"] for call in stack.calls] == [True, True, False, False]
+    assert ["--refresh" in cli_args(call) for call in stack.calls] == [True, True, False, False]
 
 
 def test_missing_stacks_are_created_only_with_a_secrets_provider(
@@ -341,6 +396,7 @@ def test_missing_stacks_are_created_only_with_a_secrets_provider(
         created.append((name, opts.secrets_provider))
         return FakeStack()
 
+    monkeypatch.setattr(auto, "PulumiCommand", SimpleNamespace)
     monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
     url = "azurekeyvault://vault.vault.azure.net/keys/pulumi"
     AutomationApiRunner(tmp_path, secrets_provider=url).run("client-new", "up", print)
@@ -397,37 +453,45 @@ def test_main_writes_the_summary_and_appends_it_to_the_job_summary(tmp_path: Pat
 
 
 def test_the_adapter_passes_non_secret_outputs_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pulumi import automation as auto
-
-    class WithOutputs(FakeStack):
-        def up(self, **kwargs: Any) -> Any:
-            outputs = {
-                "managedPolicyIds": auto.OutputValue(["p1"], False),
-                "graphClientSecret": auto.OutputValue("s3cr3t", True),
-            }
-            return SimpleNamespace(summary=SimpleNamespace(resource_changes={"same": 1}), outputs=outputs)
-
-        def outputs(self) -> Any:
-            return {"managedPolicyIds": auto.OutputValue(["p1", "p2"], False)}
-
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: WithOutputs())
+    """An up reports what it leaves in the state, a preview what the last up left; a secret arrives blinded
+    (`{sig: secret, ciphertext: "[secret]"}`, pkg/backend/display/events.go) and is left out."""
+    blinded = {fleet_events.SECRET_SIG: fleet_events.SECRET_MARK, "ciphertext": "[secret]"}
+    stack = FakeStack()
+    stack.state_outputs = {"managedPolicyIds": ["p1", "p2"], "graphClientSecret": blinded}
+    stack.up_outputs = {"managedPolicyIds": ["p1"], "graphClientSecret": blinded}
+    fake_automation(monkeypatch, lambda name, work_dir, opts: stack)
     runner = AutomationApiRunner(tmp_path)
     assert runner.run("client-a", "up", print).outputs == {"managedPolicyIds": ["p1"]}, "secrets never reported"
     assert runner.run("client-a", "preview", print).outputs == {"managedPolicyIds": ["p1", "p2"]}, "from the state"
+    stack.state_outputs = None
+    assert runner.run("client-a", "preview", print).outputs == {}, "a stack never deployed has no outputs"
+
+
+def test_an_event_log_without_a_summary_fails_the_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every run the CLI finishes logs a summary event; without one nothing is reported as converged."""
+
+    class NoSummary(FakeStack):
+        def up(self, on_output: Any) -> list[dict[str, Any]]:
+            return [stack_outputs_event({}, {})]
+
+    fake_automation(monkeypatch, lambda name, work_dir, opts: NoSummary())
+    result = fleet.run_one("client-a", "up", AutomationApiRunner(tmp_path), tmp_path)
+    assert result.result == FAILED
+    assert "no summary event" in result.error
 
 
 def test_unreadable_outputs_are_logged_with_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A preview that succeeded keeps its result; why its outputs are unknown goes to the stack's log."""
+    """A refresh that succeeded keeps its result; why its outputs are unknown goes to the stack's log."""
     from pulumi import automation as auto
 
     class WrongPassphrase(FakeStack):
         def outputs(self) -> Any:
             raise auto.CommandError(auto.CommandResult("", "error: incorrect passphrase", 255))
 
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: WrongPassphrase())
+    fake_automation(monkeypatch, lambda name, work_dir, opts: WrongPassphrase())
     lines: list[str] = []
-    outcome = AutomationApiRunner(tmp_path).run("client-a", "preview", lines.append)
-    assert outcome == Outcome({"create": 1, "same": 5})
+    outcome = AutomationApiRunner(tmp_path, preview_only=True).run("client-a", "refresh", lines.append)
+    assert outcome == Outcome({"update": 1, "same": 2})
     assert lines[-1] == "# outputs not read, the summary shows '-': CommandError: error: incorrect passphrase"
 
 
@@ -501,13 +565,9 @@ class LockedStack(FakeStack):
         self.locked = True
         self.pending = pending
 
-    def up(self, **kwargs: Any) -> Any:
-        self._refuse_while_locked("up")
-        return super().up(**kwargs)
-
-    def preview(self, **kwargs: Any) -> Any:
-        self._refuse_while_locked("preview")
-        return super().preview(**kwargs)
+    def _cli(self, args: list[str], cwd: str, env: dict[str, str], on_output: Any = None, on_error: Any = None) -> Any:
+        self._refuse_while_locked(args[0])
+        return super()._cli(args, cwd, env, on_output, on_error)
 
     def _refuse_while_locked(self, action: str) -> None:
         if self.locked:
@@ -529,9 +589,8 @@ class LockedStack(FakeStack):
 
 
 def adapter_over(stack: FakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chosen: RecoveryPolicy) -> Any:
-    from pulumi import automation as auto
 
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    fake_automation(monkeypatch, lambda name, work_dir, opts: stack)
     return AutomationApiRunner(tmp_path, recovery=chosen)
 
 

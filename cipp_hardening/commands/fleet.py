@@ -43,6 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from cipp_hardening.commands.fleet_events import run_operation
 from cipp_hardening.commands.fleet_recovery import (
     RECOVERY_DOC,
     RecoveryPolicy,
@@ -524,24 +525,34 @@ class AutomationApiRunner:
         self.preview_only = preview_only
         self.secrets_provider = secrets_provider
         self.recovery = recovery or RecoveryPolicy()
+        self._pulumi_command: Any = None
+        self._command_lock = threading.Lock()
 
     def check(self) -> None:
-        """Fail once, clearly, when the CLI is missing (LocalWorkspace raises FileNotFoundError)."""
+        """Fail once, clearly, when the CLI is missing (PulumiCommand raises FileNotFoundError)."""
+        self._command()
+
+    def _command(self) -> Any:
+        """One `PulumiCommand` for the whole fleet: it runs `pulumi version` when it is made, and a workspace
+        made without one makes its own, so each stack paid a CLI run for the same answer."""
         from pulumi import automation as auto
 
-        try:
-            auto.LocalWorkspace(work_dir=str(self.work_dir))
-        except FileNotFoundError as exc:
-            raise FleetSetupError(CLI_MISSING) from exc
+        with self._command_lock:
+            if self._pulumi_command is None:
+                try:
+                    self._pulumi_command = auto.PulumiCommand()
+                except FileNotFoundError as exc:
+                    raise FleetSetupError(CLI_MISSING) from exc
+            return self._pulumi_command
 
     def run(self, stack: str, action: str, log: LogFn) -> Outcome:
         from pulumi import automation as auto
 
+        opts = auto.LocalWorkspaceOptions(secrets_provider=self.secrets_provider, pulumi_command=self._command())
         if self.secrets_provider:  # missing stacks are created with the given secrets provider
-            opts = auto.LocalWorkspaceOptions(secrets_provider=self.secrets_provider)
             selected = auto.create_or_select_stack(stack, work_dir=str(self.work_dir), opts=opts)
         else:
-            selected = auto.select_stack(stack, work_dir=str(self.work_dir))
+            selected = auto.select_stack(stack, work_dir=str(self.work_dir), opts=opts)
         try:
             return self._act(selected, stack, action, log)
         except Exception as exc:
@@ -569,15 +580,20 @@ class AutomationApiRunner:
 
     def _act(self, selected: Any, stack: str, action: str, log: LogFn) -> Outcome:
         common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
-        # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
-        # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
-        refresh_first = refreshes(self.work_dir, stack)
-        if action == "preview":
-            preview = selected.preview(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
-            return Outcome(_op_counts(preview.change_summary), _state_outputs(selected, log))
-        if action == "up":
-            up = selected.up(policy_packs=self.policy_packs or None, refresh=refresh_first, **common)
-            return Outcome(_op_counts(up.summary.resource_changes), _output_values(getattr(up, "outputs", None)))
+        if action in ("preview", "up"):
+            # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
+            # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
+            events = run_operation(
+                selected,
+                action,
+                log,
+                policy_packs=self.policy_packs,
+                refresh=refreshes(self.work_dir, stack),
+                expect_no_changes=self.expect_no_changes,
+            )
+            # A preview reports what the last `up` left in the state; an `up`, what it leaves there.
+            outputs = events.stack_outputs_after if action == "up" else events.stack_outputs_before
+            return Outcome(events.changes or {}, outputs)
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)
             return Outcome(_op_counts(drift.change_summary), _state_outputs(selected, log))
