@@ -15,6 +15,9 @@ $(BIN)/python:
 $(VENV)/.runtime: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .  # the console script cipp-hardening
+	@# pip compiles what it installs, not an editable project: without this, a machine that sets
+	@# PYTHONDONTWRITEBYTECODE (many CI images do) compiles the program from source on every run (BENCHMARKS.md §9)
+	$(BIN)/python -m compileall -q cipp_hardening components dynamic_providers service_clients policy >/dev/null
 	touch $@
 
 # The demo's own small set (requirements-demo.txt): not the dev tools nor the bootstrap's azure-native.
