@@ -310,6 +310,14 @@ class FakeStack:
         self.calls.append(("refresh", kwargs))
         return SimpleNamespace(summary=SimpleNamespace(resource_changes=None))
 
+    def outputs(self) -> Any:  # `pulumi stack output` twice (LocalWorkspace.stack_outputs)
+        self.calls.append(("stack output", {}))
+        return {}
+
+    def info(self, show_secrets: bool = True) -> Any:  # `pulumi stack history --page-size 1`
+        self.calls.append(("stack history", {}))
+        return None
+
     def preview_refresh(self, **kwargs: Any) -> Any:
         self.calls.append(("preview_refresh", kwargs))
         return SimpleNamespace(change_summary={OpType.UPDATE: 1, OpType.SAME: 2})
@@ -366,8 +374,23 @@ def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest
     assert "policy_packs" not in stack.calls[2][1], "refresh takes no policy packs"
     drift = AutomationApiRunner(tmp_path, expect_no_changes=True, preview_only=True)
     assert drift.run("client-a", "refresh", lines.append) == Outcome({"update": 1, "same": 2})
-    assert stack.calls[-1][0] == "preview_refresh", "refresh --preview-only never writes the state"
-    assert stack.calls[-1][1]["expect_no_changes"] is True
+    assert stack.calls[-2][0] == "preview_refresh", "refresh --preview-only never writes the state"
+    assert stack.calls[-2][1]["expect_no_changes"] is True
+    assert stack.calls[-1][0] == "stack output", "a refresh reports the outputs in the state"
+
+
+def test_a_preview_and_an_up_are_one_cli_run_each(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Stack.up's `stack output` ×2 and `stack history` after each update, and a preview's outputs read with
+    `stack output` ×2, were four CLI runs per stack that load and decrypt the state (BENCHMARKS.md §10): the
+    results come from the run's own event log instead."""
+    stack = FakeStack()
+    stack.state_outputs = {"managedPolicyIds": ["p1"]}
+    stack.up_outputs = {"managedPolicyIds": ["p1"]}
+    fake_automation(monkeypatch, lambda name, work_dir, opts: stack)
+    runner = AutomationApiRunner(tmp_path)
+    for action in ("preview", "up", "preview", "up"):
+        assert runner.run("client-a", action, lambda _: None).outputs == {"managedPolicyIds": ["p1"]}
+    assert [name for name, _ in stack.calls] == ["preview", "up", "preview", "up"]
 
 
 def test_the_msp_stack_previews_and_ups_with_refresh_and_client_stacks_without(
