@@ -327,8 +327,9 @@ def cli_args(call: tuple[str, dict[str, Any]]) -> list[str]:
     return call[1]["args"]
 
 
-def fake_automation(monkeypatch: pytest.MonkeyPatch, select: Any) -> list[Any]:
-    """select_stack → `select(name, work_dir)`; PulumiCommand made without a CLI. Returns the commands made."""
+def fake_automation(monkeypatch: pytest.MonkeyPatch, select: Any) -> tuple[list[Any], list[Any]]:
+    """select_stack → `select(name, work_dir, opts)`; a LocalWorkspace is the selected stack's workspace; a
+    PulumiCommand is made without a CLI. Returns the commands made and those each workspace was given."""
     from pulumi import automation as auto
 
     made: list[Any] = []
@@ -337,9 +338,15 @@ def fake_automation(monkeypatch: pytest.MonkeyPatch, select: Any) -> list[Any]:
         made.append(SimpleNamespace())
         return made[-1]
 
+    def local_workspace(work_dir: str, pulumi_command: Any, secrets_provider: str | None) -> Any:
+        given.append(pulumi_command)
+        return select("(workspace)", work_dir, SimpleNamespace(secrets_provider=secrets_provider)).workspace
+
+    given: list[Any] = []
     monkeypatch.setattr(auto, "PulumiCommand", pulumi_command)
+    monkeypatch.setattr(auto, "LocalWorkspace", local_workspace)
     monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: select(name, work_dir, opts))
-    return made
+    return made, given
 
 
 def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -349,18 +356,21 @@ def test_the_automation_api_adapter_maps_actions_and_results(monkeypatch: pytest
 
     def select_stack(name: str, work_dir: str, opts: Any) -> FakeStack:
         selected.append((name, work_dir))
-        commands_used.append(opts.pulumi_command)
+        commands_used.append(getattr(opts, "pulumi_command", "(workspace)"))
         return stack
 
-    made = fake_automation(monkeypatch, select_stack)
+    made, given = fake_automation(monkeypatch, select_stack)
     runner = AutomationApiRunner(tmp_path, policy_packs=["policy"], expect_no_changes=True)
     lines: list[str] = []
     assert runner.run("client-a", "preview", lines.append) == Outcome({"create": 1, "same": 5})
     assert runner.run("client-a", "up", lines.append).changed == 2
     assert runner.run("client-a", "refresh", lines.append) == Outcome({})
-    assert selected == [("client-a", str(tmp_path))] * 3
+    assert selected == [("(workspace)", str(tmp_path))] * 2 + [("client-a", str(tmp_path))], (
+        "a preview and an up name the stack with --stack; only the refresh selects it"
+    )
     assert len(made) == 1, "one PulumiCommand (one `pulumi version`) for the fleet"
-    assert commands_used == made * 3
+    assert given == made * 2
+    assert commands_used == ["(workspace)", "(workspace)", made[0]]
     assert lines == ["+ 1 to create"]
     preview_args, up_args = cli_args(stack.calls[0]), cli_args(stack.calls[1])
     assert preview_args[0] == "preview"
@@ -413,17 +423,34 @@ def test_missing_stacks_are_created_only_with_a_secrets_provider(
 ) -> None:
     from pulumi import automation as auto
 
+    class NoState(FakeStack):
+        created = False
+
+        def _cli(
+            self, args: list[str], cwd: str, env: dict[str, str], on_output: Any = None, on_error: Any = None
+        ) -> Any:
+            if not self.created:  # what `pulumi up --stack X` answers for a stack with no state (exit code 6)
+                raise auto.StackNotFoundError(auto.CommandResult("", "error: no stack named 'X' found", 6))
+            return super()._cli(args, cwd, env, on_output, on_error)
+
+    stack = NoState()
     created: list[Any] = []
 
     def create_or_select_stack(name: str, work_dir: str, opts: Any) -> FakeStack:
         created.append((name, opts.secrets_provider))
-        return FakeStack()
+        stack.created = True
+        return stack
 
-    monkeypatch.setattr(auto, "PulumiCommand", SimpleNamespace)
+    fake_automation(monkeypatch, lambda name, work_dir, opts: stack)
     monkeypatch.setattr(auto, "create_or_select_stack", create_or_select_stack)
     url = "azurekeyvault://vault.vault.azure.net/keys/pulumi"
-    AutomationApiRunner(tmp_path, secrets_provider=url).run("client-new", "up", print)
+    assert AutomationApiRunner(tmp_path, secrets_provider=url).run("client-new", "up", print).changed == 2
     assert created == [("client-new", url)]
+    assert [name for name, _ in stack.calls] == ["up"]
+    stack.created = False
+    with pytest.raises(auto.StackNotFoundError):
+        AutomationApiRunner(tmp_path).run("client-new", "up", print)
+    assert len(created) == 1, "never created without a secrets provider"
 
 
 # -- the Markdown summary (the workflows' job summary) ---------------------------------------------------

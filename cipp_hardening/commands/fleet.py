@@ -11,13 +11,15 @@ duration; then the conflicts and the failures), and appends it to `--summary FIL
 pass `$GITHUB_STEP_SUMMARY` (docs/fleet.md).
 
 The Pulumi engine does the work: each stack runs through the Automation API (`pulumi.automation`,
-LocalWorkspace over this directory), which drives the Pulumi CLI. Everything else here (stack
+LocalWorkspace over this directory), which drives the Pulumi CLI; a preview or an up is one CLI run
+whose results are read from the engine's event log (fleet_events.py). Everything else here (stack
 discovery, filtering, scheduling, resume, reporting) is plain Python behind the `StackRunner`
 interface, so it is tested with an in-process stand-in.
 
 Concurrency: Conditional Access allows 1 request/s per tenant, so a client stack cannot go faster
-by itself; parallelism across tenants is the lever. Each running stack costs a CLI, a language host
-and provider processes, so memory bounds PARALLEL more than CPU.
+by itself; parallelism across tenants is the lever. Each running stack costs a CLI, a language host,
+the program and a dynamic-provider host: on a 2-core runner their CPU, not Graph, bounds a large
+fleet (BENCHMARKS.md §10).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from cipp_hardening.commands.fleet_events import run_operation
+from cipp_hardening.commands.fleet_events import StackOf, run_operation
 from cipp_hardening.commands.fleet_recovery import (
     RECOVERY_DOC,
     RecoveryPolicy,
@@ -546,22 +548,25 @@ class AutomationApiRunner:
             return self._pulumi_command
 
     def run(self, stack: str, action: str, log: LogFn) -> Outcome:
-        from pulumi import automation as auto
-
-        opts = auto.LocalWorkspaceOptions(secrets_provider=self.secrets_provider, pulumi_command=self._command())
-        if self.secrets_provider:  # missing stacks are created with the given secrets provider
-            selected = auto.create_or_select_stack(stack, work_dir=str(self.work_dir), opts=opts)
-        else:
-            selected = auto.select_stack(stack, work_dir=str(self.work_dir), opts=opts)
         try:
-            return self._act(selected, stack, action, log)
+            return self._act(stack, action, log)
         except Exception as exc:
             holders = lock_holders(str(exc))
             if holders is None:
                 raise
             reason = self.recovery.may_cancel(stack, holders)  # raises StackLockedError when it may not
-        recovered = self._recover(selected, stack, action, reason, log)
-        return replace(self._act(selected, stack, action, log), recovered=recovered)
+        recovered = self._recover(self._select(stack), stack, action, reason, log)
+        return replace(self._act(stack, action, log), recovered=recovered)
+
+    def _select(self, stack: str) -> Any:
+        """The Automation API's Stack (`pulumi stack select`), for refresh, cancel and export; missing stacks are
+        created with the given secrets provider, and only with one."""
+        from pulumi import automation as auto
+
+        opts = auto.LocalWorkspaceOptions(secrets_provider=self.secrets_provider, pulumi_command=self._command())
+        if self.secrets_provider:
+            return auto.create_or_select_stack(stack, work_dir=str(self.work_dir), opts=opts)
+        return auto.select_stack(stack, work_dir=str(self.work_dir), opts=opts)
 
     def _recover(self, selected: Any, stack: str, action: str, reason: str, log: LogFn) -> str:
         """`pulumi cancel`, then `pulumi refresh --clear-pending-creates` when the killed run left
@@ -578,27 +583,43 @@ class AutomationApiRunner:
             done.append(f"{len(pending)} pending operations left for the next up (a preview writes no state)")
         return "; ".join(done)
 
-    def _act(self, selected: Any, stack: str, action: str, log: LogFn) -> Outcome:
-        common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
+    def _act(self, stack: str, action: str, log: LogFn) -> Outcome:
         if action in ("preview", "up"):
-            # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
-            # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
-            events = run_operation(
-                selected,
-                action,
-                log,
-                policy_packs=self.policy_packs,
-                refresh=refreshes(self.work_dir, stack),
-                expect_no_changes=self.expect_no_changes,
-            )
-            # A preview reports what the last `up` left in the state; an `up`, what it leaves there.
-            outputs = events.stack_outputs_after if action == "up" else events.stack_outputs_before
-            return Outcome(events.changes or {}, outputs)
+            return self._operate(stack, action, log)
+        selected = self._select(stack)
+        common: dict[str, Any] = {"on_output": log, "color": "never", "expect_no_changes": self.expect_no_changes}
         if self.preview_only:  # `pulumi refresh --preview-only`: drift is reported, the state is not written
             drift = selected.preview_refresh(**common)
             return Outcome(_op_counts(drift.change_summary), _state_outputs(selected, log))
         refresh = selected.refresh(**common)
         return Outcome(_op_counts(refresh.summary.resource_changes), _state_outputs(selected, log))
+
+    def _operate(self, stack: str, action: str, log: LogFn) -> Outcome:
+        """`pulumi preview` / `pulumi up` with `--stack`: no `pulumi stack select` first (it names the stack, and
+        writes the workspace's current stack, shared by every stack this fleet runs at once)."""
+        from pulumi import automation as auto
+
+        workspace = auto.LocalWorkspace(
+            work_dir=str(self.work_dir), pulumi_command=self._command(), secrets_provider=self.secrets_provider
+        )
+        target = StackOf(stack, workspace)
+        options: dict[str, Any] = {
+            "policy_packs": self.policy_packs,
+            # The MSP stack refreshes on preview and up: its drift is seen and repaired (docs/adopt.md#drift);
+            # client stacks see theirs without refresh (Part D reads the tenant) and keep that cost.
+            "refresh": refreshes(self.work_dir, stack),
+            "expect_no_changes": self.expect_no_changes,
+        }
+        try:
+            events = run_operation(target, action, log, **options)
+        except auto.StackNotFoundError:
+            if not self.secrets_provider:
+                raise
+            self._select(stack)  # creates it
+            events = run_operation(target, action, log, **options)
+        # A preview reports what the last `up` left in the state; an `up`, what it leaves there.
+        outputs = events.stack_outputs_after if action == "up" else events.stack_outputs_before
+        return Outcome(events.changes or {}, outputs)
 
 
 # -- command line ------------------------------------------------------------------------------------

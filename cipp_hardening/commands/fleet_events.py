@@ -113,8 +113,16 @@ def operation_arguments(
     ]
 
 
+@dataclass(frozen=True)
+class StackOf:
+    """A stack by name in a `pulumi.automation` workspace: all an operation run with `--stack` needs."""
+
+    name: str
+    workspace: Any
+
+
 def run_operation(
-    selected: Any,
+    selected: StackOf | Any,
     action: str,
     log: Callable[[str], None],
     *,
@@ -122,8 +130,9 @@ def run_operation(
     refresh: bool = False,
     expect_no_changes: bool = False,
 ) -> EventTally:
-    """`pulumi preview` or `pulumi up` of a selected `pulumi.automation` stack; raises the Automation API's
-    CommandError when the CLI fails, as `Stack.up` does."""
+    """`pulumi preview` or `pulumi up` of a stack (a `StackOf`, or the Automation API's `Stack`); raises the
+    Automation API's CommandError when the CLI fails (StackNotFoundError for a stack with no state), as
+    `Stack.up` does."""
     workspace = selected.workspace
     env = {"PULUMI_DEBUG_COMMANDS": "true"}  # shows --event-log, as Stack._run_pulumi_cmd_sync sets it
     if getattr(workspace, "pulumi_home", None):
