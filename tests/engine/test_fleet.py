@@ -70,6 +70,11 @@ def test_fleet_up_preview_and_resume(pulumi_cli: Path, tmp_path: Path, graph_emu
         assert excluded
         for pid in excluded:
             assert msp_is_excluded(graph_emulator.get_policy(tenants[stack], pid)["conditions"]["users"], MSP)
+    # The summary's facts come from each run's engine events (the root stack's outputs), not a second CLI run.
+    managed = {stack: len(project.outputs(stack)["managedPolicyIds"]) for stack in ("client-alpha", "client-beta")}
+    assert all(managed.values()), managed
+    for stack, count in managed.items():
+        assert summary_row(project, stack)[2] == str(count), summary_row(project, stack)
 
     resumed = make_fleet(project, "ACTION=up", "RESUME=1")
     assert resumed.returncode != 0
@@ -77,6 +82,17 @@ def test_fleet_up_preview_and_resume(pulumi_cli: Path, tmp_path: Path, graph_emu
 
     preview = make_fleet(project, "ACTION=preview", "STACKS=client-alpha,client-beta")
     assert preview.returncode == 0, preview.stdout + preview.stderr
+    for stack, count in managed.items():  # a preview reports what the last up left in the state
+        assert summary_row(project, stack)[1:3] == ["✅ succeeded", str(count)], summary_row(project, stack)
+
+
+def summary_row(project: PulumiProject, stack: str) -> list[str]:
+    """`.fleet/summary.md`'s row of a stack: stack, result, policies managed, conflicts, skipped, changed, duration."""
+    for line in (project.workdir / ".fleet" / "summary.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[0] == f"`{stack}`":
+            return cells
+    raise AssertionError(f"no summary row for {stack}")
 
 
 # -- after a killed run (docs/fleet.md "After a killed run") ---------------------------------------------
