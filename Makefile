@@ -1,7 +1,13 @@
-# Works on a fresh machine with only Python 3.11 and make: every target builds .venv itself.
+# Works on a fresh machine with only Python 3.11 and make: every target builds the environment it needs itself.
+# .venv is the program's (Pulumi.yaml, policy/PulumiPolicy.yaml): requirements.txt, the console script and, for
+# the policy pack, pulumi-policy. .venv-dev is the developers': the test, lint and type-check tools and the
+# bootstrap's pulumi-azure-native, layered on .venv (a .pth adds .venv's site-packages after its own), so
+# `pulumi about` in the program lists what users run and nothing else (docs/engine.md, "What the CLI prints").
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+DEV    := .venv-dev
+DEVBIN := $(DEV)/bin
 STACK  ?= prod
 # `make plan` alone shows the example (README first screen); STACK=… (command line or environment) plans that stack.
 PLAN_STACK := $(if $(filter command line environment,$(origin STACK)),$(STACK),example)
@@ -25,8 +31,28 @@ $(VENV)/.demo: requirements-demo.txt $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-demo.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $(VENV)/.runtime
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+# The policy pack runs in the program's venv (policy/PulumiPolicy.yaml names ../.venv): pulumi-policy there.
+$(VENV)/.policy: policy/requirements.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r policy/requirements.txt
+	touch $@
+
+# A stack with `breakGlassAlerts` only (docs/break-glass-alerts.md): the program's pulumi-azure-native. The CI
+# jobs that run the MSP stack install it; `make test` and the e2e sandbox never put it in .venv.
+$(VENV)/.alerts: requirements-alerts.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-alerts.txt
+	touch $@
+
+# No pip of its own: .venv's (upgraded above) is on its path and installs into .venv-dev, the running prefix;
+# what .venv already holds satisfies requirements-dev.txt's `-r requirements.txt` and is not installed twice.
+$(DEVBIN)/python: | $(BIN)/python
+	$(BIN)/python -m venv --without-pip $(DEV)
+	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_path("purelib"))' \
+	  > "$$($(DEVBIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/cipp-hardening-runtime.pth"
+
+$(DEV)/.dev: requirements.txt requirements-dev.txt bootstrap/requirements.txt $(VENV)/.policy | $(DEVBIN)/python
+	$(DEVBIN)/python -m pip install --quiet -r requirements-dev.txt
+	@if [ -e $(VENV)/.dev ]; then echo 'note: $(VENV) dates from before $(DEV) and still holds the dev tools and' \
+	  'pulumi-azure-native, which `pulumi about` then lists: `make clean` once rebuilds both' >&2; fi
 	touch $@
 
 ## plan: offline plan of a stack (STACK=prod; without STACK, the example stack Pulumi.example.yaml): resource tree + the Graph JSON bodies, no CLI or credentials; it
@@ -43,8 +69,8 @@ snapshot: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening snapshot --stack "$(STACK)" $(if $(OUT),--out "$(OUT)")
 
 ## test: the quick Python-only suite (mocks, emulators over loopback HTTPS, the real dynamic-provider host)
-test: $(VENV)/.dev
-	$(BIN)/python -m pytest -q --ignore=tests/engine --ignore=tests/chaos
+test: $(DEV)/.dev
+	$(DEVBIN)/python -m pytest -q --ignore=tests/engine --ignore=tests/chaos
 
 ## engine: builds the real Pulumi CLI and our Python language host into .tools/bin from the Go module proxy
 ##         (tools/engine/; needs Go 1.26+; a second run with nothing to do takes about a second)
@@ -53,14 +79,14 @@ engine:
 
 ## e2e: the real-engine suite (tests/engine/): pulumi preview/up/refresh/destroy, the policy pack and the fleet
 ##      against the loopback emulators; run `make engine` first (or have a Pulumi CLI on PATH)
-e2e: $(VENV)/.dev
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q tests/engine
+e2e: $(DEV)/.dev
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(DEVBIN)/python -m pytest -q tests/engine
 
 ## chaos: the chaos suite (tests/chaos/): a client stack's `pulumi up`/`destroy` SIGKILLed at seeded instants and
 ##        recovered as docs/fleet.md says, portal edits during the runs, lagging and malformed reads, against the
 ##        emulators, and Part C's; SEED=n draws other instants (default 20); about 5 minutes; `make engine` first
-chaos: $(VENV)/.dev
-	PATH="$(CURDIR)/.tools/bin:$$PATH" CHAOS_SEED="$(or $(SEED),20)" $(BIN)/python -m pytest -q tests/chaos
+chaos: $(DEV)/.dev
+	PATH="$(CURDIR)/.tools/bin:$$PATH" CHAOS_SEED="$(or $(SEED),20)" $(DEVBIN)/python -m pytest -q tests/chaos
 
 ## onboard-client: NAME=contoso TENANT=<guid> [MODE=direct SERVICE_ACCOUNT=<guid>] writes Pulumi.client-NAME.yaml
 onboard-client: $(VENV)/.runtime
@@ -98,20 +124,20 @@ fleet: $(VENV)/.runtime
 
 ## bench: the benchmarks of BENCHMARKS.md, about forty minutes (the Part D benches run at the real 1 request/s
 ##        per tenant); QUICK=1: 10x scaled rates with the same ratios, about two minutes
-bench: $(VENV)/.dev
-	$(BIN)/python bench/bench_plan.py $(if $(QUICK),--quick)
-	$(BIN)/python bench/bench_evaluator.py
-	$(BIN)/python bench/bench_part_d.py $(if $(QUICK),--quick)
-	$(BIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
-	$(BIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
-	$(BIN)/python bench/bench_onboard.py
-	$(BIN)/python bench/bench_part_c_window.py
+bench: $(DEV)/.dev
+	$(DEVBIN)/python bench/bench_plan.py $(if $(QUICK),--quick)
+	$(DEVBIN)/python bench/bench_evaluator.py
+	$(DEVBIN)/python bench/bench_part_d.py $(if $(QUICK),--quick)
+	$(DEVBIN)/python bench/bench_fleet.py $(if $(QUICK),--quick)
+	$(DEVBIN)/python bench/bench_reconcile.py $(if $(QUICK),--quick --tenants 50)
+	$(DEVBIN)/python bench/bench_onboard.py
+	$(DEVBIN)/python bench/bench_part_c_window.py
 
 ## mutants: [MODULES='evaluator drift'] [JOBS=2] the mutation check of the rule modules (tools/mutants.py): one operator or
 ##          constant changed at a time, the module's quick tests run against each; killed/total per module and every
 ##          survivor (docs/mutation.md); not part of `make test` (about half an hour on two cores)
-mutants: $(VENV)/.dev
-	$(BIN)/python tools/mutants.py --jobs "$(or $(JOBS),2)" $(MODULES)
+mutants: $(DEV)/.dev
+	$(DEVBIN)/python tools/mutants.py --jobs "$(or $(JOBS),2)" $(MODULES)
 
 ## promote: STACK=prod [DAYS=14] [ACCEPT=1] [POLICY_ID=<guid>] Part A report-only → enabled, on evidence: reads the
 ##          sign-in logs (AuditLog.Read.All), lists who would have been blocked, edits Pulumi.STACK.yaml only when
@@ -126,18 +152,18 @@ adopt: $(VENV)/.runtime
 	@$(BIN)/cipp-hardening adopt --stack $(STACK) $(if $(STACK_FILE),--stack-file "$(STACK_FILE)") $(if $(DRY_RUN),--dry-run) \
 	  $(if $(IMPORT_FILE),--import-file "$(IMPORT_FILE)")
 
-lint: $(VENV)/.dev
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+lint: $(DEV)/.dev
+	$(DEVBIN)/ruff check .
+	$(DEVBIN)/ruff format --check .
 	@if command -v go >/dev/null 2>&1; then \
 	  test -z "$$(gofmt -l tools/engine)" || { gofmt -l tools/engine; echo "gofmt: reformat the files above" >&2; exit 1; }; \
 	  (cd tools/engine && go vet ./...); \
 	fi
 
-typecheck: $(VENV)/.dev
-	$(BIN)/mypy .
+typecheck: $(DEV)/.dev
+	$(DEVBIN)/mypy .
 
 check: test lint typecheck
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEV) .pytest_cache .mypy_cache .ruff_cache

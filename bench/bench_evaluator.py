@@ -1,6 +1,6 @@
 """Throughput of the Conditional Access evaluator: corpus policies x ~50 varied sign-ins.
 
-Run from the repository root:  .venv/bin/python bench/bench_evaluator.py
+Run from the repository root:  .venv-dev/bin/python bench/bench_evaluator.py
 Counts policy x sign-in evaluations per second (verdicts included), best of 3 runs of >= 2 s each.
 Without the policy corpus (tests/conftest.py CORPUS) it falls back to a synthetic policy set and says so.
 """

@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_fleet.py             # real rate, 1 request/s per tenant (~5 min)
-    .venv/bin/python bench/bench_fleet.py --quick     # 10 requests/s and 0.105 s pacing: same ratios, ~10x faster
+    .venv-dev/bin/python bench/bench_fleet.py             # real rate, 1 request/s per tenant (~5 min)
+    .venv-dev/bin/python bench/bench_fleet.py --quick     # 10 requests/s and 0.105 s pacing: same ratios, ~10x faster
 
 The scheduler is the fleet runner's own (`cipp_hardening.commands.fleet.run_fleet`: bounded threads, per-stack
 logs, continue-on-error); only the per-stack runner is a stand-in for the Automation API: for each

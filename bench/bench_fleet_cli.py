@@ -2,8 +2,8 @@
 
 Run from the repository root, after `make engine` (or with a Pulumi CLI on PATH):
 
-    .venv/bin/python bench/bench_fleet_cli.py                  # 50 stacks, PARALLEL=8, real rate (~10 min)
-    .venv/bin/python bench/bench_fleet_cli.py --stacks 5 --quick
+    .venv-dev/bin/python bench/bench_fleet_cli.py                  # 50 stacks, PARALLEL=8, real rate (~10 min)
+    .venv-dev/bin/python bench/bench_fleet_cli.py --stacks 5 --quick
 
 Unlike bench_fleet.py / bench_reconcile.py (the program under mocks in this process), every stack here is a
 `pulumi up` of the repository's program through the Automation API, as `make fleet ACTION=up` runs it: the CLI,

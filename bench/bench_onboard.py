@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_onboard.py                 # 500 tenants; matrices of 100 … 5,000 stacks
-    .venv/bin/python bench/bench_onboard.py --tenants 2000
+    .venv-dev/bin/python bench/bench_onboard.py                 # 500 tenants; matrices of 100 … 5,000 stacks
+    .venv-dev/bin/python bench/bench_onboard.py --tenants 2000
 
 Onboarding: the CIPP-API emulator (real HTTPS, a real azure-identity token for the manager client) lists
 N tenants in CIPP's shape: mostly GDAP, every 10th a direct tenant (two thirds of them with a service

@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_part_c_window.py              # 200 writes
-    .venv/bin/python bench/bench_part_c_window.py --writes 20
+    .venv-dev/bin/python bench/bench_part_c_window.py              # 200 writes
+    .venv-dev/bin/python bench/bench_part_c_window.py --writes 20
 
 AddUpdate replaces Role, Enabled and MCPAllowed with what Part C read just before, and CIPP keeps no
 version to check: an edit that lands between that read and the write is overwritten. The provider

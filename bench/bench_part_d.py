@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_part_d.py             # real rate, 1 request/s per tenant (~12 min)
-    .venv/bin/python bench/bench_part_d.py --quick     # 10 requests/s and 0.1 s pacing, 1 and 20 policies
+    .venv-dev/bin/python bench/bench_part_d.py             # real rate, 1 request/s per tenant (~12 min)
+    .venv-dev/bin/python bench/bench_part_d.py --quick     # 10 requests/s and 0.1 s pacing, 1 and 20 policies
 
 Each size is a fresh tenant whose policies all need the MSP exclusion, applied like a first `pulumi up`
 (program + real provider host, see bench/emulated_tenants.py), then applied again once converged. Reported:

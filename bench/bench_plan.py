@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_plan.py             # 5 measured runs of each (after one warm-up)
-    .venv/bin/python bench/bench_plan.py --quick     # 1 run, no warm-up
+    .venv-dev/bin/python bench/bench_plan.py             # 5 measured runs of each (after one warm-up)
+    .venv-dev/bin/python bench/bench_plan.py --quick     # 1 run, no warm-up
 
 Every figure is a fresh interpreter: wall time including start-up, and the child's peak RSS (ru_maxrss
 from wait4). The commands are interleaved run by run so they share the machine's state; medians are

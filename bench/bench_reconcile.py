@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_reconcile.py             # 500 tenants at the real rate (~15 min)
-    .venv/bin/python bench/bench_reconcile.py --tenants 20 --quick
+    .venv-dev/bin/python bench/bench_reconcile.py             # 500 tenants at the real rate (~15 min)
+    .venv-dev/bin/python bench/bench_reconcile.py --tenants 20 --quick
 
 Every tenant starts converged (each policy already excludes the MSP) and its stack is adopted by a first
 `up` (from the listing: no per-policy request). Then two measured passes of `up` over the whole fleet

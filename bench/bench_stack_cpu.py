@@ -2,8 +2,8 @@
 
 Run from the repository root, after `make engine` (or with a Pulumi CLI on PATH):
 
-    .venv/bin/python bench/bench_stack_cpu.py              # 7 interleaved pairs, 20 policies
-    .venv/bin/python bench/bench_stack_cpu.py --pairs 9 --policies 50
+    .venv-dev/bin/python bench/bench_stack_cpu.py              # 7 interleaved pairs, 20 policies
+    .venv-dev/bin/python bench/bench_stack_cpu.py --pairs 9 --policies 50
 
 Both projects run through the real CLI with a local file backend and the repository's `.venv`:
 

@@ -6,7 +6,7 @@ time from answering the GET to receiving the PATCH, for policies written by `--p
 engine runs 8 steps at once in one provider host by default) at the real pacing (1.05 s a request per tenant,
 CIPP_HARDENING_GRAPH_INTERVAL to change it).
 
-    .venv/bin/python bench/bench_write_window.py [--policies 10] [--parallel 8]
+    .venv-dev/bin/python bench/bench_write_window.py [--policies 10] [--parallel 8]
 """
 
 from __future__ import annotations
