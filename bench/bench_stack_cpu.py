@@ -1,11 +1,12 @@
-"""CPU of one `pulumi preview` of a converged client stack against an empty Python program, same CLI and venv.
+"""CPU of one `pulumi preview` of a converged client stack against an empty Python program and the dynamic-provider
+floor, same CLI and venv.
 
 Run from the repository root, after `make engine` (or with a Pulumi CLI on PATH):
 
-    .venv-dev/bin/python bench/bench_stack_cpu.py              # 7 interleaved pairs, 20 policies
+    .venv-dev/bin/python bench/bench_stack_cpu.py              # 7 rounds, 20 policies
     .venv-dev/bin/python bench/bench_stack_cpu.py --pairs 9 --policies 50
 
-Both projects run through the real CLI with a local file backend and the repository's `.venv`:
+All three projects run through the real CLI with a local file backend and the repository's `.venv`:
 
 * **client**: the repository's program, a client stack (Part D) against the loopback Graph emulator, converged
   by one `pulumi up` before measuring (every policy already excludes the MSP, so a preview plans no change);
@@ -15,10 +16,10 @@ Both projects run through the real CLI with a local file backend and the reposit
   nothing and changes nothing. The engine starts the dynamic-provider host (`python -m pulumi.dynamic`, which
   imports the whole SDK) for their Check and Diff whatever the provider does.
 
-Both stacks use the passphrase secrets provider, whose key derivation costs about 0.2 s of CPU in every CLI run
+The stacks use the passphrase secrets provider, whose key derivation costs about 0.2 s of CPU in every CLI run
 that decrypts anything: the client stack always does (its state holds the dynamic providers as secrets), so the
-empty stack gets a secret too and both pay it (`--empty-without-secret` measures without; a real fleet's
-azurekeyvault provider costs a network call instead).
+floor and empty stacks get a secret too and all pay it (`--empty-without-secret` measures the empty one without; a
+real fleet's azurekeyvault provider costs a network call instead).
 
 CPU = user + system time of the CLI and every process below it that it waited for (the language host, the
 program, the dynamic-provider host, the plugin-package listing), from `os.wait4` on the CLI's process. Each round
