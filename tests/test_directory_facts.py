@@ -15,7 +15,7 @@ import pytest
 
 from cipp_hardening.config import ClientStack, MspStack, parse_stack_config
 from cipp_hardening.directory_facts import CANNOT_TELL, DirectoryReport, Membership, membership_of, read_directory
-from tests.helpers import SERVICE_ACCOUNT, TECH_GROUP, msp_raw
+from tests.helpers import SERVICE_ACCOUNT, TECH_GROUP, msp_raw, parsed_msp
 
 BREAK_GLASS_1 = "00000000-0000-0000-0000-00000000c001"
 BREAK_GLASS_2 = "00000000-0000-0000-0000-00000000c002"
@@ -72,12 +72,6 @@ class Directory:
         return self.member_of.get(path.split("/")[1], [])
 
 
-def msp_config() -> MspStack:
-    config = parse_stack_config(msp_raw())
-    assert isinstance(config, MspStack)
-    return config
-
-
 def client_config(account: str | None = CLIENT_ACCOUNT) -> ClientStack:
     tenant: dict[str, Any] = {
         "tenantId": CLIENT_TENANT,
@@ -93,7 +87,7 @@ def client_config(account: str | None = CLIENT_ACCOUNT) -> ClientStack:
 
 
 def read(directory: Directory, config: MspStack | ClientStack | None = None, **options: Any) -> DirectoryReport:
-    return read_directory(directory, config or msp_config(), FakeGraphError, **options)
+    return read_directory(directory, config or parsed_msp(msp_raw()), FakeGraphError, **options)
 
 
 def messages(report: DirectoryReport, severity: str) -> list[str]:
@@ -282,8 +276,7 @@ def test_fewer_than_two_break_glass_accounts_are_warned_counting_group_members()
         "breakGlassUserIds": [BREAK_GLASS_1],
         "breakGlassGroupIds": [group],
     }
-    config = parse_stack_config(raw)
-    assert isinstance(config, MspStack)
+    config = parsed_msp(raw)
     directory = Directory()
     directory.objects[f"groups/{group}"] = {"id": group, "displayName": "BG", "isAssignableToRole": True}
     directory.members[group] = [user(BREAK_GLASS_2)]
@@ -298,8 +291,7 @@ def test_the_break_glass_group_sample_reads_at_least_two_members() -> None:
     raw = msp_raw()
     group = "00000000-0000-0000-0000-0000000f0b02"
     raw["technicianAccess"] = {**raw["technicianAccess"], "breakGlassUserIds": [], "breakGlassGroupIds": [group]}
-    config = parse_stack_config(raw)
-    assert isinstance(config, MspStack)
+    config = parsed_msp(raw)
     directory = Directory()
     directory.objects[f"groups/{group}"] = {"id": group, "isAssignableToRole": False}
     directory.members[group] = [user(BREAK_GLASS_1), user(BREAK_GLASS_2)]
@@ -318,8 +310,7 @@ def test_five_technicians_per_group_by_default() -> None:
 def test_an_include_user_is_checked_and_its_memberships_read() -> None:
     raw = msp_raw()
     raw["technicianAccess"] = {**raw["technicianAccess"], "includeUserIds": [TECHNICIANS[6]]}
-    config = parse_stack_config(raw)
-    assert isinstance(config, MspStack)
+    config = parsed_msp(raw)
     directory = Directory()
     assert TECHNICIANS[6] in read(directory, config, sample=1).view.memberships
     directory.objects[f"users/{TECHNICIANS[6]}"] = NOT_FOUND

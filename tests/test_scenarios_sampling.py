@@ -3,19 +3,12 @@ break-glass account, whatever sample of technician group members the directory v
 
 from __future__ import annotations
 
-from cipp_hardening.config import MspStack, parse_stack_config
 from cipp_hardening.directory_facts import DirectoryView, Membership, Technician
 from cipp_hardening.scenarios import derive_scenarios
-from tests.helpers import SERVICE_ACCOUNT, TECH_GROUP, msp_raw
+from tests.helpers import SERVICE_ACCOUNT, TECH_GROUP, msp_raw, parsed_msp
 
 BREAK_GLASS_1 = "00000000-0000-0000-0000-00000000c001"
 TECHNICIAN = "00000000-0000-0000-0000-00000000e001"
-
-
-def msp_config() -> MspStack:
-    config = parse_stack_config(msp_raw())
-    assert isinstance(config, MspStack)
-    return config
 
 
 def technician(user_id: str, label: str) -> Technician:
@@ -24,7 +17,9 @@ def technician(user_id: str, label: str) -> Technician:
 
 def technician_users(directory: DirectoryView | None) -> list[str]:
     """The users of the rows that expect a technician to be held by Part A."""
-    return [s.sign_in.user_id for s in derive_scenarios(msp_config(), directory) if s.name.startswith("technician")]
+    return [
+        s.sign_in.user_id for s in derive_scenarios(parsed_msp(msp_raw()), directory) if s.name.startswith("technician")
+    ]
 
 
 def test_the_service_account_and_break_glass_in_the_sample_are_not_signed_in_as_technicians() -> None:
