@@ -58,6 +58,24 @@ def parsed_msp(raw: dict[str, Any]) -> MspStack:
     return config
 
 
+def promotion_record(**changes: Any) -> dict[str, Any]:
+    """A valid `technicianAccess.promotedAfter` record (as `make promote` writes it), with changes; None removes a
+    key."""
+    record: dict[str, Any] = {
+        "policyId": "00000000-0000-0000-0000-0000000000a1",
+        "policyDisplayName": "Block CIPP Access - Outside Trusted IPs",
+        "window": {"from": "2026-05-01T00:00:00Z", "to": "2026-05-15T00:00:00Z"},
+        "signInsEvaluated": 10,
+        "wouldBlock": 0,
+        "breakGlass": 0,
+        "serviceAccount": 0,
+        "accepted": False,
+        "recordedAt": "2026-05-15T00:00:00Z",
+    }
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
+
 def config_problems(raw: dict[str, Any]) -> list[str]:
     """Every problem the config parser reports for `raw` (it must refuse it)."""
     with pytest.raises(ConfigError) as error:

@@ -10,7 +10,7 @@ import pytest
 
 from cipp_hardening.config import ConfigError, MspStack, parse_stack_config
 from cipp_hardening.offline import OfflineRunError
-from tests.helpers import BREAK_GLASS_1, SERVICE_ACCOUNT, TECH_GROUP, msp_raw, run_main
+from tests.helpers import BREAK_GLASS_1, SERVICE_ACCOUNT, TECH_GROUP, msp_raw, promotion_record, run_main
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -49,23 +49,6 @@ CIDRS = "trustedLocation.cidrs"
 TECH = "technicianAccess"
 PROMOTED = f"{TECH}.promotedAfter"
 ENABLED = _set(f"{TECH}.state", "enabled")
-
-
-def _record(**changes: Any) -> dict[str, Any]:
-    """A valid promotion record (as `make promote` writes it), with changes; None removes a key."""
-    record: dict[str, Any] = {
-        "policyId": "00000000-0000-0000-0000-0000000000a1",
-        "policyDisplayName": "Block CIPP Access - Outside Trusted IPs",
-        "window": {"from": "2026-05-01T00:00:00Z", "to": "2026-05-15T00:00:00Z"},
-        "signInsEvaluated": 10,
-        "wouldBlock": 0,
-        "breakGlass": 0,
-        "serviceAccount": 0,
-        "accepted": False,
-        "recordedAt": "2026-05-15T00:00:00Z",
-    }
-    record.update(changes)
-    return {k: v for k, v in record.items() if v is not None}
 
 
 # (id, mutation, key named in the error, fragment of the message)
@@ -182,33 +165,38 @@ CATALOGUE: list[tuple[str, Mutation, str, str]] = [
         "also a break-glass group",
     ),
     # technicianAccess.promotedAfter: the record `make promote` writes.
-    ("promotion without policy id", _set(PROMOTED, _record(policyId=None)), f"{PROMOTED}.policyId", "is required"),
+    (
+        "promotion without policy id",
+        _set(PROMOTED, promotion_record(policyId=None)),
+        f"{PROMOTED}.policyId",
+        "is required",
+    ),
     (
         "promotion window backwards",
-        _set(PROMOTED, _record(window={"from": "2026-05-15T00:00:00Z", "to": "2026-05-01T00:00:00Z"})),
+        _set(PROMOTED, promotion_record(window={"from": "2026-05-15T00:00:00Z", "to": "2026-05-01T00:00:00Z"})),
         f"{PROMOTED}.window",
         "from must be before to",
     ),
     (
         "promotion with unaccepted blocks",
-        _set(PROMOTED, _record(wouldBlock=3)),
+        _set(PROMOTED, promotion_record(wouldBlock=3)),
         f"{PROMOTED}.accepted",
         "3 affected sign-in(s)",
     ),
     (
         "promotion without evidence",
-        _set(PROMOTED, _record(signInsEvaluated=0)),
+        _set(PROMOTED, promotion_record(signInsEvaluated=0)),
         f"{PROMOTED}.accepted",
         "out of 0 evaluated",
     ),
     (
         "promotion time without zone",
-        _set(PROMOTED, _record(recordedAt="2026-05-15T00:00:00")),
+        _set(PROMOTED, promotion_record(recordedAt="2026-05-15T00:00:00")),
         f"{PROMOTED}.recordedAt",
         "with a zone",
     ),
-    ("promotion negative count", _set(PROMOTED, _record(breakGlass=-1)), f"{PROMOTED}.breakGlass", "a count"),
-    ("promotion unknown key", _set(PROMOTED, _record(who="me")), f"{PROMOTED}.who", "unknown key"),
+    ("promotion negative count", _set(PROMOTED, promotion_record(breakGlass=-1)), f"{PROMOTED}.breakGlass", "a count"),
+    ("promotion unknown key", _set(PROMOTED, promotion_record(who="me")), f"{PROMOTED}.who", "unknown key"),
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import config_problems, msp_raw, parsed_msp
+from tests.helpers import config_problems, msp_raw, parsed_msp, promotion_record
 
 parsed = parsed_msp
 problems = config_problems
@@ -62,18 +62,8 @@ def test_a_key_of_client_stacks_is_named_as_such_without_a_guess() -> None:
 def promoted(**record: Any) -> dict[str, Any]:
     raw = msp_raw()
     raw["technicianAccess"].update(state="enabled", operatorCheckIp="203.0.113.1")
-    raw["technicianAccess"]["promotedAfter"] = {
-        "policyId": "11111111-2222-3333-4444-555555555555",
-        "policyDisplayName": "Block CIPP Access - Outside Trusted IPs",
-        "window": {"from": "2026-05-01T00:00:00Z", "to": "2026-05-15T00:00:00Z"},
-        "signInsEvaluated": 10,
-        "wouldBlock": 0,
-        "breakGlass": 0,
-        "serviceAccount": 0,
-        "accepted": False,
-        "acceptedUsers": ["tech@msp.example"],
-        "recordedAt": "2026-05-15T00:00:00Z",
-    } | record
+    ours = {"policyId": "11111111-2222-3333-4444-555555555555", "acceptedUsers": ["tech@msp.example"]}
+    raw["technicianAccess"]["promotedAfter"] = promotion_record(**(ours | record))
     return raw
 
 
