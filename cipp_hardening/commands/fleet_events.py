@@ -122,7 +122,7 @@ class StackOf:
 
 
 def run_operation(
-    selected: StackOf | Any,
+    target: StackOf,
     action: str,
     log: Callable[[str], None],
     *,
@@ -130,10 +130,9 @@ def run_operation(
     refresh: bool = False,
     expect_no_changes: bool = False,
 ) -> EventTally:
-    """`pulumi preview` or `pulumi up` of a stack (a `StackOf`, or the Automation API's `Stack`); raises the
-    Automation API's CommandError when the CLI fails (StackNotFoundError for a stack with no state), as
-    `Stack.up` does."""
-    workspace = selected.workspace
+    """`pulumi preview` or `pulumi up` of a stack; raises the Automation API's CommandError when the CLI fails
+    (StackNotFoundError for a stack with no state), as `Stack.up` does."""
+    workspace = target.workspace
     env = {"PULUMI_DEBUG_COMMANDS": "true"}  # shows --event-log, as Stack._run_pulumi_cmd_sync sets it
     if getattr(workspace, "pulumi_home", None):
         env["PULUMI_HOME"] = workspace.pulumi_home
@@ -142,7 +141,7 @@ def run_operation(
         event_log = Path(folder) / f"{action}.jsonl"
         args = operation_arguments(
             action,
-            selected.name,
+            target.name,
             event_log,
             policy_packs=policy_packs,
             refresh=refresh,
